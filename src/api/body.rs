@@ -1,0 +1,65 @@
+//! Reading JSON request bodies with the contract's errors: 415 for a non-JSON content type,
+//! 413 over the route's limit, 400 for malformed JSON.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::Value;
+
+use super::error::ApiError;
+
+/// Body limit of `POST /v1/events`.
+pub const EVENT_BODY_LIMIT: usize = 256 * 1024;
+/// Body limit of `POST /v1/events/batch`.
+pub const BATCH_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Body limit of webhook create/update (metadata is at most 8 KiB of it).
+pub const WEBHOOK_BODY_LIMIT: usize = 64 * 1024;
+
+/// Whether the request says its body is JSON (`application/json` or `application/*+json`).
+/// `None` when it names no content type at all.
+pub fn declares_json(headers: &HeaderMap) -> Option<bool> {
+    let value = headers.get(CONTENT_TYPE)?;
+    let essence = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    Some(essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")))
+}
+
+/// The buffered body, with an oversize body turned into 413.
+pub fn bytes_within_limit(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge { limit_kib: limit / 1024 }
+        } else {
+            ApiError::Validation(format!("Could not read the request body: {}", rejection.body_text()))
+        }
+    })
+}
+
+/// Parses a required JSON body.
+pub fn json_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<Value, ApiError> {
+    let bytes = bytes_within_limit(body, limit)?;
+    if declares_json(headers) != Some(true) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    parse_json(&bytes)
+}
+
+/// Parses JSON text, with a 400 that says where it went wrong.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::Validation("Request body is empty; expected a JSON object".into()));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::Validation(format!("Malformed JSON in request body: {e}")))
+}

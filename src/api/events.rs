@@ -1,0 +1,218 @@
+//! Partner routes over events (§2 #8–#11): list, status, logs and manual retry. A path
+//! `{eventId}` names an event by record id or by business eventId.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::AppState;
+use super::ListParams;
+use super::auth::Caller;
+use super::body::{bytes_within_limit, declares_json, parse_json};
+use super::error::{ApiError, ErrorBody};
+use super::views::{DeliveryLogView, EventStatusView, EventView, Success};
+use crate::domain::event_type::is_valid_type;
+use crate::domain::scope::Scope;
+use crate::domain::status::EventStatus;
+use crate::domain::time::parse_iso8601_ms;
+use crate::store::{Event, EventQuery, RetryOutcome};
+
+const RETRY_BODY_LIMIT: usize = 16 * 1024;
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventList {
+    /// Events matching the query across all pages.
+    pub total: i64,
+    pub events: Vec<EventView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventLogs {
+    pub event: EventView,
+    /// Every attempt, oldest first.
+    pub logs: Vec<DeliveryLogView>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryQueued {
+    /// The path value, echoed.
+    pub event_id: String,
+    pub webhook_count: u32,
+    /// `Event queued for retry to N webhook(s)`.
+    pub message: String,
+}
+
+async fn find_event(state: &AppState, tenant: &str, id: &str) -> Result<Event, ApiError> {
+    // Ids are UUIDs; anything else names no event, without a query.
+    if Uuid::parse_str(id).is_err() {
+        return Err(ApiError::EventNotFound);
+    }
+    state.store.find_event(tenant, &id.to_ascii_lowercase()).await?.ok_or(ApiError::EventNotFound)
+}
+
+/// The tenant's events, newest first.
+#[utoipa::path(get, path = "/v1/webhooks/events", tag = "events", security(("bearer" = [])),
+    params(("status" = Option<String>, Query, description = "pending, processing, completed, failed or skipped"),
+           ("limit" = Option<u32>, Query, description = "1 to 100, default 50"),
+           ("eventType" = Option<String>, Query, description = "Only this event type"),
+           ("since" = Option<String>, Query, description = "Created at or after (ISO 8601)"),
+           ("until" = Option<String>, Query, description = "Created at or before (ISO 8601)"),
+           ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
+    responses((status = 200, body = EventList), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Json<EventList>, ApiError> {
+    let tenant = caller.partner(Scope::EventsRead)?;
+    let params = ListParams::parse(query.as_deref());
+    let limit = params.limit()?;
+    let status = match params.get("status") {
+        None => None,
+        Some(text) => Some(EventStatus::parse(text).ok_or_else(|| {
+            ApiError::Validation(
+                "status must be one of pending, processing, completed, failed, skipped".into(),
+            )
+        })?),
+    };
+    let event_type = match params.get("eventType") {
+        Some(text) if !is_valid_type(text) => {
+            return Err(ApiError::Validation("eventType must be a valid event type".into()));
+        }
+        other => other.map(str::to_string),
+    };
+    let instant = |name: &str| -> Result<Option<i64>, ApiError> {
+        params
+            .get(name)
+            .map(|text| {
+                parse_iso8601_ms(text).ok_or_else(|| {
+                    ApiError::Validation(format!("{name} must be an ISO 8601 timestamp"))
+                })
+            })
+            .transpose()
+    };
+    let before_cursor = params
+        .get("cursor")
+        .map(|text| {
+            text.parse::<i64>()
+                .map_err(|_| ApiError::Validation("cursor must be a nextCursor value from a previous page".into()))
+        })
+        .transpose()?;
+    let page = state
+        .store
+        .list_events(&EventQuery {
+            tenant: tenant.to_string(),
+            status,
+            event_type,
+            since_ms: instant("since")?,
+            until_ms: instant("until")?,
+            before_cursor,
+            limit,
+        })
+        .await?;
+    Ok(Json(EventList {
+        total: page.total,
+        events: page.events.into_iter().map(EventView::from).collect(),
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+    }))
+}
+
+/// The event's status.
+#[utoipa::path(get, path = "/v1/webhooks/events/{eventId}/status", tag = "events", security(("bearer" = [])),
+    params(("eventId" = String, Path, description = "Record id or business eventId")),
+    responses((status = 200, body = EventStatusView), (status = 404, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<EventStatusView>, ApiError> {
+    let tenant = caller.partner(Scope::EventsRead)?;
+    Ok(Json(find_event(&state, tenant, &id).await?.into()))
+}
+
+/// The event and every delivery attempt, oldest first.
+#[utoipa::path(get, path = "/v1/webhooks/events/{eventId}/logs", tag = "events", security(("bearer" = [])),
+    params(("eventId" = String, Path, description = "Record id or business eventId")),
+    responses((status = 200, body = EventLogs), (status = 404, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<EventLogs>, ApiError> {
+    let tenant = caller.partner(Scope::EventsRead)?;
+    let event = find_event(&state, tenant, &id).await?;
+    let logs = state.store.event_logs(tenant, event.id).await?;
+    Ok(Json(EventLogs {
+        event: event.into(),
+        logs: logs.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Which webhook a retry body names, if any. An empty body, `{}`, `webhookId: null` or no
+/// body at all mean every active subscribed webhook.
+fn retry_target(headers: &HeaderMap, body: &[u8]) -> Result<Option<Uuid>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    if declares_json(headers) == Some(false) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let body = parse_json(body)?;
+    let object = body
+        .as_object()
+        .ok_or_else(|| ApiError::Validation("Request body must be a JSON object".into()))?;
+    if let Some(key) = object.keys().find(|k| k.as_str() != "webhookId") {
+        return Err(ApiError::Validation(format!("Unknown field: {key} (expected webhookId)")));
+    }
+    match object.get("webhookId") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Uuid::parse_str(text)
+            .map(Some)
+            .map_err(|_| ApiError::Validation("webhookId must be a valid UUID".into())),
+        Some(_) => Err(ApiError::Validation("webhookId must be a valid UUID".into())),
+    }
+}
+
+/// Starts a new delivery cycle (attempt 1, at once) to one webhook or every active
+/// subscriber.
+#[utoipa::path(post, path = "/v1/webhooks/events/{eventId}/retry", tag = "events", security(("bearer" = [])),
+    params(("eventId" = String, Path, description = "Record id or business eventId")),
+    request_body(content = Option<crate::api::openapi::RetryRequest>, content_type = "application/json"),
+    responses((status = 200, body = Success<RetryQueued>), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody)))]
+pub async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Success<RetryQueued>>, ApiError> {
+    let tenant = caller.partner(Scope::EventsRetry)?;
+    let body = bytes_within_limit(body, RETRY_BODY_LIMIT)?;
+    let webhook = retry_target(&headers, &body)?;
+    let event = find_event(&state, tenant, &id).await?;
+    match state.store.retry_event(tenant, event.id, webhook).await? {
+        RetryOutcome::Queued(count) => Ok(Json(Success::new(RetryQueued {
+                event_id: id,
+                webhook_count: count,
+                message: format!("Event queued for retry to {count} webhook(s)"),
+            }))),
+        RetryOutcome::WebhookNotFound => Err(ApiError::WebhookNotFound),
+        RetryOutcome::WebhookInactive => Err(ApiError::Validation("Webhook is not active".into())),
+    }
+}

@@ -1,0 +1,64 @@
+//! Build, then run: [`App::build`] connects and migrates the store and binds the listener
+//! (so port 0 works and tests know the port); [`App::run`] serves until the shutdown token
+//! is cancelled and returns once every task it started has stopped.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::ingest::Ingest;
+use crate::store;
+use crate::telemetry::metrics_handle;
+
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    tracker: TaskTracker,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let store = store::connect(&config.database_url)
+            .await
+            .with_context(|| format!("cannot open the database {}", config.database_url))?;
+        store.migrate().await.context("cannot migrate the database")?;
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let tracker = TaskTracker::new();
+        let ingest = Ingest::start(store.clone(), &tracker);
+        let state = AppState {
+            store,
+            ingest,
+            config: Arc::new(config),
+            metrics: metrics_handle(),
+            tokens: Default::default(),
+        };
+        Ok(App { listener, state, tracker })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets in-flight requests finish.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let App { listener, state, tracker } = self;
+        let router = api::router(state);
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .context("HTTP server failed")?;
+        // The router (and with it the last ingest handle) is gone: the writer drains and stops.
+        tracker.close();
+        tracker.wait().await;
+        Ok(())
+    }
+}

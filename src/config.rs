@@ -1,0 +1,380 @@
+//! Herald's settings: built-in defaults, then a TOML file, then `HERALD_*` environment
+//! variables, then command-line flags (flags win). Loading has no side effects: the caller
+//! hands in the environment, so tests and two apps in one process never share state.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::domain::destination::DestinationPolicy;
+
+/// One setting: its key in the TOML file, its environment variable and its default.
+pub struct Setting {
+    pub key: &'static str,
+    pub env: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+/// Every setting Herald reads, in the order the README documents them.
+pub const SETTINGS: &[Setting] = &[
+    Setting { key: "database_url", env: "HERALD_DATABASE_URL", default: "sqlite://herald.db", help: "`sqlite://PATH` (created if missing)" },
+    Setting { key: "listen", env: "HERALD_LISTEN", default: "127.0.0.1:8080", help: "address to serve on" },
+    Setting { key: "notifications_enabled", env: "HERALD_NOTIFICATIONS_ENABLED", default: "true", help: "`false` makes every `/v1/webhooks*` route answer 503" },
+    Setting { key: "max_webhooks_per_tenant", env: "HERALD_MAX_WEBHOOKS_PER_TENANT", default: "5", help: "webhook cap per tenant, inactive ones included" },
+    Setting { key: "retry_schedule", env: "HERALD_RETRY_SCHEDULE", default: "1s,5s,25s,2m,10m", help: "delays after attempts 1..N-1 (N-1 delays = N attempts)" },
+    Setting { key: "delivery_timeout", env: "HERALD_DELIVERY_TIMEOUT", default: "30s", help: "per-attempt timeout" },
+    Setting { key: "allow_http", env: "HERALD_ALLOW_HTTP", default: "false", help: "accept `http://` webhook URLs (development only)" },
+    Setting { key: "allow_private_targets", env: "HERALD_ALLOW_PRIVATE_TARGETS", default: "false", help: "deliver to loopback/private addresses (development only)" },
+    Setting { key: "log_retention", env: "HERALD_LOG_RETENTION", default: "7d", help: "how long delivery logs are kept" },
+];
+
+const MAX_RETRY_DELAYS: usize = 20;
+
+/// The validated configuration of one Herald process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub database_url: String,
+    pub listen: String,
+    pub notifications_enabled: bool,
+    pub max_webhooks_per_tenant: u32,
+    /// Delays after attempts 1..N-1 of a cycle.
+    pub retry_schedule: Vec<Duration>,
+    pub delivery_timeout: Duration,
+    pub allow_http: bool,
+    pub allow_private_targets: bool,
+    pub log_retention: Duration,
+}
+
+impl Config {
+    /// The defaults alone, as `herald serve` uses them with no configuration.
+    pub fn defaults() -> Config {
+        Config::load(None, std::iter::empty(), &[]).expect("built-in defaults are valid")
+    }
+
+    /// Layers defaults, the TOML file, the `HERALD_*` variables among `env` and `flags`
+    /// (`(key, value)` pairs), then validates. Every problem is reported, each naming its
+    /// setting and where the value came from.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &[(&'static str, String)],
+    ) -> Result<Config, ConfigError> {
+        let mut values: BTreeMap<&'static str, (String, Source)> = SETTINGS
+            .iter()
+            .map(|s| (s.key, (s.default.to_string(), Source::Default)))
+            .collect();
+        let mut problems = Vec::new();
+        if let Some(path) = file {
+            match read_file(path) {
+                Ok(entries) => {
+                    for (key, value) in entries {
+                        match SETTINGS.iter().find(|s| s.key == key) {
+                            Some(setting) => {
+                                values.insert(setting.key, (value, Source::File(path.display().to_string())));
+                            }
+                            None => problems.push(format!(
+                                "unknown setting {key:?} in {} (known: {})",
+                                path.display(),
+                                SETTINGS.iter().map(|s| s.key).collect::<Vec<_>>().join(", ")
+                            )),
+                        }
+                    }
+                }
+                Err(problem) => problems.push(problem),
+            }
+        }
+        for (name, value) in env {
+            if let Some(setting) = SETTINGS.iter().find(|s| s.env == name) {
+                values.insert(setting.key, (value, Source::Env(setting.env)));
+            }
+        }
+        for (key, value) in flags {
+            values.insert(key, (value.clone(), Source::Flag(key)));
+        }
+
+        let mut parser = Parser { values: &values, problems };
+        let config = Config {
+            database_url: parser.get("database_url", parse_database_url),
+            listen: parser.get("listen", parse_listen),
+            notifications_enabled: parser.get("notifications_enabled", parse_bool),
+            max_webhooks_per_tenant: parser.get("max_webhooks_per_tenant", |v| {
+                parse_bounded(v, 1, 10_000)
+            }),
+            retry_schedule: parser.get("retry_schedule", parse_schedule),
+            delivery_timeout: parser.get("delivery_timeout", |v| {
+                parse_duration_between(v, Duration::from_millis(100), Duration::from_secs(600))
+            }),
+            allow_http: parser.get("allow_http", parse_bool),
+            allow_private_targets: parser.get("allow_private_targets", parse_bool),
+            log_retention: parser.get("log_retention", |v| {
+                parse_duration_between(v, Duration::from_secs(60), Duration::from_secs(3650 * 86_400))
+            }),
+        };
+        if parser.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { problems: parser.problems })
+        }
+    }
+
+    /// The destination switches, as the URL checks take them.
+    pub fn destination_policy(&self) -> DestinationPolicy {
+        DestinationPolicy {
+            allow_http: self.allow_http,
+            allow_private_targets: self.allow_private_targets,
+        }
+    }
+}
+
+/// Every problem found while loading, one per line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration:")?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Default,
+    File(String),
+    Env(&'static str),
+    Flag(&'static str),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => write!(f, "the default"),
+            Source::File(path) => write!(f, "{path}"),
+            Source::Env(name) => write!(f, "{name}"),
+            Source::Flag(key) => write!(f, "--{}", key.replace('_', "-")),
+        }
+    }
+}
+
+struct Parser<'a> {
+    values: &'a BTreeMap<&'static str, (String, Source)>,
+    problems: Vec<String>,
+}
+
+impl Parser<'_> {
+    fn get<T: Default>(&mut self, key: &'static str, parse: impl Fn(&str) -> Result<T, String>) -> T {
+        let (value, source) = &self.values[key];
+        match parse(value.trim()) {
+            Ok(parsed) => parsed,
+            Err(expected) => {
+                self.problems
+                    .push(format!("{key} (from {source}): {expected}, got {value:?}"));
+                T::default()
+            }
+        }
+    }
+}
+
+/// Reads a TOML file into `(key, raw value)` pairs; arrays become comma-separated lists.
+fn read_file(path: &Path) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| format!("config file {} is not valid TOML: {e}", path.display()))?;
+    table
+        .into_iter()
+        .map(|(key, value)| {
+            let raw = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|item| match item {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => other.to_string(),
+            };
+            Ok((key, raw))
+        })
+        .collect()
+}
+
+fn parse_database_url(value: &str) -> Result<String, String> {
+    if value.starts_with("sqlite:") && value.len() > "sqlite:".len() {
+        Ok(value.to_string())
+    } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+        Err("PostgreSQL is not supported by this build yet; expected sqlite://PATH".into())
+    } else {
+        Err("expected sqlite://PATH".into())
+    }
+}
+
+fn parse_listen(value: &str) -> Result<String, String> {
+    let valid = value
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if valid { Ok(value.to_string()) } else { Err("expected HOST:PORT such as 127.0.0.1:8080".into()) }
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+fn parse_bounded(value: &str, min: u32, max: u32) -> Result<u32, String> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| format!("expected a whole number from {min} to {max}"))
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h` or `7d`.
+pub fn parse_duration(value: &str) -> Option<Duration> {
+    let split = value.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let millis_per_unit = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    number.checked_mul(millis_per_unit).map(Duration::from_millis)
+}
+
+fn parse_duration_between(value: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    parse_duration(value)
+        .filter(|d| (min..=max).contains(d))
+        .ok_or_else(|| {
+            format!(
+                "expected a duration such as 30s, 2m or 7d, from {} to {}",
+                humanize(min),
+                humanize(max)
+            )
+        })
+}
+
+fn parse_schedule(value: &str) -> Result<Vec<Duration>, String> {
+    const EXPECTED: &str = "expected comma-separated delays such as 1s,5s,25s,2m,10m";
+    if value.is_empty() {
+        return Ok(Vec::new());
+    }
+    let delays = value
+        .split(',')
+        .map(|part| parse_duration(part.trim()).ok_or(EXPECTED))
+        .collect::<Result<Vec<_>, _>>()?;
+    if delays.len() > MAX_RETRY_DELAYS {
+        return Err(format!("{EXPECTED}, at most {MAX_RETRY_DELAYS} of them"));
+    }
+    Ok(delays)
+}
+
+fn humanize(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    match ms {
+        ms if ms % 86_400_000 == 0 => format!("{}d", ms / 86_400_000),
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let config = Config::defaults();
+        assert_eq!(config.database_url, "sqlite://herald.db");
+        assert_eq!(config.listen, "127.0.0.1:8080");
+        assert!(config.notifications_enabled);
+        assert_eq!(config.max_webhooks_per_tenant, 5);
+        let secs: Vec<u64> = config.retry_schedule.iter().map(|d| d.as_secs()).collect();
+        assert_eq!(secs, [1, 5, 25, 120, 600]);
+        assert_eq!(config.delivery_timeout, Duration::from_secs(30));
+        assert!(!config.allow_http && !config.allow_private_targets);
+        assert_eq!(config.log_retention, Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn flags_beat_environment_which_beats_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herald.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1\"\nmax_webhooks_per_tenant = 7\nretry_schedule = [\"1s\", \"2s\"]\nallow_http = true\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[("HERALD_LISTEN", "127.0.0.1:2"), ("HERALD_MAX_WEBHOOKS_PER_TENANT", "9"), ("OTHER", "x")]),
+            &[("listen", "127.0.0.1:3".to_string())],
+        )
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:3");
+        assert_eq!(config.max_webhooks_per_tenant, 9);
+        assert_eq!(config.retry_schedule, vec![Duration::from_secs(1), Duration::from_secs(2)]);
+        assert!(config.allow_http);
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_with_its_setting_and_source() {
+        let err = Config::load(
+            None,
+            env(&[("HERALD_DELIVERY_TIMEOUT", "soon"), ("HERALD_NOTIFICATIONS_ENABLED", "maybe")]),
+            &[("max_webhooks_per_tenant", "0".to_string())],
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 3, "{text}");
+        assert!(text.contains("delivery_timeout (from HERALD_DELIVERY_TIMEOUT)"), "{text}");
+        assert!(text.contains("notifications_enabled (from HERALD_NOTIFICATIONS_ENABLED)"), "{text}");
+        assert!(text.contains("max_webhooks_per_tenant (from --max-webhooks-per-tenant)"), "{text}");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herald.toml");
+        std::fs::write(&file, "lsiten = \"x\"\n").unwrap();
+        let err = Config::load(Some(&file), Vec::new(), &[]).unwrap_err();
+        assert!(err.to_string().contains("unknown setting \"lsiten\""), "{err}");
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("30"), None);
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("1w"), None);
+        assert_eq!(parse_schedule("").unwrap(), Vec::<Duration>::new());
+        assert!(parse_schedule("1s,,2s").is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! Pure types and rules of Herald: event types and patterns, keys and tokens, statuses,
+//! timestamps and the delivery envelope. Nothing here does I/O or knows axum or sqlx.
+
+pub mod destination;
+pub mod envelope;
+pub mod event;
+pub mod event_type;
+pub mod keys;
+pub mod scope;
+pub mod status;
+pub mod tenant;
+pub mod time;
+pub mod webhook;

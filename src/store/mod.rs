@@ -1,0 +1,285 @@
+//! The only place with SQL. One interface in use-case words ([`Store`]) over the backends;
+//! the backend is chosen from the database URL and the rest of Herald never knows which it
+//! talks to. Instants are Unix milliseconds in every backend.
+
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+pub use crate::domain::event::NewEvent;
+use crate::domain::scope::Scope;
+use crate::domain::status::EventStatus;
+use crate::domain::webhook::WebhookFields;
+
+pub use sqlite::SqliteStore;
+
+/// Failures of the store itself (never of a partner's input).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl StoreError {
+    /// Whether the database could not be reached (as opposed to a query that failed).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::WorkerCrashed
+            )
+        )
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub name: String,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Partner,
+    Producer,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Partner => "partner",
+            TokenKind::Producer => "producer",
+        }
+    }
+}
+
+/// A token as stored (never the token itself, only its hash).
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub id: Uuid,
+    pub kind: TokenKind,
+    pub tenant: Option<String>,
+    pub scopes: Vec<Scope>,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub id: Uuid,
+    pub hash: String,
+    pub kind: TokenKind,
+    pub tenant: Option<String>,
+    pub scopes: Vec<Scope>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub id: Uuid,
+    pub tenant: String,
+    pub name: String,
+    pub url: String,
+    pub api_key: String,
+    pub event_types: Vec<String>,
+    pub is_active: bool,
+    /// Compact JSON text of an object.
+    pub metadata: String,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewWebhook {
+    pub id: Uuid,
+    pub tenant: String,
+    pub name: String,
+    pub url: String,
+    pub api_key: String,
+    pub event_types: Vec<String>,
+    pub is_active: bool,
+    pub metadata: String,
+}
+
+/// How a webhook changes: validated fields to replace, or a new key.
+#[derive(Debug, Clone)]
+pub enum WebhookChange {
+    Fields(WebhookFields),
+    RotateKey { api_key: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Record id.
+    pub id: Uuid,
+    /// Business id, the idempotency key within the tenant.
+    pub event_id: String,
+    pub tenant: String,
+    pub event_type: String,
+    /// Compact JSON text of an object.
+    pub payload: String,
+    pub user_id: Option<String>,
+    pub source_service: Option<String>,
+    pub occurred_at_ms: i64,
+    pub status: EventStatus,
+    pub created_at_ms: i64,
+    pub queued_at_ms: Option<i64>,
+    pub processed_at_ms: Option<i64>,
+}
+
+/// The event as it is once stored for the first time.
+pub fn pending_event(new: NewEvent) -> Event {
+    Event {
+        id: new.id,
+        event_id: new.event_id,
+        tenant: new.tenant,
+        event_type: new.event_type,
+        payload: new.payload,
+        user_id: new.user_id,
+        source_service: new.source_service,
+        occurred_at_ms: new.occurred_at_ms,
+        status: EventStatus::Pending,
+        created_at_ms: new.created_at_ms,
+        queued_at_ms: None,
+        processed_at_ms: None,
+    }
+}
+
+/// What publishing one event did.
+#[derive(Debug, Clone)]
+pub enum PublishOutcome {
+    Created(Event),
+    /// The `(tenant, eventId)` was known: the first stored event, unchanged.
+    Existing(Event),
+    UnknownTenant(String),
+}
+
+/// One attempt, as the delivery log shows it.
+#[derive(Debug, Clone)]
+pub struct DeliveryLog {
+    pub id: Uuid,
+    pub event_id: String,
+    pub webhook_id: Uuid,
+    pub attempt_number: i64,
+    pub request_url: String,
+    /// JSON object of strings.
+    pub request_headers: String,
+    /// The body sent, as JSON text.
+    pub request_body: String,
+    pub response_status: Option<i64>,
+    pub response_body: Option<String>,
+    pub error_message: Option<String>,
+    pub delivery_status: String,
+    pub duration_ms: Option<i64>,
+    pub created_at_ms: i64,
+    pub next_retry_at_ms: Option<i64>,
+}
+
+/// A page of a tenant's events, newest first.
+#[derive(Debug, Clone)]
+pub struct EventQuery {
+    pub tenant: String,
+    pub status: Option<EventStatus>,
+    pub event_type: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// Only events older than this cursor (as returned in `next_cursor`).
+    pub before_cursor: Option<i64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    /// Events matching the filters across all pages.
+    pub total: i64,
+    pub events: Vec<Event>,
+    pub next_cursor: Option<i64>,
+}
+
+/// What a manual retry did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryOutcome {
+    /// A new cycle was queued to this many webhooks.
+    Queued(u32),
+    WebhookNotFound,
+    WebhookInactive,
+}
+
+/// Everything Herald asks of its database.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies the embedded migrations of this backend.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// Whether the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn create_tenant(&self, name: &str) -> StoreResult<Tenant>;
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+
+    async fn create_token(&self, token: NewToken) -> StoreResult<Token>;
+    async fn list_tokens(&self) -> StoreResult<Vec<Token>>;
+    /// Marks a token revoked; false when no such token exists.
+    async fn revoke_token(&self, id: Uuid) -> StoreResult<bool>;
+    /// The token with this hash, revoked or not.
+    async fn find_token(&self, hash: &str) -> StoreResult<Option<Token>>;
+
+    async fn list_webhooks(&self, tenant: &str) -> StoreResult<Vec<Webhook>>;
+    async fn find_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Webhook>>;
+    /// Creates a webhook unless the tenant already has `max_per_tenant` (then `Ok(None)`).
+    async fn create_webhook(&self, webhook: NewWebhook, max_per_tenant: u32)
+    -> StoreResult<Option<Webhook>>;
+    /// Applies a change; `Ok(None)` when the tenant has no such webhook.
+    async fn change_webhook(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        change: WebhookChange,
+    ) -> StoreResult<Option<Webhook>>;
+    /// Deletes a webhook and ends its unfinished deliveries as failed; false when not found.
+    async fn delete_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<bool>;
+    /// The webhook's delivery logs, newest first.
+    async fn webhook_logs(&self, tenant: &str, id: Uuid, limit: u32)
+    -> StoreResult<Vec<DeliveryLog>>;
+
+    /// Stores events durably (committed when this returns), idempotent on `(tenant, eventId)`.
+    /// One outcome per input, in order.
+    async fn publish_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<PublishOutcome>>;
+    async fn list_events(&self, query: &EventQuery) -> StoreResult<EventPage>;
+    /// The tenant's event whose record id or business eventId is `id`.
+    async fn find_event(&self, tenant: &str, id: &str) -> StoreResult<Option<Event>>;
+    /// Every delivery log of an event, oldest first.
+    async fn event_logs(&self, tenant: &str, event: Uuid) -> StoreResult<Vec<DeliveryLog>>;
+    /// Starts a new delivery cycle for an event, to one webhook or to every active subscriber.
+    async fn retry_event(
+        &self,
+        tenant: &str,
+        event: Uuid,
+        webhook: Option<Uuid>,
+    ) -> StoreResult<RetryOutcome>;
+}
+
+/// Opens the store a database URL names, without migrating it.
+pub async fn connect(database_url: &str) -> StoreResult<Arc<dyn Store>> {
+    if database_url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(database_url).await?))
+    } else {
+        Err(StoreError::Invalid(format!(
+            "unsupported database URL {database_url:?}: this build of Herald stores data in \
+             SQLite (sqlite://PATH); PostgreSQL support is tracked separately"
+        )))
+    }
+}
