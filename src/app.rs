@@ -27,7 +27,10 @@ impl App {
         let store = store::connect(&config.database_url)
             .await
             .with_context(|| format!("cannot open the database {}", config.database_url))?;
-        store.migrate().await.context("cannot migrate the database")?;
+        store
+            .migrate()
+            .await
+            .context("cannot migrate the database")?;
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -40,17 +43,27 @@ impl App {
             metrics: metrics_handle(),
             tokens: Default::default(),
         };
-        Ok(App { listener, state, tracker })
+        Ok(App {
+            listener,
+            state,
+            tracker,
+        })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` is cancelled, then lets in-flight requests finish.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { listener, state, tracker } = self;
+        let App {
+            listener,
+            state,
+            tracker,
+        } = self;
         let router = api::router(state);
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.cancelled_owned())

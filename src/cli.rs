@@ -21,7 +21,11 @@ use crate::store::{self, NewToken, Store, StoreError, TokenKind};
 use crate::telemetry::init_logging;
 
 #[derive(Parser)]
-#[command(name = "herald", version, about = "Herald: webhook notification service")]
+#[command(
+    name = "herald",
+    version,
+    about = "Herald: webhook notification service"
+)]
 struct Cli {
     /// TOML configuration file.
     #[arg(long, global = true, value_name = "PATH")]
@@ -114,7 +118,11 @@ enum TokenCommand {
     /// Create a token; it is printed once and stored only as a hash.
     Create {
         /// Partner token for this tenant.
-        #[arg(long, required_unless_present = "producer", conflicts_with = "producer")]
+        #[arg(
+            long,
+            required_unless_present = "producer",
+            conflicts_with = "producer"
+        )]
         tenant: Option<String>,
         /// Partner scope (repeatable): webhooks:read, webhooks:write, events:read,
         /// events:retry. Default: all four.
@@ -181,7 +189,10 @@ async fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn Store>
     let store = store::connect(&config.database_url)
         .await
         .with_context(|| format!("cannot open the database {}", config.database_url))?;
-    store.migrate().await.context("cannot migrate the database")?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
     Ok(store)
 }
 
@@ -220,9 +231,15 @@ async fn tenant(store: &dyn Store, command: TenantCommand) -> anyhow::Result<()>
             if !is_valid_tenant_name(&name) {
                 bail!("invalid tenant name {name:?}: use [a-z0-9][a-z0-9_-]{{0,62}}");
             }
-            let tenant = store.create_tenant(&name).await.map_err(conflict_as_message)?;
+            let tenant = store
+                .create_tenant(&name)
+                .await
+                .map_err(conflict_as_message)?;
             if json {
-                println!("{}", json!({"name": tenant.name, "createdAt": format_ms(tenant.created_at_ms)}));
+                println!(
+                    "{}",
+                    json!({"name": tenant.name, "createdAt": format_ms(tenant.created_at_ms)})
+                );
             } else {
                 println!("Created tenant {}", tenant.name);
             }
@@ -248,7 +265,12 @@ async fn tenant(store: &dyn Store, command: TenantCommand) -> anyhow::Result<()>
 
 async fn token(store: &dyn Store, command: TokenCommand) -> anyhow::Result<()> {
     match command {
-        TokenCommand::Create { tenant, scopes, producer, json } => {
+        TokenCommand::Create {
+            tenant,
+            scopes,
+            producer,
+            json,
+        } => {
             let (kind, scopes) = if producer {
                 (TokenKind::Producer, vec![Scope::EventsPublish])
             } else {
@@ -293,7 +315,10 @@ async fn token(store: &dyn Store, command: TokenCommand) -> anyhow::Result<()> {
                     .collect();
                 println!("{}", serde_json::Value::Array(rows));
             } else {
-                println!("{:<36}  {:<8}  {:<16}  {:<24}  {:<24}  SCOPES", "ID", "KIND", "TENANT", "CREATED", "REVOKED");
+                println!(
+                    "{:<36}  {:<8}  {:<16}  {:<24}  {:<24}  SCOPES",
+                    "ID", "KIND", "TENANT", "CREATED", "REVOKED"
+                );
                 for t in tokens {
                     let scopes: Vec<_> = t.scopes.iter().map(|s| s.as_str()).collect();
                     println!(
@@ -309,7 +334,8 @@ async fn token(store: &dyn Store, command: TokenCommand) -> anyhow::Result<()> {
             }
         }
         TokenCommand::Revoke { id } => {
-            let parsed = Uuid::parse_str(&id).with_context(|| format!("{id:?} is not a token id"))?;
+            let parsed =
+                Uuid::parse_str(&id).with_context(|| format!("{id:?} is not a token id"))?;
             if !store.revoke_token(parsed).await? {
                 bail!("no token with id {id}");
             }

@@ -19,15 +19,60 @@ pub struct Setting {
 
 /// Every setting Herald reads, in the order the README documents them.
 pub const SETTINGS: &[Setting] = &[
-    Setting { key: "database_url", env: "HERALD_DATABASE_URL", default: "sqlite://herald.db", help: "`sqlite://PATH` (created if missing)" },
-    Setting { key: "listen", env: "HERALD_LISTEN", default: "127.0.0.1:8080", help: "address to serve on" },
-    Setting { key: "notifications_enabled", env: "HERALD_NOTIFICATIONS_ENABLED", default: "true", help: "`false` makes every `/v1/webhooks*` route answer 503" },
-    Setting { key: "max_webhooks_per_tenant", env: "HERALD_MAX_WEBHOOKS_PER_TENANT", default: "5", help: "webhook cap per tenant, inactive ones included" },
-    Setting { key: "retry_schedule", env: "HERALD_RETRY_SCHEDULE", default: "1s,5s,25s,2m,10m", help: "delays after attempts 1..N-1 (N-1 delays = N attempts)" },
-    Setting { key: "delivery_timeout", env: "HERALD_DELIVERY_TIMEOUT", default: "30s", help: "per-attempt timeout" },
-    Setting { key: "allow_http", env: "HERALD_ALLOW_HTTP", default: "false", help: "accept `http://` webhook URLs (development only)" },
-    Setting { key: "allow_private_targets", env: "HERALD_ALLOW_PRIVATE_TARGETS", default: "false", help: "deliver to loopback/private addresses (development only)" },
-    Setting { key: "log_retention", env: "HERALD_LOG_RETENTION", default: "7d", help: "how long delivery logs are kept" },
+    Setting {
+        key: "database_url",
+        env: "HERALD_DATABASE_URL",
+        default: "sqlite://herald.db",
+        help: "`sqlite://PATH` (created if missing)",
+    },
+    Setting {
+        key: "listen",
+        env: "HERALD_LISTEN",
+        default: "127.0.0.1:8080",
+        help: "address to serve on",
+    },
+    Setting {
+        key: "notifications_enabled",
+        env: "HERALD_NOTIFICATIONS_ENABLED",
+        default: "true",
+        help: "`false` makes every `/v1/webhooks*` route answer 503",
+    },
+    Setting {
+        key: "max_webhooks_per_tenant",
+        env: "HERALD_MAX_WEBHOOKS_PER_TENANT",
+        default: "5",
+        help: "webhook cap per tenant, inactive ones included",
+    },
+    Setting {
+        key: "retry_schedule",
+        env: "HERALD_RETRY_SCHEDULE",
+        default: "1s,5s,25s,2m,10m",
+        help: "delays after attempts 1..N-1 (N-1 delays = N attempts)",
+    },
+    Setting {
+        key: "delivery_timeout",
+        env: "HERALD_DELIVERY_TIMEOUT",
+        default: "30s",
+        help: "per-attempt timeout",
+    },
+    Setting {
+        key: "allow_http",
+        env: "HERALD_ALLOW_HTTP",
+        default: "false",
+        help: "accept `http://` webhook URLs (development only)",
+    },
+    Setting {
+        key: "allow_private_targets",
+        env: "HERALD_ALLOW_PRIVATE_TARGETS",
+        default: "false",
+        help: "deliver to loopback/private addresses (development only)",
+    },
+    Setting {
+        key: "log_retention",
+        env: "HERALD_LOG_RETENTION",
+        default: "7d",
+        help: "how long delivery logs are kept",
+    },
 ];
 
 const MAX_RETRY_DELAYS: usize = 20;
@@ -72,12 +117,19 @@ impl Config {
                     for (key, value) in entries {
                         match SETTINGS.iter().find(|s| s.key == key) {
                             Some(setting) => {
-                                values.insert(setting.key, (value, Source::File(path.display().to_string())));
+                                values.insert(
+                                    setting.key,
+                                    (value, Source::File(path.display().to_string())),
+                                );
                             }
                             None => problems.push(format!(
                                 "unknown setting {key:?} in {} (known: {})",
                                 path.display(),
-                                SETTINGS.iter().map(|s| s.key).collect::<Vec<_>>().join(", ")
+                                SETTINGS
+                                    .iter()
+                                    .map(|s| s.key)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             )),
                         }
                     }
@@ -94,14 +146,16 @@ impl Config {
             values.insert(key, (value.clone(), Source::Flag(key)));
         }
 
-        let mut parser = Parser { values: &values, problems };
+        let mut parser = Parser {
+            values: &values,
+            problems,
+        };
         let config = Config {
             database_url: parser.get("database_url", parse_database_url),
             listen: parser.get("listen", parse_listen),
             notifications_enabled: parser.get("notifications_enabled", parse_bool),
-            max_webhooks_per_tenant: parser.get("max_webhooks_per_tenant", |v| {
-                parse_bounded(v, 1, 10_000)
-            }),
+            max_webhooks_per_tenant: parser
+                .get("max_webhooks_per_tenant", |v| parse_bounded(v, 1, 10_000)),
             retry_schedule: parser.get("retry_schedule", parse_schedule),
             delivery_timeout: parser.get("delivery_timeout", |v| {
                 parse_duration_between(v, Duration::from_millis(100), Duration::from_secs(600))
@@ -109,13 +163,19 @@ impl Config {
             allow_http: parser.get("allow_http", parse_bool),
             allow_private_targets: parser.get("allow_private_targets", parse_bool),
             log_retention: parser.get("log_retention", |v| {
-                parse_duration_between(v, Duration::from_secs(60), Duration::from_secs(3650 * 86_400))
+                parse_duration_between(
+                    v,
+                    Duration::from_secs(60),
+                    Duration::from_secs(3650 * 86_400),
+                )
             }),
         };
         if parser.problems.is_empty() {
             Ok(config)
         } else {
-            Err(ConfigError { problems: parser.problems })
+            Err(ConfigError {
+                problems: parser.problems,
+            })
         }
     }
 
@@ -171,7 +231,11 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
-    fn get<T: Default>(&mut self, key: &'static str, parse: impl Fn(&str) -> Result<T, String>) -> T {
+    fn get<T: Default>(
+        &mut self,
+        key: &'static str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> T {
         let (value, source) = &self.values[key];
         match parse(value.trim()) {
             Ok(parsed) => parsed,
@@ -226,7 +290,11 @@ fn parse_listen(value: &str) -> Result<String, String> {
     let valid = value
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-    if valid { Ok(value.to_string()) } else { Err("expected HOST:PORT such as 127.0.0.1:8080".into()) }
+    if valid {
+        Ok(value.to_string())
+    } else {
+        Err("expected HOST:PORT such as 127.0.0.1:8080".into())
+    }
 }
 
 fn parse_bool(value: &str) -> Result<bool, String> {
@@ -258,7 +326,9 @@ pub fn parse_duration(value: &str) -> Option<Duration> {
         "d" => 86_400_000,
         _ => return None,
     };
-    number.checked_mul(millis_per_unit).map(Duration::from_millis)
+    number
+        .checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
 }
 
 fn parse_duration_between(value: &str, min: Duration, max: Duration) -> Result<Duration, String> {
@@ -304,7 +374,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -332,13 +405,20 @@ mod tests {
         .unwrap();
         let config = Config::load(
             Some(&file),
-            env(&[("HERALD_LISTEN", "127.0.0.1:2"), ("HERALD_MAX_WEBHOOKS_PER_TENANT", "9"), ("OTHER", "x")]),
+            env(&[
+                ("HERALD_LISTEN", "127.0.0.1:2"),
+                ("HERALD_MAX_WEBHOOKS_PER_TENANT", "9"),
+                ("OTHER", "x"),
+            ]),
             &[("listen", "127.0.0.1:3".to_string())],
         )
         .unwrap();
         assert_eq!(config.listen, "127.0.0.1:3");
         assert_eq!(config.max_webhooks_per_tenant, 9);
-        assert_eq!(config.retry_schedule, vec![Duration::from_secs(1), Duration::from_secs(2)]);
+        assert_eq!(
+            config.retry_schedule,
+            vec![Duration::from_secs(1), Duration::from_secs(2)]
+        );
         assert!(config.allow_http);
     }
 
@@ -346,15 +426,27 @@ mod tests {
     fn every_bad_value_is_reported_with_its_setting_and_source() {
         let err = Config::load(
             None,
-            env(&[("HERALD_DELIVERY_TIMEOUT", "soon"), ("HERALD_NOTIFICATIONS_ENABLED", "maybe")]),
+            env(&[
+                ("HERALD_DELIVERY_TIMEOUT", "soon"),
+                ("HERALD_NOTIFICATIONS_ENABLED", "maybe"),
+            ]),
             &[("max_webhooks_per_tenant", "0".to_string())],
         )
         .unwrap_err();
         let text = err.to_string();
         assert_eq!(err.problems.len(), 3, "{text}");
-        assert!(text.contains("delivery_timeout (from HERALD_DELIVERY_TIMEOUT)"), "{text}");
-        assert!(text.contains("notifications_enabled (from HERALD_NOTIFICATIONS_ENABLED)"), "{text}");
-        assert!(text.contains("max_webhooks_per_tenant (from --max-webhooks-per-tenant)"), "{text}");
+        assert!(
+            text.contains("delivery_timeout (from HERALD_DELIVERY_TIMEOUT)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("notifications_enabled (from HERALD_NOTIFICATIONS_ENABLED)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("max_webhooks_per_tenant (from --max-webhooks-per-tenant)"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -363,7 +455,10 @@ mod tests {
         let file = dir.path().join("herald.toml");
         std::fs::write(&file, "lsiten = \"x\"\n").unwrap();
         let err = Config::load(Some(&file), Vec::new(), &[]).unwrap_err();
-        assert!(err.to_string().contains("unknown setting \"lsiten\""), "{err}");
+        assert!(
+            err.to_string().contains("unknown setting \"lsiten\""),
+            "{err}"
+        );
     }
 
     #[test]

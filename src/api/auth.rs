@@ -77,7 +77,11 @@ fn caller_of(token: Token) -> Option<Caller> {
     if token.revoked_at_ms.is_some() {
         return None;
     }
-    Some(Caller { tenant: token.tenant, kind: token.kind, scopes: token.scopes })
+    Some(Caller {
+        tenant: token.tenant,
+        kind: token.kind,
+        scopes: token.scopes,
+    })
 }
 
 impl FromRequestParts<AppState> for Caller {

@@ -28,16 +28,27 @@ pub fn declares_json(headers: &HeaderMap) -> Option<bool> {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    Some(essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")))
+    Some(
+        essence == "application/json"
+            || (essence.starts_with("application/") && essence.ends_with("+json")),
+    )
 }
 
 /// The buffered body, with an oversize body turned into 413.
-pub fn bytes_within_limit(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+pub fn bytes_within_limit(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge { limit_kib: limit / 1024 }
+            ApiError::PayloadTooLarge {
+                limit_kib: limit / 1024,
+            }
         } else {
-            ApiError::Validation(format!("Could not read the request body: {}", rejection.body_text()))
+            ApiError::Validation(format!(
+                "Could not read the request body: {}",
+                rejection.body_text()
+            ))
         }
     })
 }
@@ -58,7 +69,9 @@ pub fn json_body(
 /// Parses JSON text, with a 400 that says where it went wrong.
 pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::Validation("Request body is empty; expected a JSON object".into()));
+        return Err(ApiError::Validation(
+            "Request body is empty; expected a JSON object".into(),
+        ));
     }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::Validation(format!("Malformed JSON in request body: {e}")))

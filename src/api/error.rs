@@ -89,7 +89,10 @@ impl ApiError {
 
     /// The body of an error response, for callers that embed it (batch results).
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { message: self.to_string(), code: self.code() }
+        ErrorBody {
+            message: self.to_string(),
+            code: self.code(),
+        }
     }
 }
 

@@ -58,7 +58,11 @@ async fn find_event(state: &AppState, tenant: &str, id: &str) -> Result<Event, A
     if Uuid::parse_str(id).is_err() {
         return Err(ApiError::EventNotFound);
     }
-    state.store.find_event(tenant, &id.to_ascii_lowercase()).await?.ok_or(ApiError::EventNotFound)
+    state
+        .store
+        .find_event(tenant, &id.to_ascii_lowercase())
+        .await?
+        .ok_or(ApiError::EventNotFound)
 }
 
 /// The tenant's events, newest first.
@@ -89,7 +93,9 @@ pub async fn list(
     };
     let event_type = match params.get("eventType") {
         Some(text) if !is_valid_type(text) => {
-            return Err(ApiError::Validation("eventType must be a valid event type".into()));
+            return Err(ApiError::Validation(
+                "eventType must be a valid event type".into(),
+            ));
         }
         other => other.map(str::to_string),
     };
@@ -106,8 +112,11 @@ pub async fn list(
     let before_cursor = params
         .get("cursor")
         .map(|text| {
-            text.parse::<i64>()
-                .map_err(|_| ApiError::Validation("cursor must be a nextCursor value from a previous page".into()))
+            text.parse::<i64>().map_err(|_| {
+                ApiError::Validation(
+                    "cursor must be a nextCursor value from a previous page".into(),
+                )
+            })
         })
         .transpose()?;
     let page = state
@@ -176,14 +185,18 @@ fn retry_target(headers: &HeaderMap, body: &[u8]) -> Result<Option<Uuid>, ApiErr
         .as_object()
         .ok_or_else(|| ApiError::Validation("Request body must be a JSON object".into()))?;
     if let Some(key) = object.keys().find(|k| k.as_str() != "webhookId") {
-        return Err(ApiError::Validation(format!("Unknown field: {key} (expected webhookId)")));
+        return Err(ApiError::Validation(format!(
+            "Unknown field: {key} (expected webhookId)"
+        )));
     }
     match object.get("webhookId") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Uuid::parse_str(text)
             .map(Some)
             .map_err(|_| ApiError::Validation("webhookId must be a valid UUID".into())),
-        Some(_) => Err(ApiError::Validation("webhookId must be a valid UUID".into())),
+        Some(_) => Err(ApiError::Validation(
+            "webhookId must be a valid UUID".into(),
+        )),
     }
 }
 
@@ -208,10 +221,10 @@ pub async fn retry(
     let event = find_event(&state, tenant, &id).await?;
     match state.store.retry_event(tenant, event.id, webhook).await? {
         RetryOutcome::Queued(count) => Ok(Json(Success::new(RetryQueued {
-                event_id: id,
-                webhook_count: count,
-                message: format!("Event queued for retry to {count} webhook(s)"),
-            }))),
+            event_id: id,
+            webhook_count: count,
+            message: format!("Event queued for retry to {count} webhook(s)"),
+        }))),
         RetryOutcome::WebhookNotFound => Err(ApiError::WebhookNotFound),
         RetryOutcome::WebhookInactive => Err(ApiError::Validation("Webhook is not active".into())),
     }

@@ -51,12 +51,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/webhooks/events/{event_id}/retry", post(events::retry))
         .route(
             "/v1/webhooks/{id}",
-            get(webhooks::get).put(webhooks::update).delete(webhooks::delete),
+            get(webhooks::get)
+                .put(webhooks::update)
+                .delete(webhooks::delete),
         )
         .route("/v1/webhooks/{id}/rotate-key", post(webhooks::rotate_key))
         .route("/v1/webhooks/{id}/logs", get(webhooks::logs))
         .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_notifications));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_notifications,
+        ));
     let producer = Router::new()
         .route(
             "/v1/events",
@@ -83,7 +88,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The 503 switch: with notifications off, every `/v1/webhooks*` route answers it.
-async fn require_notifications(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn require_notifications(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     if state.config.notifications_enabled {
         next.run(request).await
     } else {
@@ -123,7 +132,11 @@ impl ListParams {
 
     /// The last value given for `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// `limit`: an integer from 1 to 100, default 50.
@@ -135,7 +148,9 @@ impl ListParams {
                 .parse::<u32>()
                 .ok()
                 .filter(|n| (1..=100).contains(n))
-                .ok_or_else(|| ApiError::Validation("limit must be an integer between 1 and 100".into())),
+                .ok_or_else(|| {
+                    ApiError::Validation("limit must be an integer between 1 and 100".into())
+                }),
         }
     }
 }

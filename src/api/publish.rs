@@ -102,7 +102,9 @@ pub async fn publish_batch(
         .as_object()
         .ok_or_else(|| ApiError::Validation("Request body must be a JSON object".into()))?;
     if let Some(key) = object.keys().find(|k| k.as_str() != "events") {
-        return Err(ApiError::Validation(format!("Unknown field: {key} (expected events)")));
+        return Err(ApiError::Validation(format!(
+            "Unknown field: {key} (expected events)"
+        )));
     }
     let items = match object.get("events") {
         Some(Value::Array(items)) if (1..=MAX_BATCH_EVENTS).contains(&items.len()) => items,
@@ -117,7 +119,10 @@ pub async fn publish_batch(
                 valid.push(event);
                 results.push(None);
             }
-            Err(message) => results.push(Some(BatchResult::Rejected { status: 400, message })),
+            Err(message) => results.push(Some(BatchResult::Rejected {
+                status: 400,
+                message,
+            })),
         }
     }
     let rejected = (results.len() - valid.len()) as u64;
@@ -127,21 +132,36 @@ pub async fn publish_batch(
         *slot = Some(match outcomes.next() {
             Some(PublishOutcome::Created(event)) => {
                 created += 1;
-                BatchResult::Stored { status: 201, event: event.into() }
+                BatchResult::Stored {
+                    status: 201,
+                    event: event.into(),
+                }
             }
             Some(PublishOutcome::Existing(event)) => {
                 existing += 1;
-                BatchResult::Stored { status: 200, event: event.into() }
+                BatchResult::Stored {
+                    status: 200,
+                    event: event.into(),
+                }
             }
             Some(PublishOutcome::UnknownTenant(name)) => {
                 unknown += 1;
-                BatchResult::Rejected { status: 400, message: unknown_tenant(&name).to_string() }
+                BatchResult::Rejected {
+                    status: 400,
+                    message: unknown_tenant(&name).to_string(),
+                }
             }
-            None => return Err(ApiError::Internal("publish returned too few outcomes".into())),
+            None => {
+                return Err(ApiError::Internal(
+                    "publish returned too few outcomes".into(),
+                ));
+            }
         });
     }
     count("created", created);
     count("existing", existing);
     count("rejected", rejected + unknown);
-    Ok(Json(BatchResults { results: results.into_iter().flatten().collect() }))
+    Ok(Json(BatchResults {
+        results: results.into_iter().flatten().collect(),
+    }))
 }

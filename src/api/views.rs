@@ -209,6 +209,9 @@ pub struct Success<T> {
 
 impl<T> Success<T> {
     pub fn new(data: T) -> Success<T> {
-        Success { success: true, data }
+        Success {
+            success: true,
+            data,
+        }
     }
 }

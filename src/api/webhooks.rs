@@ -11,11 +11,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
+use super::ListParams;
 use super::auth::Caller;
 use super::body::{WEBHOOK_BODY_LIMIT, json_body};
 use super::error::{ApiError, ErrorBody};
 use super::views::{DeliveryLogView, Success, WebhookView};
-use super::ListParams;
 use crate::domain::keys::new_api_key;
 use crate::domain::scope::Scope;
 use crate::domain::webhook::{validate_create, validate_update};
@@ -44,10 +44,15 @@ pub struct LogList {
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
     responses((status = 200, body = Vec<WebhookView>), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<WebhookView>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<WebhookView>>, ApiError> {
     let tenant = caller.partner(Scope::WebhooksRead)?;
     let webhooks = state.store.list_webhooks(tenant).await?;
-    Ok(Json(webhooks.into_iter().map(WebhookView::masked).collect()))
+    Ok(Json(
+        webhooks.into_iter().map(WebhookView::masked).collect(),
+    ))
 }
 
 /// Creates a webhook (inactive unless `is_active` is true); the response shows the full
@@ -66,7 +71,8 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Success<WebhookView>>), ApiError> {
     let tenant = caller.partner(Scope::WebhooksWrite)?;
     let body = json_body(&headers, body, WEBHOOK_BODY_LIMIT)?;
-    let fields = validate_create(&body, &state.config.destination_policy()).map_err(ApiError::Validation)?;
+    let fields =
+        validate_create(&body, &state.config.destination_policy()).map_err(ApiError::Validation)?;
     let new = NewWebhook {
         id: Uuid::now_v7(),
         tenant: tenant.to_string(),
@@ -79,7 +85,10 @@ pub async fn create(
     };
     let cap = state.config.max_webhooks_per_tenant;
     match state.store.create_webhook(new, cap).await? {
-        Some(webhook) => Ok((StatusCode::CREATED, Json(Success::new(WebhookView::with_secrets(webhook))))),
+        Some(webhook) => Ok((
+            StatusCode::CREATED,
+            Json(Success::new(WebhookView::with_secrets(webhook))),
+        )),
         None => Err(ApiError::Validation(format!(
             "Maximum webhook limit ({cap}) reached for this tenant"
         ))),
@@ -122,7 +131,8 @@ pub async fn update(
     let tenant = caller.partner(Scope::WebhooksWrite)?;
     let id = webhook_id(&id)?;
     let body = json_body(&headers, body, WEBHOOK_BODY_LIMIT)?;
-    let fields = validate_update(&body, &state.config.destination_policy()).map_err(ApiError::Validation)?;
+    let fields =
+        validate_update(&body, &state.config.destination_policy()).map_err(ApiError::Validation)?;
     let webhook = state
         .store
         .change_webhook(tenant, id, WebhookChange::Fields(fields))
@@ -146,7 +156,10 @@ pub async fn delete(
     if !state.store.delete_webhook(tenant, id).await? {
         return Err(ApiError::WebhookNotFound);
     }
-    Ok(Json(Success::new(Deleted { id, message: "Webhook deleted" })))
+    Ok(Json(Success::new(Deleted {
+        id,
+        message: "Webhook deleted",
+    })))
 }
 
 /// Replaces the webhook's key at once; the old key stops signing immediately.
@@ -160,7 +173,9 @@ pub async fn rotate_key(
     Path(id): Path<String>,
 ) -> Result<Json<Success<WebhookView>>, ApiError> {
     let tenant = caller.partner(Scope::WebhooksWrite)?;
-    let change = WebhookChange::RotateKey { api_key: new_api_key() };
+    let change = WebhookChange::RotateKey {
+        api_key: new_api_key(),
+    };
     let webhook = state
         .store
         .change_webhook(tenant, webhook_id(&id)?, change)
@@ -189,5 +204,8 @@ pub async fn logs(
         return Err(ApiError::WebhookNotFound);
     }
     let logs = state.store.webhook_logs(tenant, id, limit).await?;
-    Ok(Json(LogList { count: logs.len(), logs: logs.into_iter().map(Into::into).collect() }))
+    Ok(Json(LogList {
+        count: logs.len(),
+        logs: logs.into_iter().map(Into::into).collect(),
+    }))
 }

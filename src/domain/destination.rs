@@ -68,9 +68,11 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("carrier-grade NAT")
     } else if ip.is_multicast() {
         Some("multicast")
-    } else if ip.is_broadcast() || a >= 240 {
-        Some("reserved")
-    } else if (a == 192 && b == 0 && c == 0) || (a == 198 && (b == 18 || b == 19)) {
+    } else if ip.is_broadcast()
+        || a >= 240
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 198 && (b == 18 || b == 19))
+    {
         Some("reserved")
     } else if ip.is_documentation() {
         Some("documentation")
@@ -105,9 +107,8 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
 /// The IPv4 address an IPv6 address stands for, where it carries one.
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
-    let from = |hi: u16, lo: u16| {
-        Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
-    };
+    let from =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
     if let Some(v4) = ip.to_ipv4_mapped() {
         return Some(v4);
     }
@@ -136,7 +137,12 @@ mod tests {
 
     #[test]
     fn public_addresses_pass() {
-        for ok in ["93.184.216.34", "8.8.8.8", "2606:2800:220:1:248:1893:25c8:1946", "1.1.1.1"] {
+        for ok in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:2800:220:1:248:1893:25c8:1946",
+            "1.1.1.1",
+        ] {
             assert_eq!(reason(ok), None, "{ok}");
         }
     }
@@ -144,9 +150,23 @@ mod tests {
     #[test]
     fn internal_ranges_are_refused() {
         for bad in [
-            "127.0.0.1", "127.9.9.9", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
-            "100.64.0.1", "100.100.100.200", "0.0.0.0", "224.0.0.1", "255.255.255.255",
-            "::1", "::", "fe80::1", "fc00::1", "fd00:ec2::254", "ff02::1",
+            "127.0.0.1",
+            "127.9.9.9",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.100.100.200",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fc00::1",
+            "fd00:ec2::254",
+            "ff02::1",
         ] {
             assert!(reason(bad).is_some(), "{bad}");
         }
@@ -167,8 +187,14 @@ mod tests {
     fn literal_urls_are_checked_at_the_edge() {
         let strict = DestinationPolicy::default();
         assert_eq!(check_url_literal("https://example.com/x", &strict), Ok(()));
-        assert_eq!(check_url_literal("http://example.com/x", &strict).unwrap_err(), "url must use https");
-        assert_eq!(check_url_literal("example.com", &strict).unwrap_err(), "url must be an absolute URL");
+        assert_eq!(
+            check_url_literal("http://example.com/x", &strict).unwrap_err(),
+            "url must use https"
+        );
+        assert_eq!(
+            check_url_literal("example.com", &strict).unwrap_err(),
+            "url must be an absolute URL"
+        );
         assert_eq!(
             check_url_literal("https://127.0.0.1/x", &strict).unwrap_err(),
             "url must not point to a loopback address"
@@ -176,8 +202,14 @@ mod tests {
         assert!(check_url_literal("https://[::ffff:10.0.0.1]/", &strict).is_err());
         assert!(check_url_literal("https://localhost:8443/", &strict).is_err());
         assert!(check_url_literal("https://u:p@example.com/", &strict).is_err());
-        let dev = DestinationPolicy { allow_http: true, allow_private_targets: true };
-        assert_eq!(check_url_literal("http://127.0.0.1:9000/hook", &dev), Ok(()));
+        let dev = DestinationPolicy {
+            allow_http: true,
+            allow_private_targets: true,
+        };
+        assert_eq!(
+            check_url_literal("http://127.0.0.1:9000/hook", &dev),
+            Ok(())
+        );
         assert!(check_url_literal("ftp://example.com/", &dev).is_err());
     }
 }

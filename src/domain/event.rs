@@ -109,8 +109,12 @@ fn required_string<'a>(object: &'a Map<String, Value>, field: &str) -> Result<&'
 fn optional_string(object: &Map<String, Value>, field: &str) -> Result<Option<String>, String> {
     match object.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) if text.chars().count() <= MAX_TEXT_CHARS => Ok(Some(text.clone())),
-        Some(_) => Err(format!("{field} must be a string of at most {MAX_TEXT_CHARS} characters")),
+        Some(Value::String(text)) if text.chars().count() <= MAX_TEXT_CHARS => {
+            Ok(Some(text.clone()))
+        }
+        Some(_) => Err(format!(
+            "{field} must be a string of at most {MAX_TEXT_CHARS} characters"
+        )),
     }
 }
 
@@ -154,24 +158,56 @@ mod tests {
     fn problems_are_named() {
         let cases = [
             (json!([]), "Request body must be a JSON object"),
-            (json!({"eventType": "a", "payload": {}}), "tenant is required"),
-            (json!({"tenant": "t", "payload": {}}), "eventType is required"),
-            (json!({"tenant": "t", "eventType": "a"}), "payload is required"),
-            (json!({"tenant": "t", "eventType": "a", "payload": [1]}), "payload must be a JSON object"),
-            (json!({"tenant": "t", "eventType": "a", "payload": {}, "eventId": "x"}), "eventId must be a valid UUID"),
-            (json!({"tenant": "t", "eventType": "a", "payload": {}, "userId": 5}), "userId must be a string of at most 255 characters"),
+            (
+                json!({"eventType": "a", "payload": {}}),
+                "tenant is required",
+            ),
+            (
+                json!({"tenant": "t", "payload": {}}),
+                "eventType is required",
+            ),
+            (
+                json!({"tenant": "t", "eventType": "a"}),
+                "payload is required",
+            ),
+            (
+                json!({"tenant": "t", "eventType": "a", "payload": [1]}),
+                "payload must be a JSON object",
+            ),
+            (
+                json!({"tenant": "t", "eventType": "a", "payload": {}, "eventId": "x"}),
+                "eventId must be a valid UUID",
+            ),
+            (
+                json!({"tenant": "t", "eventType": "a", "payload": {}, "userId": 5}),
+                "userId must be a string of at most 255 characters",
+            ),
         ];
         for (body, message) in cases {
-            assert_eq!(validate_new_event(&body, NOW).unwrap_err(), message, "{body}");
+            assert_eq!(
+                validate_new_event(&body, NOW).unwrap_err(),
+                message,
+                "{body}"
+            );
         }
-        let bad_type = validate_new_event(&json!({"tenant": "t", "eventType": "A.B", "payload": {}}), NOW);
+        let bad_type = validate_new_event(
+            &json!({"tenant": "t", "eventType": "A.B", "payload": {}}),
+            NOW,
+        );
         assert!(bad_type.unwrap_err().starts_with("eventType must be"));
         let reserved = validate_new_event(
             &json!({"tenant": "t", "eventType": "a", "payload": {"event_id": 1}}),
             NOW,
         );
-        assert!(reserved.unwrap_err().starts_with("payload may not contain the reserved key event_id"));
-        let unknown = validate_new_event(&json!({"tenant": "t", "eventType": "a", "payload": {}, "type": 1}), NOW);
+        assert!(
+            reserved
+                .unwrap_err()
+                .starts_with("payload may not contain the reserved key event_id")
+        );
+        let unknown = validate_new_event(
+            &json!({"tenant": "t", "eventType": "a", "payload": {}, "type": 1}),
+            NOW,
+        );
         assert!(unknown.unwrap_err().starts_with("Unknown field: type"));
     }
 }

@@ -48,7 +48,9 @@ pub fn pattern_matches(pattern: &str, event_type: &str) -> bool {
 
 /// Whether any of a webhook's patterns subscribes to `event_type`.
 pub fn any_pattern_matches<S: AsRef<str>>(patterns: &[S], event_type: &str) -> bool {
-    patterns.iter().any(|p| pattern_matches(p.as_ref(), event_type))
+    patterns
+        .iter()
+        .any(|p| pattern_matches(p.as_ref(), event_type))
 }
 
 #[cfg(test)]
@@ -60,7 +62,17 @@ mod tests {
         for ok in ["kyc.status.changed", "card", "a_b.c1", "x.y.z.w"] {
             assert!(is_valid_type(ok), "{ok}");
         }
-        for bad in ["", "Card.created", "card..x", ".card", "card.", "card-x", "card.*", "*", "é"] {
+        for bad in [
+            "",
+            "Card.created",
+            "card..x",
+            ".card",
+            "card.",
+            "card-x",
+            "card.*",
+            "*",
+            "é",
+        ] {
             assert!(!is_valid_type(bad), "{bad}");
         }
         assert!(!is_valid_type(&"a".repeat(256)));

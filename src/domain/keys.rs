@@ -3,8 +3,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use rand::{Rng, TryRngCore};
 use rand::distr::Alphanumeric;
+use rand::{Rng, TryRngCore};
 use sha2::{Digest, Sha256};
 
 const TOKEN_PREFIX: &str = "hrd_";

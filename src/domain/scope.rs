@@ -49,7 +49,11 @@ impl Scope {
 
 /// Scopes as stored: space-separated names.
 pub fn scopes_to_text(scopes: &[Scope]) -> String {
-    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Parses stored scopes, ignoring names this version does not know.
@@ -64,9 +68,15 @@ mod tests {
     #[test]
     fn scopes_round_trip_through_text() {
         let text = scopes_to_text(&Scope::PARTNER_DEFAULT);
-        assert_eq!(text, "webhooks:read webhooks:write events:read events:retry");
+        assert_eq!(
+            text,
+            "webhooks:read webhooks:write events:read events:retry"
+        );
         assert_eq!(scopes_from_text(&text), Scope::PARTNER_DEFAULT.to_vec());
-        assert_eq!(scopes_from_text("events:publish bogus"), vec![Scope::EventsPublish]);
+        assert_eq!(
+            scopes_from_text("events:publish bogus"),
+            vec![Scope::EventsPublish]
+        );
         assert!(!Scope::EventsPublish.is_partner_scope());
     }
 }

@@ -120,23 +120,38 @@ mod tests {
 
     #[test]
     fn any_unfinished_delivery_keeps_the_event_processing() {
-        assert_eq!(derive_event_status([Succeeded, Queued]), Some(EventStatus::Processing));
-        assert_eq!(derive_event_status([Failed, InFlight]), Some(EventStatus::Processing));
+        assert_eq!(
+            derive_event_status([Succeeded, Queued]),
+            Some(EventStatus::Processing)
+        );
+        assert_eq!(
+            derive_event_status([Failed, InFlight]),
+            Some(EventStatus::Processing)
+        );
     }
 
     #[test]
     fn one_failure_fails_a_finished_event() {
-        assert_eq!(derive_event_status([Succeeded, Failed]), Some(EventStatus::Failed));
+        assert_eq!(
+            derive_event_status([Succeeded, Failed]),
+            Some(EventStatus::Failed)
+        );
     }
 
     #[test]
     fn all_successes_complete_it() {
-        assert_eq!(derive_event_status([Succeeded, Succeeded]), Some(EventStatus::Completed));
+        assert_eq!(
+            derive_event_status([Succeeded, Succeeded]),
+            Some(EventStatus::Completed)
+        );
     }
 
     #[test]
     fn superseded_cycles_are_ignored() {
-        assert_eq!(derive_event_status([Superseded, Succeeded]), Some(EventStatus::Completed));
+        assert_eq!(
+            derive_event_status([Superseded, Succeeded]),
+            Some(EventStatus::Completed)
+        );
         assert_eq!(derive_event_status([Superseded]), None);
         assert_eq!(derive_event_status([]), None);
     }

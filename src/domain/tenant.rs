@@ -20,7 +20,15 @@ mod tests {
         for ok in ["acme", "a", "0day", "acme_eu-1", &"a".repeat(63)] {
             assert!(is_valid_tenant_name(ok), "{ok}");
         }
-        for bad in ["", "-acme", "_acme", "Acme", "ac me", "acmé", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "-acme",
+            "_acme",
+            "Acme",
+            "ac me",
+            "acmé",
+            &"a".repeat(64),
+        ] {
             assert!(!is_valid_tenant_name(bad), "{bad}");
         }
     }

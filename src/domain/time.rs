@@ -43,7 +43,10 @@ pub mod serde_ms {
     pub mod option {
         use serde::Serializer;
 
-        pub fn serialize<S: Serializer>(ms: &Option<i64>, serializer: S) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(
+            ms: &Option<i64>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
             match ms {
                 Some(ms) => serializer.serialize_str(&super::super::format_ms(*ms)),
                 None => serializer.serialize_none(),
@@ -64,10 +67,22 @@ mod tests {
 
     #[test]
     fn parses_common_iso_forms() {
-        assert_eq!(parse_iso8601_ms("2025-12-29T10:00:00.000Z"), Some(1_767_002_400_000));
-        assert_eq!(parse_iso8601_ms("2025-12-29T11:00:00+01:00"), Some(1_767_002_400_000));
-        assert_eq!(parse_iso8601_ms("2025-12-29T10:00:00Z"), Some(1_767_002_400_000));
-        assert_eq!(parse_iso8601_ms("2025-12-29T10:00:00"), Some(1_767_002_400_000));
+        assert_eq!(
+            parse_iso8601_ms("2025-12-29T10:00:00.000Z"),
+            Some(1_767_002_400_000)
+        );
+        assert_eq!(
+            parse_iso8601_ms("2025-12-29T11:00:00+01:00"),
+            Some(1_767_002_400_000)
+        );
+        assert_eq!(
+            parse_iso8601_ms("2025-12-29T10:00:00Z"),
+            Some(1_767_002_400_000)
+        );
+        assert_eq!(
+            parse_iso8601_ms("2025-12-29T10:00:00"),
+            Some(1_767_002_400_000)
+        );
         assert_eq!(parse_iso8601_ms("yesterday"), None);
         assert_eq!(parse_iso8601_ms(""), None);
     }

@@ -54,7 +54,9 @@ fn validate_fields(body: &Value, policy: &DestinationPolicy) -> Result<WebhookFi
         let name = value.as_str().ok_or("name must be a string")?;
         let chars = name.trim().chars().count();
         if chars == 0 || name.chars().count() > MAX_NAME_CHARS {
-            return Err(format!("name must be between 1 and {MAX_NAME_CHARS} characters"));
+            return Err(format!(
+                "name must be between 1 and {MAX_NAME_CHARS} characters"
+            ));
         }
         fields.name = Some(name.to_string());
     }
@@ -107,7 +109,9 @@ fn validate_event_types(value: &Value) -> Result<Vec<String>, String> {
         return Err(SHAPE.into());
     }
     if items.len() > MAX_EVENT_TYPES {
-        return Err(format!("event_types may hold at most {MAX_EVENT_TYPES} patterns"));
+        return Err(format!(
+            "event_types may hold at most {MAX_EVENT_TYPES} patterns"
+        ));
     }
     let mut patterns: Vec<String> = Vec::with_capacity(items.len());
     for item in items {
@@ -141,39 +145,59 @@ mod tests {
         assert_eq!(fields.is_active, None);
         assert_eq!(fields.event_types, Some(vec!["a.b".to_string()]));
         let no_url = json!({"name": "n", "event_types": ["a.b"]});
-        assert_eq!(validate_create(&no_url, &strict()).unwrap_err(), "url is required");
+        assert_eq!(
+            validate_create(&no_url, &strict()).unwrap_err(),
+            "url is required"
+        );
     }
 
     #[test]
     fn bad_fields_get_messages_naming_them() {
         let cases = [
-            (json!({"name": ""}), "name must be between 1 and 255 characters"),
+            (
+                json!({"name": ""}),
+                "name must be between 1 and 255 characters",
+            ),
             (json!({"name": 3}), "name must be a string"),
             (json!({"url": "http://example.com"}), "url must use https"),
-            (json!({"event_types": []}), "event_types must be a non-empty array of event type patterns"),
+            (
+                json!({"event_types": []}),
+                "event_types must be a non-empty array of event type patterns",
+            ),
             (json!({"is_active": "yes"}), "is_active must be a boolean"),
             (json!({"metadata": [1]}), "metadata must be a JSON object"),
         ];
         for (body, message) in cases {
-            assert_eq!(validate_update(&body, &strict()).unwrap_err(), message, "{body}");
+            assert_eq!(
+                validate_update(&body, &strict()).unwrap_err(),
+                message,
+                "{body}"
+            );
         }
         let err = validate_update(&json!({"eventTypes": ["a"]}), &strict()).unwrap_err();
         assert!(err.starts_with("Unknown field: eventTypes"), "{err}");
         let err = validate_update(&json!({"event_types": ["Bad"]}), &strict()).unwrap_err();
-        assert!(err.starts_with("event_types contains an invalid pattern"), "{err}");
+        assert!(
+            err.starts_with("event_types contains an invalid pattern"),
+            "{err}"
+        );
     }
 
     #[test]
     fn metadata_is_limited_to_8_kib() {
         let big = json!({"metadata": {"k": "x".repeat(9000)}});
-        assert_eq!(validate_update(&big, &strict()).unwrap_err(), "metadata must be at most 8 KiB");
+        assert_eq!(
+            validate_update(&big, &strict()).unwrap_err(),
+            "metadata must be at most 8 KiB"
+        );
         let cleared = validate_update(&json!({"metadata": null}), &strict()).unwrap();
         assert_eq!(cleared.metadata.as_deref(), Some("{}"));
     }
 
     #[test]
     fn duplicate_patterns_are_kept_once() {
-        let fields = validate_update(&json!({"event_types": ["a.*", "a.*", "*"]}), &strict()).unwrap();
+        let fields =
+            validate_update(&json!({"event_types": ["a.*", "a.*", "*"]}), &strict()).unwrap();
         assert_eq!(fields.event_types.unwrap(), vec!["a.*", "*"]);
     }
 }

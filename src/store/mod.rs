@@ -240,8 +240,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_webhooks(&self, tenant: &str) -> StoreResult<Vec<Webhook>>;
     async fn find_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Webhook>>;
     /// Creates a webhook unless the tenant already has `max_per_tenant` (then `Ok(None)`).
-    async fn create_webhook(&self, webhook: NewWebhook, max_per_tenant: u32)
-    -> StoreResult<Option<Webhook>>;
+    async fn create_webhook(
+        &self,
+        webhook: NewWebhook,
+        max_per_tenant: u32,
+    ) -> StoreResult<Option<Webhook>>;
     /// Applies a change; `Ok(None)` when the tenant has no such webhook.
     async fn change_webhook(
         &self,
@@ -252,8 +255,12 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a webhook and ends its unfinished deliveries as failed; false when not found.
     async fn delete_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<bool>;
     /// The webhook's delivery logs, newest first.
-    async fn webhook_logs(&self, tenant: &str, id: Uuid, limit: u32)
-    -> StoreResult<Vec<DeliveryLog>>;
+    async fn webhook_logs(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryLog>>;
 
     /// Stores events durably (committed when this returns), idempotent on `(tenant, eventId)`.
     /// One outcome per input, in order.

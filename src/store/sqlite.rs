@@ -60,7 +60,10 @@ struct TenantRow {
 
 impl From<TenantRow> for Tenant {
     fn from(row: TenantRow) -> Tenant {
-        Tenant { name: row.name, created_at_ms: row.created_at }
+        Tenant {
+            name: row.name,
+            created_at_ms: row.created_at,
+        }
     }
 }
 
@@ -79,7 +82,11 @@ impl TryFrom<TokenRow> for Token {
     fn try_from(row: TokenRow) -> StoreResult<Token> {
         Ok(Token {
             id: parse_uuid(&row.id)?,
-            kind: if row.kind == "producer" { TokenKind::Producer } else { TokenKind::Partner },
+            kind: if row.kind == "producer" {
+                TokenKind::Producer
+            } else {
+                TokenKind::Partner
+            },
             tenant: row.tenant,
             scopes: scopes_from_text(&row.scopes),
             created_at_ms: row.created_at,
@@ -233,10 +240,11 @@ async fn refresh_event_status(
     event_seq: i64,
     now: i64,
 ) -> StoreResult<()> {
-    let states: Vec<String> = sqlx::query_scalar("SELECT state FROM deliveries WHERE event_seq = ?")
-        .bind(event_seq)
-        .fetch_all(&mut **tx)
-        .await?;
+    let states: Vec<String> =
+        sqlx::query_scalar("SELECT state FROM deliveries WHERE event_seq = ?")
+            .bind(event_seq)
+            .fetch_all(&mut **tx)
+            .await?;
     let Some(status) = derive_event_status(states.iter().filter_map(|s| DeliveryState::parse(s)))
     else {
         return Ok(());
@@ -275,10 +283,13 @@ impl Store for SqliteStore {
             .execute(&self.writer)
             .await;
         match result {
-            Ok(_) => Ok(Tenant { name: name.to_string(), created_at_ms: created_at }),
-            Err(e) if is_unique_violation(&e) => {
-                Err(StoreError::Conflict(format!("tenant {name} already exists")))
-            }
+            Ok(_) => Ok(Tenant {
+                name: name.to_string(),
+                created_at_ms: created_at,
+            }),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "tenant {name} already exists"
+            ))),
             Err(e) => Err(e.into()),
         }
     }
@@ -314,9 +325,12 @@ impl Store for SqliteStore {
                 created_at_ms: created_at,
                 revoked_at_ms: None,
             }),
-            Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => Err(
-                StoreError::Conflict(format!("unknown tenant {}", token.tenant.unwrap_or_default())),
-            ),
+            Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
+                Err(StoreError::Conflict(format!(
+                    "unknown tenant {}",
+                    token.tenant.unwrap_or_default()
+                )))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -332,13 +346,12 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_token(&self, id: Uuid) -> StoreResult<bool> {
-        let result = sqlx::query(
-            "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
-        )
-        .bind(now_ms())
-        .bind(id.to_string())
-        .execute(&self.writer)
-        .await?;
+        let result =
+            sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+                .bind(now_ms())
+                .bind(id.to_string())
+                .execute(&self.writer)
+                .await?;
         Ok(result.rows_affected() > 0)
     }
 
@@ -614,7 +627,11 @@ impl Store for SqliteStore {
             .into_iter()
             .map(|(_, row)| Event::try_from(row))
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(EventPage { total, events, next_cursor })
+        Ok(EventPage {
+            total,
+            events,
+            next_cursor,
+        })
     }
 
     async fn find_event(&self, tenant: &str, id: &str) -> StoreResult<Option<Event>> {
@@ -655,7 +672,9 @@ impl Store for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         let Some((event_seq, event_type)) = found else {
-            return Err(StoreError::Invalid(format!("event {event} vanished during retry")));
+            return Err(StoreError::Invalid(format!(
+                "event {event} vanished during retry"
+            )));
         };
         let webhooks: Vec<WebhookRow> = sqlx::query_as(&format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ? AND (? IS NULL OR id = ?)"
@@ -665,8 +684,10 @@ impl Store for SqliteStore {
         .bind(webhook.map(|id| id.to_string()))
         .fetch_all(&mut *tx)
         .await?;
-        let webhooks: Vec<Webhook> =
-            webhooks.into_iter().map(Webhook::try_from).collect::<StoreResult<_>>()?;
+        let webhooks: Vec<Webhook> = webhooks
+            .into_iter()
+            .map(Webhook::try_from)
+            .collect::<StoreResult<_>>()?;
         let targets: Vec<&Webhook> = match webhook {
             Some(_) => match webhooks.first() {
                 None => return Ok(RetryOutcome::WebhookNotFound),

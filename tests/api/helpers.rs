@@ -1,0 +1,234 @@
+//! `TestApp`: a Herald app on port 0 with a fresh SQLite file, a tenant-and-token toolkit
+//! working on the same database (as the CLI does), and an HTTP client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use herald::app::App;
+use herald::config::Config;
+use herald::domain::keys::{new_token, token_hash};
+use herald::domain::scope::Scope;
+use herald::store::{NewToken, Store, TokenKind};
+use reqwest::{Client, Method, RequestBuilder, Response};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub client: Client,
+    shutdown: CancellationToken,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: TempDir,
+}
+
+impl TestApp {
+    /// An app with the default configuration (but port 0 and a temporary database).
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(&[]).await
+    }
+
+    /// An app with settings overridden as `HERALD_*` variables would.
+    pub async fn spawn_with(env: &[(&str, &str)]) -> TestApp {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let database_url = format!("sqlite://{}", dir.path().join("herald.db").display());
+        let mut vars: Vec<(String, String)> = vec![
+            ("HERALD_DATABASE_URL".into(), database_url.clone()),
+            ("HERALD_LISTEN".into(), "127.0.0.1:0".into()),
+        ];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = Config::load(None, vars, &[]).expect("test configuration is valid");
+        let app = App::build(config).await.expect("app builds");
+        let address = app.local_addr();
+        let store = herald::store::connect(&database_url)
+            .await
+            .expect("store opens");
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(app.run(shutdown.clone()));
+        TestApp {
+            address,
+            store,
+            client: Client::new(),
+            shutdown,
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    pub async fn create_tenant(&self, name: &str) {
+        self.store
+            .create_tenant(name)
+            .await
+            .expect("tenant created");
+    }
+
+    /// A partner token for `tenant` with `scopes` (all four partner scopes when empty).
+    pub async fn partner_token(&self, tenant: &str, scopes: &[Scope]) -> String {
+        let scopes = if scopes.is_empty() {
+            Scope::PARTNER_DEFAULT.to_vec()
+        } else {
+            scopes.to_vec()
+        };
+        self.token(TokenKind::Partner, Some(tenant), scopes).await.1
+    }
+
+    pub async fn producer_token(&self) -> String {
+        self.token(TokenKind::Producer, None, vec![Scope::EventsPublish])
+            .await
+            .1
+    }
+
+    /// Creates a token; returns its id and the token.
+    pub async fn token(
+        &self,
+        kind: TokenKind,
+        tenant: Option<&str>,
+        scopes: Vec<Scope>,
+    ) -> (Uuid, String) {
+        let token = new_token();
+        let record = self
+            .store
+            .create_token(NewToken {
+                id: Uuid::new_v4(),
+                hash: token_hash(&token),
+                kind,
+                tenant: tenant.map(str::to_string),
+                scopes,
+            })
+            .await
+            .expect("token created");
+        (record.id, token)
+    }
+
+    /// A tenant with a full partner token.
+    pub async fn partner(&self, tenant: &str) -> Partner<'_> {
+        self.create_tenant(tenant).await;
+        let token = self.partner_token(tenant, &[]).await;
+        Partner { app: self, token }
+    }
+
+    pub fn request(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+
+    /// Publishes an event as a producer; returns the status and body.
+    pub async fn publish(&self, producer: &str, event: &Value) -> (u16, Value) {
+        read(
+            self.request(Method::POST, "/v1/events", producer)
+                .json(event)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stops cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A tenant's partner token and shortcuts for its calls.
+pub struct Partner<'a> {
+    pub app: &'a TestApp,
+    pub token: String,
+}
+
+impl Partner<'_> {
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        read(
+            self.app
+                .request(Method::GET, path, &self.token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        read(
+            self.app
+                .request(Method::POST, path, &self.token)
+                .json(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        read(
+            self.app
+                .request(Method::PUT, path, &self.token)
+                .json(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        read(
+            self.app
+                .request(Method::DELETE, path, &self.token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Creates a webhook and returns the `data` object of the response.
+    pub async fn create_webhook(&self, body: &Value) -> Value {
+        let (status, response) = self.post("/v1/webhooks", body).await;
+        assert_eq!(status, 201, "{response}");
+        response["data"].clone()
+    }
+}
+
+/// A webhook create body with a valid https URL.
+pub fn webhook_body(name: &str, event_types: &[&str]) -> Value {
+    serde_json::json!({
+        "name": name,
+        "url": format!("https://hooks.example.com/{name}"),
+        "event_types": event_types,
+    })
+}
+
+/// Status and JSON body of a response (`Value::Null` when the body is not JSON).
+pub async fn read(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Asserts an error response: status and exact message.
+pub fn assert_error(actual: &(u16, Value), status: u16, message: &str) {
+    assert_eq!(actual.0, status, "status of {}", actual.1);
+    assert_eq!(actual.1["message"], message, "message of {}", actual.1);
+}

@@ -1,0 +1,12 @@
+//! Herald's integration tests: each starts the real server on a random port with a fresh
+//! database and talks HTTP to it.
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod durability;
+mod events;
+mod ops;
+mod publish;
+mod webhooks;
