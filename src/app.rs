@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::delivery::{self, Wakeup};
 use crate::ingest::Ingest;
 use crate::store;
 use crate::telemetry::metrics_handle;
@@ -35,13 +36,15 @@ impl App {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let tracker = TaskTracker::new();
-        let ingest = Ingest::start(store.clone(), &tracker);
+        let wakeup = Wakeup::default();
+        let ingest = Ingest::start(store.clone(), wakeup.clone(), &tracker);
         let state = AppState {
             store,
             ingest,
             config: Arc::new(config),
             metrics: metrics_handle(),
             tokens: Default::default(),
+            wakeup,
         };
         Ok(App {
             listener,
@@ -64,12 +67,22 @@ impl App {
             state,
             tracker,
         } = self;
+        delivery::start(
+            state.store.clone(),
+            state.config.clone(),
+            state.wakeup.clone(),
+            &tracker,
+            shutdown.clone(),
+        )
+        .await
+        .context("cannot start delivery")?;
         let router = api::router(state);
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
             .context("HTTP server failed")?;
-        // The router (and with it the last ingest handle) is gone: the writer drains and stops.
+        // The router (and with it the last ingest handle) is gone, so the ingest writer drains
+        // and stops; the dispatcher saw the same cancellation and finishes or releases its work.
         tracker.close();
         tracker.wait().await;
         Ok(())

@@ -78,6 +78,12 @@ struct ServeArgs {
     /// How long delivery logs are kept, e.g. 7d (HERALD_LOG_RETENTION).
     #[arg(long, value_name = "DURATION")]
     log_retention: Option<String>,
+    /// Attempts in flight at once on this node (HERALD_MAX_IN_FLIGHT).
+    #[arg(long, value_name = "N")]
+    max_in_flight: Option<String>,
+    /// Attempts in flight at once to one webhook (HERALD_MAX_IN_FLIGHT_PER_WEBHOOK).
+    #[arg(long, value_name = "N")]
+    max_in_flight_per_webhook: Option<String>,
 }
 
 impl ServeArgs {
@@ -91,6 +97,8 @@ impl ServeArgs {
             ("allow_http", &self.allow_http),
             ("allow_private_targets", &self.allow_private_targets),
             ("log_retention", &self.log_retention),
+            ("max_in_flight", &self.max_in_flight),
+            ("max_in_flight_per_webhook", &self.max_in_flight_per_webhook),
         ]
         .into_iter()
         .filter_map(|(key, value)| value.clone().map(|v| (key, v)))

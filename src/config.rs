@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::domain::destination::DestinationPolicy;
+use crate::domain::retry::RetryPolicy;
 
 /// One setting: its key in the TOML file, its environment variable and its default.
 pub struct Setting {
@@ -73,6 +74,18 @@ pub const SETTINGS: &[Setting] = &[
         default: "7d",
         help: "how long delivery logs are kept",
     },
+    Setting {
+        key: "max_in_flight",
+        env: "HERALD_MAX_IN_FLIGHT",
+        default: "512",
+        help: "attempts in flight at once on this node",
+    },
+    Setting {
+        key: "max_in_flight_per_webhook",
+        env: "HERALD_MAX_IN_FLIGHT_PER_WEBHOOK",
+        default: "32",
+        help: "attempts in flight at once to one webhook on this node",
+    },
 ];
 
 const MAX_RETRY_DELAYS: usize = 20;
@@ -90,6 +103,11 @@ pub struct Config {
     pub allow_http: bool,
     pub allow_private_targets: bool,
     pub log_retention: Duration,
+    /// Attempts in flight at once on this node.
+    pub max_in_flight: u32,
+    /// Attempts in flight at once to one webhook on this node, so a slow endpoint holds at
+    /// most this many of the node's slots.
+    pub max_in_flight_per_webhook: u32,
 }
 
 impl Config {
@@ -165,9 +183,13 @@ impl Config {
             log_retention: parser.get("log_retention", |v| {
                 parse_duration_between(
                     v,
-                    Duration::from_secs(60),
+                    Duration::from_secs(1),
                     Duration::from_secs(3650 * 86_400),
                 )
+            }),
+            max_in_flight: parser.get("max_in_flight", |v| parse_bounded(v, 1, 100_000)),
+            max_in_flight_per_webhook: parser.get("max_in_flight_per_webhook", |v| {
+                parse_bounded(v, 1, 100_000)
             }),
         };
         if parser.problems.is_empty() {
@@ -176,6 +198,13 @@ impl Config {
             Err(ConfigError {
                 problems: parser.problems,
             })
+        }
+    }
+
+    /// The retry policy the schedule describes.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            delays: self.retry_schedule.clone(),
         }
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
+use crate::delivery::Wakeup;
 use crate::domain::event::NewEvent;
 use crate::store::{PublishOutcome, Store};
 
@@ -39,9 +40,9 @@ pub struct Ingest {
 
 impl Ingest {
     /// Starts the writer task on `tracker`.
-    pub fn start(store: Arc<dyn Store>, tracker: &TaskTracker) -> Ingest {
+    pub fn start(store: Arc<dyn Store>, wakeup: Wakeup, tracker: &TaskTracker) -> Ingest {
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
-        tracker.spawn(write_batches(store, requests));
+        tracker.spawn(write_batches(store, wakeup, requests));
         Ingest { queue }
     }
 
@@ -56,7 +57,11 @@ impl Ingest {
     }
 }
 
-async fn write_batches(store: Arc<dyn Store>, mut requests: mpsc::Receiver<PublishRequest>) {
+async fn write_batches(
+    store: Arc<dyn Store>,
+    wakeup: Wakeup,
+    mut requests: mpsc::Receiver<PublishRequest>,
+) {
     let mut batch: Vec<PublishRequest> = Vec::new();
     while let Some(first) = requests.recv().await {
         let mut queued_events = first.events.len();
@@ -79,6 +84,12 @@ async fn write_batches(store: Arc<dyn Store>, mut requests: mpsc::Receiver<Publi
         }
         match store.publish_events(events).await {
             Ok(outcomes) => {
+                if outcomes
+                    .iter()
+                    .any(|o| matches!(o, PublishOutcome::Created(_)))
+                {
+                    wakeup.wake();
+                }
                 let mut outcomes = outcomes.into_iter();
                 for (reply, size) in replies.into_iter().zip(sizes) {
                     let _ = reply.send(Ok(outcomes.by_ref().take(size).collect()));

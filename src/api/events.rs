@@ -220,11 +220,16 @@ pub async fn retry(
     let webhook = retry_target(&headers, &body)?;
     let event = find_event(&state, tenant, &id).await?;
     match state.store.retry_event(tenant, event.id, webhook).await? {
-        RetryOutcome::Queued(count) => Ok(Json(Success::new(RetryQueued {
-            event_id: id,
-            webhook_count: count,
-            message: format!("Event queued for retry to {count} webhook(s)"),
-        }))),
+        RetryOutcome::Queued(count) => {
+            if count > 0 {
+                state.wakeup.wake();
+            }
+            Ok(Json(Success::new(RetryQueued {
+                event_id: id,
+                webhook_count: count,
+                message: format!("Event queued for retry to {count} webhook(s)"),
+            })))
+        }
         RetryOutcome::WebhookNotFound => Err(ApiError::WebhookNotFound),
         RetryOutcome::WebhookInactive => Err(ApiError::Validation("Webhook is not active".into())),
     }

@@ -26,6 +26,7 @@ use self::auth::TokenCache;
 use self::body::{BATCH_BODY_LIMIT, EVENT_BODY_LIMIT, WEBHOOK_BODY_LIMIT};
 use self::error::ApiError;
 use crate::config::Config;
+use crate::delivery::Wakeup;
 use crate::ingest::Ingest;
 use crate::store::Store;
 
@@ -37,6 +38,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
     pub tokens: Arc<TokenCache>,
+    /// Wakes the dispatcher when a retry queues work.
+    pub wakeup: Wakeup,
 }
 
 /// The whole HTTP API.

@@ -4,6 +4,7 @@
 
 mod sqlite;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -219,24 +220,107 @@ pub enum RetryOutcome {
     WebhookInactive,
 }
 
-/// Everything Herald asks of its database.
+/// What a dispatcher asks for on each tick: fan out pending events, take back expired leases,
+/// and claim due deliveries within its free capacity.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// Who claims (written to `locked_by`).
+    pub node: String,
+    pub now_ms: i64,
+    /// Claims hold until `now_ms + lease_ms`.
+    pub lease_ms: i64,
+    /// Most pending events fanned out in this tick.
+    pub fan_out_limit: usize,
+    /// Most deliveries claimed in this tick.
+    pub limit: usize,
+    /// Most deliveries one webhook may have in flight on this node.
+    pub per_webhook_limit: usize,
+    /// This node's deliveries in flight, per webhook.
+    pub in_flight: HashMap<Uuid, usize>,
+}
+
+/// A delivery claimed for one attempt, with everything needed to send it.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub delivery_id: i64,
+    pub event_seq: i64,
+    /// Business id (`webhook-id` header).
+    pub event_id: String,
+    pub event_created_at_ms: i64,
+    pub webhook_id: Uuid,
+    pub url: String,
+    /// The webhook's key as of the claim: a rotated key signs the next attempt.
+    pub api_key: String,
+    /// 1-based, within the delivery's cycle.
+    pub attempt_number: u32,
+    pub cycle: i64,
+    /// The envelope body, identical on every attempt.
+    pub body: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClaimedWork {
+    pub fanned_out: usize,
+    pub deliveries: Vec<ClaimedDelivery>,
+}
+
+/// Where a delivery goes after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    Succeeded,
+    RetryAt(i64),
+    Failed,
+}
+
+/// One finished attempt, to be logged and applied to its delivery.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub id: Uuid,
+    pub delivery_id: i64,
+    pub event_seq: i64,
+    pub webhook_id: Uuid,
+    /// The node that held the claim; a claim taken over meanwhile is left alone.
+    pub node: String,
+    pub attempt_number: u32,
+    pub request_url: String,
+    /// JSON object of the headers sent.
+    pub request_headers: String,
+    pub response_status: Option<u16>,
+    pub response_body: Option<String>,
+    pub error_message: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub created_at_ms: i64,
+    pub next: NextStep,
+}
+
+/// Deliveries waiting and in flight, for the queue gauges.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueDepth {
+    pub pending_events: i64,
+    pub queued: i64,
+    pub in_flight: i64,
+}
+
+/// Schema, health, tenants and tokens.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait AccessStore: Send + Sync {
     /// Applies the embedded migrations of this backend.
     async fn migrate(&self) -> StoreResult<()>;
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;
-
     async fn create_tenant(&self, name: &str) -> StoreResult<Tenant>;
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
-
     async fn create_token(&self, token: NewToken) -> StoreResult<Token>;
     async fn list_tokens(&self) -> StoreResult<Vec<Token>>;
     /// Marks a token revoked; false when no such token exists.
     async fn revoke_token(&self, id: Uuid) -> StoreResult<bool>;
     /// The token with this hash, revoked or not.
     async fn find_token(&self, hash: &str) -> StoreResult<Option<Token>>;
+}
 
+/// A tenant's webhooks and their delivery logs.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
     async fn list_webhooks(&self, tenant: &str) -> StoreResult<Vec<Webhook>>;
     async fn find_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Webhook>>;
     /// Creates a webhook unless the tenant already has `max_per_tenant` (then `Ok(None)`).
@@ -261,7 +345,11 @@ pub trait Store: Send + Sync + 'static {
         id: Uuid,
         limit: u32,
     ) -> StoreResult<Vec<DeliveryLog>>;
+}
 
+/// Publishing events and the partner's view of them.
+#[async_trait]
+pub trait EventStore: Send + Sync {
     /// Stores events durably (committed when this returns), idempotent on `(tenant, eventId)`.
     /// One outcome per input, in order.
     async fn publish_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<PublishOutcome>>;
@@ -278,6 +366,32 @@ pub trait Store: Send + Sync + 'static {
         webhook: Option<Uuid>,
     ) -> StoreResult<RetryOutcome>;
 }
+
+/// The delivery queue: fan-out, claims under leases, attempt results, retention.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// One dispatcher tick in one transaction: fans out pending events, requeues deliveries
+    /// whose lease expired, and claims due deliveries under a lease.
+    async fn claim_work(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork>;
+    /// Logs finished attempts and moves their deliveries on (and their events' statuses).
+    async fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreResult<()>;
+    /// Puts claimed deliveries back in the queue untried (graceful shutdown).
+    async fn release_deliveries(&self, node: &str, delivery_ids: &[i64]) -> StoreResult<()>;
+    /// At start-up: takes back claims a previous run of this node left behind. On SQLite,
+    /// where one process owns the file, that is every claim.
+    async fn recover_claims(&self, node: &str, now_ms: i64) -> StoreResult<u64>;
+    /// When the dispatcher next has something to do: now if events await fan-out, else the
+    /// earliest due delivery or lease expiry; `None` when there is nothing at all.
+    async fn next_wake_at(&self) -> StoreResult<Option<i64>>;
+    async fn queue_depth(&self) -> StoreResult<QueueDepth>;
+    /// Deletes up to `limit` delivery logs created before `cutoff_ms`; returns how many.
+    async fn delete_attempts_before(&self, cutoff_ms: i64, limit: u32) -> StoreResult<u64>;
+}
+
+/// Everything Herald asks of its database, whichever backend holds it.
+pub trait Store: AccessStore + WebhookStore + EventStore + DeliveryStore + 'static {}
+
+impl<T: AccessStore + WebhookStore + EventStore + DeliveryStore + 'static> Store for T {}
 
 /// Opens the store a database URL names, without migrating it.
 pub async fn connect(database_url: &str) -> StoreResult<Arc<dyn Store>> {

@@ -59,10 +59,16 @@ async fn events_are_listed_newest_first_with_total_filters_and_paging() {
     let (_, all) = acme.get("/v1/webhooks/events").await;
     assert_eq!(all["events"].as_array().unwrap().len(), 7);
     assert!(all.get("nextCursor").is_none());
-    let (_, pending) = acme
-        .get("/v1/webhooks/events?status=pending&limit=100")
+    // Nobody subscribes, so each event ends skipped.
+    for id in &ids {
+        acme.wait_for_status(id.as_str().unwrap(), "skipped").await;
+    }
+    let (_, skipped) = acme
+        .get("/v1/webhooks/events?status=skipped&limit=100")
         .await;
-    assert_eq!(pending["total"], 7);
+    assert_eq!(skipped["total"], 7);
+    let (_, pending) = acme.get("/v1/webhooks/events?status=pending").await;
+    assert_eq!(pending["total"], 0);
     let (_, completed) = acme.get("/v1/webhooks/events?status=completed").await;
     assert_eq!(completed, json!({"total": 0, "events": []}));
     let (_, odd) = acme.get("/v1/webhooks/events?eventType=odd.happened").await;
@@ -88,18 +94,31 @@ async fn status_and_logs_accept_the_record_id_or_the_business_event_id() {
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let event = publish(&app, &producer, "acme", "kyc.status.changed").await;
+    assert_eq!(
+        event["status"], "pending",
+        "stored, not fanned out yet when answered"
+    );
+    let skipped = acme
+        .wait_for_status(event["id"].as_str().unwrap(), "skipped")
+        .await;
+    assert!(skipped["processedAt"].is_string());
     for key in ["id", "eventId"] {
         let id = event[key].as_str().unwrap();
         let (status, body) = acme.get(&format!("/v1/webhooks/events/{id}/status")).await;
         assert_eq!(status, 200);
         assert_eq!(
             body,
-            json!({"id": event["id"], "eventId": event["eventId"], "status": "pending",
-                   "eventType": "kyc.status.changed", "createdAt": event["createdAt"], "processedAt": null})
+            json!({"id": event["id"], "eventId": event["eventId"], "status": "skipped",
+                   "eventType": "kyc.status.changed", "createdAt": event["createdAt"],
+                   "processedAt": skipped["processedAt"]})
         );
         let (status, body) = acme.get(&format!("/v1/webhooks/events/{id}/logs")).await;
         assert_eq!(status, 200);
-        assert_eq!(body, json!({"event": event, "logs": []}));
+        assert_eq!(body["logs"], json!([]));
+        assert_eq!(body["event"]["id"], event["id"]);
+        assert_eq!(body["event"]["payload"], event["payload"]);
+        assert_eq!(body["event"]["status"], "skipped");
+        assert_eq!(body["event"]["queuedAt"], skipped["processedAt"]);
     }
     let missing = uuid::Uuid::new_v4();
     assert_error(
@@ -131,6 +150,7 @@ async fn retry_with_no_subscribed_webhook_queues_zero_and_changes_nothing() {
     active_webhook(&acme, "other-types", &["card.*"]).await;
     let event = publish(&app, &producer, "acme", "kyc.status.changed").await;
     let event_id = event["eventId"].as_str().unwrap();
+    let before = acme.wait_for_status(event_id, "skipped").await;
     let (status, body) = acme
         .post(&format!("/v1/webhooks/events/{event_id}/retry"), &json!({}))
         .await;
@@ -139,12 +159,10 @@ async fn retry_with_no_subscribed_webhook_queues_zero_and_changes_nothing() {
         body,
         json!({"success": true, "data": {"eventId": event_id, "webhookCount": 0, "message": "Event queued for retry to 0 webhook(s)"}})
     );
-    assert_eq!(
-        acme.get(&format!("/v1/webhooks/events/{event_id}/status"))
-            .await
-            .1["status"],
-        "pending"
-    );
+    let (_, after) = acme
+        .get(&format!("/v1/webhooks/events/{event_id}/status"))
+        .await;
+    assert_eq!(after, before);
 }
 
 #[tokio::test]

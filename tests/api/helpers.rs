@@ -203,6 +203,24 @@ impl Partner<'_> {
         .await
     }
 
+    /// Polls the event's status route until it shows `status`; returns that answer.
+    pub async fn wait_for_status(&self, event: &str, status: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let (code, body) = self
+                .get(&format!("/v1/webhooks/events/{event}/status"))
+                .await;
+            if code == 200 && body["status"] == status {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "event {event} never reached {status}; last: {code} {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Creates a webhook and returns the `data` object of the response.
     pub async fn create_webhook(&self, body: &Value) -> Value {
         let (status, response) = self.post("/v1/webhooks", body).await;

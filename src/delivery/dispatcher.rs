@@ -1,0 +1,288 @@
+//! The dispatcher: each tick fans out pending events and claims due deliveries (one store
+//! transaction), then sends every claimed delivery as its own task. Limits per webhook and
+//! per node keep a slow endpoint from holding up the others. It sleeps until woken (new
+//! work, a freed slot) or until the next delivery falls due: no busy polling.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::Wakeup;
+use super::sender::{Sender, SentAttempt};
+use crate::config::Config;
+use crate::domain::outcome::{Verdict, classify};
+use crate::domain::retry::RetryPolicy;
+use crate::domain::time::now_ms;
+use crate::store::{AttemptRecord, ClaimRequest, ClaimedDelivery, NextStep, Store};
+
+/// Most pending events fanned out, and most deliveries claimed, per tick.
+const BATCH: usize = 500;
+/// Claims outlive the delivery timeout by this margin (the contract allows at most 10 s).
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// The longest the dispatcher sleeps without looking at the store.
+const MAX_IDLE: Duration = Duration::from_secs(5);
+/// How long a graceful shutdown waits for attempts in flight before releasing them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Attempts in flight on this node: per webhook, and which deliveries.
+#[derive(Default)]
+struct InFlight {
+    per_webhook: HashMap<Uuid, usize>,
+    deliveries: HashMap<i64, Uuid>,
+}
+
+impl InFlight {
+    fn start(&mut self, delivery: &ClaimedDelivery) {
+        *self.per_webhook.entry(delivery.webhook_id).or_insert(0) += 1;
+        self.deliveries
+            .insert(delivery.delivery_id, delivery.webhook_id);
+    }
+
+    fn finish(&mut self, delivery_id: i64) {
+        if let Some(webhook) = self.deliveries.remove(&delivery_id) {
+            if let Some(count) = self.per_webhook.get_mut(&webhook) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_webhook.remove(&webhook);
+                }
+            }
+        }
+    }
+}
+
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    policy: RetryPolicy,
+    sender: Arc<Sender>,
+    results: mpsc::UnboundedSender<AttemptRecord>,
+    wakeup: Wakeup,
+    node: String,
+    in_flight: Arc<Mutex<InFlight>>,
+    slot_freed: Arc<Notify>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: Arc<Config>,
+        sender: Arc<Sender>,
+        results: mpsc::UnboundedSender<AttemptRecord>,
+        wakeup: Wakeup,
+        node: String,
+    ) -> Dispatcher {
+        Dispatcher {
+            policy: config.retry_policy(),
+            store,
+            config,
+            sender,
+            results,
+            wakeup,
+            node,
+            in_flight: Default::default(),
+            slot_freed: Default::default(),
+        }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut sends = JoinSet::new();
+        let lease_ms = (self.config.delivery_timeout + LEASE_MARGIN).as_millis() as i64;
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            while sends.try_join_next().is_some() {}
+            let (free, busy) = {
+                let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                let free =
+                    (self.config.max_in_flight as usize).saturating_sub(in_flight.deliveries.len());
+                (free, in_flight.per_webhook.clone())
+            };
+            metrics::gauge!("herald_deliveries_in_flight_node")
+                .set((self.config.max_in_flight as usize - free) as f64);
+            let request = ClaimRequest {
+                node: self.node.clone(),
+                now_ms: now_ms(),
+                lease_ms,
+                fan_out_limit: BATCH,
+                limit: free.min(BATCH),
+                per_webhook_limit: self.config.max_in_flight_per_webhook as usize,
+                in_flight: busy,
+            };
+            let work = match self.store.claim_work(&request).await {
+                Ok(work) => {
+                    failures = 0;
+                    work
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(%error, failures, "dispatcher could not claim work");
+                    let pause = Duration::from_millis(100 * u64::from(failures.min(30)));
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => continue,
+                    }
+                }
+            };
+            let claimed = work.deliveries.len();
+            for delivery in work.deliveries {
+                self.in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .start(&delivery);
+                sends.spawn(self.attempt(delivery));
+            }
+            if work.fanned_out == BATCH || (claimed == request.limit && claimed > 0) {
+                // More is probably waiting: go round again, letting the sends start first.
+                tokio::task::yield_now().await;
+                continue;
+            }
+            let idle = self.idle_time(free > claimed).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wakeup.woken() => {}
+                _ = self.slot_freed.notified() => {}
+                _ = tokio::time::sleep(idle) => {}
+            }
+        }
+        self.drain(sends).await;
+    }
+
+    /// How long to sleep when there is nothing to claim now.
+    async fn idle_time(&self, has_free_slots: bool) -> Duration {
+        if !has_free_slots {
+            return MAX_IDLE;
+        }
+        match self.store.next_wake_at().await {
+            // Due work that could not be claimed belongs to webhooks at their limit: a freed
+            // slot will wake us.
+            Ok(Some(at)) => Duration::from_millis((at - now_ms()).max(0) as u64)
+                .max(Duration::from_millis(if at <= now_ms() {
+                    1_000
+                } else {
+                    0
+                }))
+                .min(MAX_IDLE),
+            Ok(None) => MAX_IDLE,
+            Err(error) => {
+                tracing::warn!(%error, "dispatcher could not read the next due time");
+                Duration::from_secs(1)
+            }
+        }
+    }
+
+    /// One attempt: send, classify, schedule, hand the result to the recorder.
+    fn attempt(&self, delivery: ClaimedDelivery) -> impl Future<Output = ()> + Send + 'static {
+        let sender = self.sender.clone();
+        let policy = self.policy.clone();
+        let results = self.results.clone();
+        let node = self.node.clone();
+        let in_flight = self.in_flight.clone();
+        let slot_freed = self.slot_freed.clone();
+        async move {
+            let started_ms = now_ms();
+            if delivery.attempt_number == 1 && delivery.cycle == 1 {
+                metrics::histogram!("herald_delivery_first_attempt_delay_seconds")
+                    .record(seconds_between(delivery.event_created_at_ms, started_ms));
+            }
+            let clock = Instant::now();
+            let sent = sender.send(&delivery).await;
+            let next = next_step(&policy, &delivery, &sent);
+            let outcome = match next {
+                NextStep::Succeeded => "success",
+                NextStep::RetryAt(_) => "retry",
+                NextStep::Failed => "failed",
+            };
+            metrics::counter!("herald_delivery_attempts_total", "outcome" => outcome).increment(1);
+            metrics::histogram!("herald_delivery_attempt_duration_seconds")
+                .record(clock.elapsed().as_secs_f64());
+            if next == NextStep::Succeeded && delivery.cycle == 1 {
+                metrics::histogram!("herald_delivery_success_delay_seconds")
+                    .record(seconds_between(delivery.event_created_at_ms, now_ms()));
+            }
+            let record = AttemptRecord {
+                id: Uuid::now_v7(),
+                delivery_id: delivery.delivery_id,
+                event_seq: delivery.event_seq,
+                webhook_id: delivery.webhook_id,
+                node,
+                attempt_number: delivery.attempt_number,
+                request_url: delivery.url,
+                request_headers: headers_json(&sent.request_headers),
+                response_status: sent.response_status,
+                response_body: sent.response_body,
+                error_message: sent.error_message,
+                duration_ms: sent.duration_ms,
+                created_at_ms: started_ms,
+                next,
+            };
+            let _ = results.send(record);
+            in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .finish(delivery.delivery_id);
+            slot_freed.notify_one();
+        }
+    }
+
+    /// Graceful shutdown: attempts in flight may finish within the grace period; the rest are
+    /// cancelled and their deliveries released untried, for the next run or another node.
+    async fn drain(self, mut sends: JoinSet<()>) {
+        let deadline =
+            tokio::time::Instant::now() + SHUTDOWN_GRACE.min(self.config.delivery_timeout);
+        while !sends.is_empty() {
+            match tokio::time::timeout_at(deadline, sends.join_next()).await {
+                Ok(_) => {}
+                Err(_) => {
+                    sends.abort_all();
+                    while sends.join_next().await.is_some() {}
+                }
+            }
+        }
+        let unfinished: Vec<i64> = {
+            let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            in_flight.deliveries.keys().copied().collect()
+        };
+        if !unfinished.is_empty() {
+            match self.store.release_deliveries(&self.node, &unfinished).await {
+                Ok(()) => tracing::info!(
+                    released = unfinished.len(),
+                    "released deliveries in flight at shutdown"
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, "could not release deliveries; their leases will expire")
+                }
+            }
+        }
+    }
+}
+
+/// Where the delivery goes after this attempt, per the outcome rules and the retry policy.
+fn next_step(policy: &RetryPolicy, delivery: &ClaimedDelivery, sent: &SentAttempt) -> NextStep {
+    match classify(&sent.result) {
+        Verdict::Succeeded => NextStep::Succeeded,
+        Verdict::GiveUp => NextStep::Failed,
+        Verdict::Retry { retry_after } => {
+            let jitter = rand::random_range(-1.0..=1.0);
+            match policy.next_delay(delivery.attempt_number, jitter, retry_after) {
+                Some(delay) => NextStep::RetryAt(now_ms() + delay.as_millis() as i64),
+                None => NextStep::Failed,
+            }
+        }
+    }
+}
+
+fn headers_json(headers: &[(&'static str, String)]) -> String {
+    let object: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(name, value)| (name.to_string(), serde_json::Value::String(value.clone())))
+        .collect();
+    serde_json::Value::Object(object).to_string()
+}
+
+fn seconds_between(from_ms: i64, to_ms: i64) -> f64 {
+    (to_ms - from_ms).max(0) as f64 / 1_000.0
+}

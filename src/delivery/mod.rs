@@ -1,0 +1,61 @@
+//! Delivery: the dispatcher claims due work under leases and sends each attempt as its own
+//! task within per-webhook and global limits; the recorder writes results in batches; a
+//! retention task deletes old logs. Nothing here holds a transaction across an HTTP call.
+
+mod dispatcher;
+mod recorder;
+mod retention;
+pub mod sender;
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::domain::time::now_ms;
+use crate::store::Store;
+
+/// Wakes the dispatcher when new work exists (an event committed, a retry queued), so the
+/// first attempt starts at once instead of at the next timer. Wake-ups coalesce.
+#[derive(Clone, Default)]
+pub struct Wakeup(Arc<Notify>);
+
+impl Wakeup {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    async fn woken(&self) {
+        self.0.notified().await;
+    }
+}
+
+/// Takes back this node's leftover claims, then starts the dispatcher, the recorder and the
+/// retention task on `tracker`; they stop when `shutdown` is cancelled.
+pub async fn start(
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    wakeup: Wakeup,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let node = format!("node-{}", Uuid::new_v4());
+    let recovered = store.recover_claims(&node, now_ms()).await?;
+    if recovered > 0 {
+        tracing::info!(recovered, "took back deliveries claimed by a previous run");
+    }
+    let sender = Arc::new(sender::Sender::new(&config)?);
+    let (results, recorder) = recorder::Recorder::new(store.clone());
+    tracker.spawn(recorder.run());
+    tracker.spawn(retention::run(
+        store.clone(),
+        config.log_retention,
+        shutdown.clone(),
+    ));
+    let dispatcher = dispatcher::Dispatcher::new(store, config, sender, results, wakeup, node);
+    tracker.spawn(dispatcher.run(shutdown));
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! The retry policy, a pure function: the attempt that just failed, the schedule, a jitter
+//! draw and a `Retry-After` go in; the delay before the next attempt (or none) comes out.
+
+use std::time::Duration;
+
+/// Up to ±10% of each scheduled delay, so retries of many deliveries spread out.
+pub const JITTER_FRACTION: f64 = 0.10;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Delays after attempts 1..N-1; N = `delays.len() + 1` attempts per cycle.
+    pub delays: Vec<Duration>,
+}
+
+impl RetryPolicy {
+    pub fn max_attempts(&self) -> u32 {
+        self.delays.len() as u32 + 1
+    }
+
+    /// The delay after failed attempt `attempt` (1-based) of a cycle, or `None` when it was
+    /// the last. `jitter` is a draw from [-1, 1]. A `Retry-After` from the receiver replaces
+    /// the scheduled delay, capped at the schedule's largest delay.
+    pub fn next_delay(
+        &self,
+        attempt: u32,
+        jitter: f64,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
+        if attempt == 0 || attempt >= self.max_attempts() {
+            return None;
+        }
+        let scheduled = self.delays[attempt as usize - 1];
+        if let Some(asked) = retry_after {
+            let largest = self.delays.iter().max().copied().unwrap_or_default();
+            return Some(asked.min(largest));
+        }
+        let factor = 1.0 + JITTER_FRACTION * jitter.clamp(-1.0, 1.0);
+        Some(scheduled.mul_f64(factor))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_policy() -> RetryPolicy {
+        RetryPolicy {
+            delays: [1, 5, 25, 120, 600].map(Duration::from_secs).to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_default_schedule_allows_six_attempts() {
+        let policy = default_policy();
+        assert_eq!(policy.max_attempts(), 6);
+        let delays: Vec<_> = (1..=6).map(|a| policy.next_delay(a, 0.0, None)).collect();
+        assert_eq!(
+            delays,
+            [Some(1), Some(5), Some(25), Some(120), Some(600), None]
+                .map(|d| d.map(Duration::from_secs))
+                .to_vec()
+        );
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        let policy = default_policy();
+        for attempt in 1..=5 {
+            let base = policy.delays[attempt as usize - 1].as_secs_f64();
+            for jitter in [-1.0, -0.5, 0.0, 0.3, 1.0, 7.0, -7.0] {
+                let delay = policy
+                    .next_delay(attempt, jitter, None)
+                    .unwrap()
+                    .as_secs_f64();
+                assert!(
+                    delay >= base * 0.9 - 1e-9 && delay <= base * 1.1 + 1e-9,
+                    "{attempt} {jitter} {delay}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_the_largest_delay() {
+        let policy = default_policy();
+        assert_eq!(
+            policy.next_delay(1, 0.9, Some(Duration::from_secs(3))),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            policy.next_delay(2, 0.0, Some(Duration::from_secs(3600))),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            policy.next_delay(6, 0.0, Some(Duration::from_secs(3))),
+            None
+        );
+    }
+
+    #[test]
+    fn an_empty_schedule_means_one_attempt() {
+        let policy = RetryPolicy { delays: vec![] };
+        assert_eq!(policy.max_attempts(), 1);
+        assert_eq!(policy.next_delay(1, 0.0, None), None);
+    }
+}

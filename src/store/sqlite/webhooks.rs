@@ -1,0 +1,173 @@
+//! Webhooks and their delivery logs on SQLite.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::*;
+
+#[async_trait]
+impl WebhookStore for SqliteStore {
+    async fn list_webhooks(&self, tenant: &str) -> StoreResult<Vec<Webhook>> {
+        let rows: Vec<WebhookRow> = sqlx::query_as(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ? ORDER BY created_at, id"
+        ))
+        .bind(tenant)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter().map(Webhook::try_from).collect()
+    }
+
+    async fn find_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Webhook>> {
+        let row: Option<WebhookRow> = sqlx::query_as(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ? AND id = ?"
+        ))
+        .bind(tenant)
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(Webhook::try_from).transpose()
+    }
+
+    async fn create_webhook(
+        &self,
+        webhook: NewWebhook,
+        max_per_tenant: u32,
+    ) -> StoreResult<Option<Webhook>> {
+        // The count and the insert share the single writer, so two concurrent creates cannot
+        // both slip under the cap.
+        let mut tx = self.writer.begin().await?;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE tenant = ?")
+            .bind(&webhook.tenant)
+            .fetch_one(&mut *tx)
+            .await?;
+        if count >= i64::from(max_per_tenant) {
+            return Ok(None);
+        }
+        let now = now_ms();
+        let event_types = serde_json::to_string(&webhook.event_types).unwrap_or_default();
+        sqlx::query(&format!(
+            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(webhook.id.to_string())
+        .bind(&webhook.tenant)
+        .bind(&webhook.name)
+        .bind(&webhook.url)
+        .bind(&webhook.api_key)
+        .bind(&event_types)
+        .bind(webhook.is_active)
+        .bind(&webhook.metadata)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(Webhook {
+            id: webhook.id,
+            tenant: webhook.tenant,
+            name: webhook.name,
+            url: webhook.url,
+            api_key: webhook.api_key,
+            event_types: webhook.event_types,
+            is_active: webhook.is_active,
+            metadata: webhook.metadata,
+            created_at_ms: now,
+            updated_at_ms: now,
+        }))
+    }
+
+    async fn change_webhook(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        change: WebhookChange,
+    ) -> StoreResult<Option<Webhook>> {
+        let mut tx = self.writer.begin().await?;
+        let row: Option<WebhookRow> = sqlx::query_as(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ? AND id = ?"
+        ))
+        .bind(tenant)
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut webhook = Webhook::try_from(row)?;
+        let was_active = webhook.is_active;
+        match change {
+            WebhookChange::Fields(fields) => {
+                if let Some(name) = fields.name {
+                    webhook.name = name;
+                }
+                if let Some(url) = fields.url {
+                    webhook.url = url;
+                }
+                if let Some(event_types) = fields.event_types {
+                    webhook.event_types = event_types;
+                }
+                if let Some(is_active) = fields.is_active {
+                    webhook.is_active = is_active;
+                }
+                if let Some(metadata) = fields.metadata {
+                    webhook.metadata = metadata;
+                }
+            }
+            WebhookChange::RotateKey { api_key } => webhook.api_key = api_key,
+        }
+        // Deactivating ends the webhook's unfinished deliveries, as deleting does: no
+        // further attempts, and their events still reach a final status.
+        if was_active && !webhook.is_active {
+            end_unfinished_deliveries(&mut tx, &webhook.id.to_string(), now_ms()).await?;
+        }
+        // Strictly later than before, even within one millisecond: clients compare it.
+        webhook.updated_at_ms = now_ms().max(webhook.updated_at_ms + 1);
+        sqlx::query(
+            "UPDATE webhooks SET name = ?, url = ?, api_key = ?, event_types = ?, is_active = ?, \
+             metadata = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&webhook.name)
+        .bind(&webhook.url)
+        .bind(&webhook.api_key)
+        .bind(serde_json::to_string(&webhook.event_types).unwrap_or_default())
+        .bind(webhook.is_active)
+        .bind(&webhook.metadata)
+        .bind(webhook.updated_at_ms)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(webhook))
+    }
+
+    async fn delete_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<bool> {
+        let id = id.to_string();
+        let mut tx = self.writer.begin().await?;
+        let deleted = sqlx::query("DELETE FROM webhooks WHERE tenant = ? AND id = ?")
+            .bind(tenant)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Ok(false);
+        }
+        end_unfinished_deliveries(&mut tx, &id, now_ms()).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn webhook_logs(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryLog>> {
+        let rows: Vec<LogRow> = sqlx::query_as(&format!(
+            "{LOG_SELECT} WHERE a.webhook_id = ? AND e.tenant = ? \
+             ORDER BY a.created_at DESC, a.rowid DESC LIMIT ?"
+        ))
+        .bind(id.to_string())
+        .bind(tenant)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter().map(DeliveryLog::try_from).collect()
+    }
+}
