@@ -55,7 +55,28 @@ pub async fn start(
         config.log_retention,
         shutdown.clone(),
     ));
+    tracker.spawn(report_queue_depth(store.clone(), shutdown.clone()));
     let dispatcher = dispatcher::Dispatcher::new(store, config, sender, results, wakeup, node);
     tracker.spawn(dispatcher.run(shutdown));
     Ok(())
+}
+
+/// Publishes the queue's depth (all nodes) as gauges every few seconds.
+async fn report_queue_depth(store: Arc<dyn Store>, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(2));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match store.queue_depth().await {
+            Ok(depth) => {
+                metrics::gauge!("herald_events_pending").set(depth.pending_events as f64);
+                metrics::gauge!("herald_deliveries_queued").set(depth.queued as f64);
+                metrics::gauge!("herald_deliveries_in_flight").set(depth.in_flight as f64);
+            }
+            Err(error) => tracing::debug!(%error, "could not read the queue depth"),
+        }
+    }
 }

@@ -33,7 +33,6 @@ pub struct NewEvent {
     pub user_id: Option<String>,
     pub source_service: Option<String>,
     pub occurred_at_ms: i64,
-    pub created_at_ms: i64,
 }
 
 /// Validates one publish body received at `now_ms`.
@@ -94,7 +93,6 @@ pub fn validate_new_event(body: &Value, now_ms: i64) -> Result<NewEvent, String>
         user_id: optional_string(object, "userId")?,
         source_service: optional_string(object, "sourceService")?,
         occurred_at_ms,
-        created_at_ms: now_ms,
     })
 }
 

@@ -142,8 +142,9 @@ pub struct Event {
     pub processed_at_ms: Option<i64>,
 }
 
-/// The event as it is once stored for the first time.
-pub fn pending_event(new: NewEvent) -> Event {
+/// The event as it is once stored for the first time, at `created_at_ms` (the commit: so
+/// `createdAt` follows the order in which lists show events).
+pub fn pending_event(new: NewEvent, created_at_ms: i64) -> Event {
     Event {
         id: new.id,
         event_id: new.event_id,
@@ -154,7 +155,7 @@ pub fn pending_event(new: NewEvent) -> Event {
         source_service: new.source_service,
         occurred_at_ms: new.occurred_at_ms,
         status: EventStatus::Pending,
-        created_at_ms: new.created_at_ms,
+        created_at_ms,
         queued_at_ms: None,
         processed_at_ms: None,
     }

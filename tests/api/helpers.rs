@@ -22,7 +22,8 @@ pub struct TestApp {
     pub client: Client,
     shutdown: CancellationToken,
     server: Option<JoinHandle<anyhow::Result<()>>>,
-    _dir: TempDir,
+    vars: Vec<(String, String)>,
+    dir: Option<TempDir>,
 }
 
 impl TestApp {
@@ -36,11 +37,28 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("temporary directory");
         let database_url = format!("sqlite://{}", dir.path().join("herald.db").display());
         let mut vars: Vec<(String, String)> = vec![
-            ("HERALD_DATABASE_URL".into(), database_url.clone()),
+            ("HERALD_DATABASE_URL".into(), database_url),
             ("HERALD_LISTEN".into(), "127.0.0.1:0".into()),
         ];
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let config = Config::load(None, vars, &[]).expect("test configuration is valid");
+        TestApp::start(vars, dir).await
+    }
+
+    /// Stops this app gracefully and starts a new one on the same database and settings.
+    pub async fn restart(mut self) -> TestApp {
+        let dir = self.dir.take().expect("the app owns its directory");
+        let vars = std::mem::take(&mut self.vars);
+        self.stop().await;
+        TestApp::start(vars, dir).await
+    }
+
+    async fn start(vars: Vec<(String, String)>, dir: TempDir) -> TestApp {
+        let database_url = vars
+            .iter()
+            .find(|(k, _)| k == "HERALD_DATABASE_URL")
+            .map(|(_, v)| v.clone())
+            .expect("a database URL");
+        let config = Config::load(None, vars.clone(), &[]).expect("test configuration is valid");
         let app = App::build(config).await.expect("app builds");
         let address = app.local_addr();
         let store = herald::store::connect(&database_url)
@@ -54,7 +72,8 @@ impl TestApp {
             client: Client::new(),
             shutdown,
             server: Some(server),
-            _dir: dir,
+            vars,
+            dir: Some(dir),
         }
     }
 

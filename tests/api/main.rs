@@ -2,9 +2,11 @@
 //! database and talks HTTP to it.
 
 mod helpers;
+mod receiver;
 
 mod auth;
 mod cli;
+mod delivery;
 mod durability;
 mod events;
 mod ops;

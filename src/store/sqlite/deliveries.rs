@@ -96,7 +96,7 @@ async fn fan_out(tx: &mut Transaction<'_, Sqlite>, now: i64, limit: usize) -> St
 impl DeliveryStore for SqliteStore {
     async fn claim_work(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork> {
         let now = request.now_ms;
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_transaction().await?;
         let fanned_out = fan_out(&mut tx, now, request.fan_out_limit).await?;
         // A lease that ran out means its node died or hung: the delivery is due again.
         sqlx::query(
@@ -188,7 +188,7 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_transaction().await?;
         let mut touched: Vec<(i64, i64)> = Vec::with_capacity(records.len());
         for record in &records {
             let (state, next_attempt_at) = match record.next {

@@ -8,7 +8,15 @@ use super::*;
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn publish_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<PublishOutcome>> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_transaction().await?;
+        // One instant for the whole commit, never earlier than the last one, so `createdAt`
+        // agrees with the newest-first order of lists.
+        let created_at: i64 = sqlx::query_scalar(
+            "SELECT MAX(?, COALESCE((SELECT created_at FROM events ORDER BY seq DESC LIMIT 1), 0))",
+        )
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await?;
         let mut outcomes = Vec::with_capacity(events.len());
         let mut known_tenants: Vec<String> = Vec::new();
         for event in events {
@@ -38,11 +46,11 @@ impl EventStore for SqliteStore {
             .bind(&event.user_id)
             .bind(&event.source_service)
             .bind(event.occurred_at_ms)
-            .bind(event.created_at_ms)
+            .bind(created_at)
             .execute(&mut *tx)
             .await?;
             if inserted.rows_affected() == 1 {
-                outcomes.push(PublishOutcome::Created(pending_event(event)));
+                outcomes.push(PublishOutcome::Created(pending_event(event, created_at)));
             } else {
                 let row: EventRow = sqlx::query_as(&format!(
                     "SELECT {EVENT_COLUMNS} FROM events WHERE tenant = ? AND event_id = ?"
@@ -82,15 +90,19 @@ impl EventStore for SqliteStore {
         .bind(query.since_ms)
         .bind(query.until_ms)
         .bind(query.before_cursor)
-        .bind(i64::from(query.limit))
+        .bind(i64::from(query.limit) + 1)
         .fetch_all(&self.reader)
         .await?
         .into_iter()
         .map(|row| (row.seq, row.event))
         .collect();
-        let next_cursor = match rows.last() {
-            Some((seq, _)) if rows.len() == query.limit as usize => Some(*seq),
-            _ => None,
+        // One row more than the page says whether another page follows.
+        let mut rows = rows;
+        let next_cursor = if rows.len() > query.limit as usize {
+            rows.truncate(query.limit as usize);
+            rows.last().map(|(seq, _)| *seq)
+        } else {
+            None
         };
         let events = rows
             .into_iter()
@@ -133,7 +145,7 @@ impl EventStore for SqliteStore {
         event: Uuid,
         webhook: Option<Uuid>,
     ) -> StoreResult<RetryOutcome> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_transaction().await?;
         let found: Option<(i64, String)> =
             sqlx::query_as("SELECT seq, event_type FROM events WHERE id = ? AND tenant = ?")
                 .bind(event.to_string())

@@ -56,6 +56,15 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// A write transaction that takes the write lock up front (`BEGIN IMMEDIATE`). A
+    /// deferred one that reads first could not upgrade if another process (the CLI) wrote
+    /// meanwhile, and would fail with `SQLITE_BUSY` instead of waiting.
+    async fn write_transaction(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
 #[derive(FromRow)]
 struct TenantRow {
     name: String,
