@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use super::cli::{Herald, Server};
+use crate::receiver::{Reply, TestReceiver};
 
 /// A database with tenant `acme`, a producer token and a partner token for `acme`.
 struct Setup {
@@ -271,6 +272,28 @@ fn event(event_id: &str) -> Value {
     })
 }
 
+/// Publishes one new event; a 201 acknowledges it.
+async fn publish_one(client: Client, address: String, producer: String) -> Attempt {
+    let id = Uuid::new_v4().to_string();
+    let sent = client
+        .post(format!("http://{address}/v1/events"))
+        .bearer_auth(&producer)
+        .json(&event(&id))
+        .send()
+        .await;
+    let Ok(response) = sent else {
+        return Attempt::NoAnswer;
+    };
+    // The status line is sent only after the commit: a 201 acknowledges the event even if
+    // the kill then cuts off the body.
+    assert_eq!(response.status(), 201, "publish of {id}");
+    if let Ok(body) = response.json::<Value>().await {
+        assert_eq!(body["eventId"], id.as_str(), "{body}");
+        assert_eq!(body["status"], "pending", "{body}");
+    }
+    Attempt::Acknowledged(vec![id])
+}
+
 #[tokio::test]
 async fn acknowledged_publishes_survive_sigkill() {
     let setup = setup().await;
@@ -281,29 +304,7 @@ async fn acknowledged_publishes_survive_sigkill() {
         32,
         1,
         400,
-        move |client: Client, address: String| {
-            let producer = producer.clone();
-            async move {
-                let id = Uuid::new_v4().to_string();
-                let sent = client
-                    .post(format!("http://{address}/v1/events"))
-                    .bearer_auth(&producer)
-                    .json(&event(&id))
-                    .send()
-                    .await;
-                let Ok(response) = sent else {
-                    return Attempt::NoAnswer;
-                };
-                // The status line is sent only after the commit: a 201 acknowledges the event even
-                // if the kill then cuts off the body.
-                assert_eq!(response.status(), 201, "publish of {id}");
-                if let Ok(body) = response.json::<Value>().await {
-                    assert_eq!(body["eventId"], id.as_str(), "{body}");
-                    assert_eq!(body["status"], "pending", "{body}");
-                }
-                Attempt::Acknowledged(vec![id])
-            }
-        },
+        move |client: Client, address: String| publish_one(client, address, producer.clone()),
     )
     .await;
     assert!(burst.acknowledged.len() >= 400);
@@ -352,4 +353,103 @@ async fn acknowledged_batches_survive_sigkill() {
     .await;
     assert!(burst.acknowledged.len() >= 10 * BATCH);
     assert_all_survived(&setup, &burst).await;
+}
+
+/// `herald serve` as delivery tests run it: plain HTTP to loopback receivers, short retries.
+async fn serve_for_delivery(setup: &Setup) -> Server {
+    let mut command = setup.herald.command(&["serve"]);
+    command
+        .env("HERALD_LISTEN", "127.0.0.1:0")
+        .env("HERALD_ALLOW_HTTP", "true")
+        .env("HERALD_ALLOW_PRIVATE_TARGETS", "true")
+        .env("HERALD_RETRY_SCHEDULE", "100ms,200ms,500ms,1s,2s");
+    Server::start(command).await
+}
+
+fn delivered_event_ids(receiver: &TestReceiver) -> Vec<String> {
+    receiver
+        .received()
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_str(&r.body).expect("JSON body");
+            body["event_id"].as_str().expect("event_id").to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_acknowledged_event_reaches_every_receiver_after_a_sigkill_mid_delivery() {
+    let setup = setup().await;
+    let (_, admin) = setup.herald.create_token(&["--tenant", "acme"]).await;
+    let slow = || Reply::status(200).after(Duration::from_millis(20));
+    let receivers = [
+        TestReceiver::start(move |_| slow()).await,
+        TestReceiver::start(move |_| slow()).await,
+    ];
+    let server = serve_for_delivery(&setup).await;
+    for receiver in &receivers {
+        let response = server
+            .client
+            .post(server.url("/v1/webhooks"))
+            .bearer_auth(&admin)
+            .json(&json!({"name": "r", "url": receiver.url("/"), "event_types": ["*"], "is_active": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    let producer = setup.producer.clone();
+    let burst = publish_until_killed(
+        server,
+        16,
+        1,
+        300,
+        move |client: Client, address: String| publish_one(client, address, producer.clone()),
+    )
+    .await;
+    let in_flight_at_kill: usize = receivers.iter().map(|r| r.received().len()).sum();
+    assert!(
+        in_flight_at_kill > 0,
+        "the kill came after deliveries had started"
+    );
+
+    let server = serve_for_delivery(&setup).await;
+    let acknowledged: HashSet<&String> = burst.acknowledged.iter().collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let lost: Vec<usize> = receivers
+            .iter()
+            .map(|receiver| {
+                let delivered: HashSet<String> =
+                    delivered_event_ids(receiver).into_iter().collect();
+                acknowledged
+                    .iter()
+                    .filter(|id| !delivered.contains(id.as_str()))
+                    .count()
+            })
+            .collect();
+        if lost.iter().all(|n| *n == 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 20 s, acknowledged events not delivered per receiver: {lost:?} of {}",
+            acknowledged.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let duplicates: Vec<usize> = receivers
+        .iter()
+        .map(|receiver| {
+            let ids = delivered_event_ids(receiver);
+            let distinct: HashSet<&String> = ids.iter().collect();
+            ids.len() - distinct.len()
+        })
+        .collect();
+    eprintln!(
+        "sigkill mid-delivery: {} acknowledged, lost 0, duplicates per receiver {duplicates:?}",
+        acknowledged.len()
+    );
+    let (status, log) = server.terminate().await;
+    assert!(status.success(), "{log}");
 }
