@@ -11,4 +11,5 @@ mod durability;
 mod events;
 mod ops;
 mod publish;
+mod signatures;
 mod webhooks;
