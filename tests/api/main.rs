@@ -11,5 +11,6 @@ mod durability;
 mod events;
 mod ops;
 mod publish;
+mod robustness;
 mod signatures;
 mod webhooks;
