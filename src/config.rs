@@ -24,7 +24,7 @@ pub const SETTINGS: &[Setting] = &[
         key: "database_url",
         env: "HERALD_DATABASE_URL",
         default: "sqlite://herald.db",
-        help: "`sqlite://PATH` (created if missing)",
+        help: "`sqlite://PATH` (created if missing) or `postgres://...`",
     },
     Setting {
         key: "listen",
@@ -306,12 +306,12 @@ fn read_file(path: &Path) -> Result<Vec<(String, String)>, String> {
 }
 
 fn parse_database_url(value: &str) -> Result<String, String> {
-    if value.starts_with("sqlite:") && value.len() > "sqlite:".len() {
+    let sqlite = value.starts_with("sqlite:") && value.len() > "sqlite:".len();
+    let postgres = value.starts_with("postgres://") || value.starts_with("postgresql://");
+    if sqlite || postgres {
         Ok(value.to_string())
-    } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-        Err("PostgreSQL is not supported by this build yet; expected sqlite://PATH".into())
     } else {
-        Err("expected sqlite://PATH".into())
+        Err("expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE".into())
     }
 }
 

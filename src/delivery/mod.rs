@@ -48,6 +48,13 @@ pub async fn start(
         tracing::info!(recovered, "took back deliveries claimed by a previous run");
     }
     let sender = Arc::new(sender::Sender::new(&config)?);
+    let listening = wakeup.clone();
+    let notifications = store.clone();
+    let stop_listening = shutdown.clone();
+    tracker.spawn(async move {
+        let on_work = Arc::new(move || listening.wake());
+        notifications.listen_for_work(on_work, stop_listening).await;
+    });
     let (results, recorder) = recorder::Recorder::new(store.clone());
     tracker.spawn(recorder.run());
     tracker.spawn(retention::run(

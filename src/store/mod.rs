@@ -2,12 +2,15 @@
 //! the backend is chosen from the database URL and the rest of Herald never knows which it
 //! talks to. Instants are Unix milliseconds in every backend.
 
+mod postgres;
+mod rows;
 mod sqlite;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use crate::domain::event::NewEvent;
@@ -15,6 +18,7 @@ use crate::domain::scope::Scope;
 use crate::domain::status::EventStatus;
 use crate::domain::webhook::WebhookFields;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Failures of the store itself (never of a partner's input).
@@ -33,16 +37,21 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the database could not be reached (as opposed to a query that failed).
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
+        match self {
             StoreError::Database(
                 sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::WorkerCrashed
-            )
-        )
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            // PostgreSQL's connection-exception (08) and operator-intervention (57P) classes:
+            // the server went away or is shutting down.
+            StoreError::Database(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+            _ => false,
+        }
     }
 }
 
@@ -102,6 +111,32 @@ pub struct Webhook {
     pub metadata: String,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+}
+
+impl Webhook {
+    /// Applies a change in memory; given fields replace the old values.
+    pub fn apply(&mut self, change: WebhookChange) {
+        match change {
+            WebhookChange::Fields(fields) => {
+                if let Some(name) = fields.name {
+                    self.name = name;
+                }
+                if let Some(url) = fields.url {
+                    self.url = url;
+                }
+                if let Some(event_types) = fields.event_types {
+                    self.event_types = event_types;
+                }
+                if let Some(is_active) = fields.is_active {
+                    self.is_active = is_active;
+                }
+                if let Some(metadata) = fields.metadata {
+                    self.metadata = metadata;
+                }
+            }
+            WebhookChange::RotateKey { api_key } => self.api_key = api_key,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -387,6 +422,13 @@ pub trait DeliveryStore: Send + Sync {
     async fn queue_depth(&self) -> StoreResult<QueueDepth>;
     /// Deletes up to `limit` delivery logs created before `cutoff_ms`; returns how many.
     async fn delete_attempts_before(&self, cutoff_ms: i64, limit: u32) -> StoreResult<u64>;
+    /// Calls `on_work` whenever another node announces work (until `shutdown`). A backend
+    /// owned by one process has nobody to hear from and returns at once.
+    async fn listen_for_work(
+        &self,
+        on_work: Arc<dyn Fn() + Send + Sync>,
+        shutdown: CancellationToken,
+    );
 }
 
 /// Everything Herald asks of its database, whichever backend holds it.
@@ -398,10 +440,11 @@ impl<T: AccessStore + WebhookStore + EventStore + DeliveryStore + 'static> Store
 pub async fn connect(database_url: &str) -> StoreResult<Arc<dyn Store>> {
     if database_url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(database_url).await?))
+    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(database_url).await?))
     } else {
         Err(StoreError::Invalid(format!(
-            "unsupported database URL {database_url:?}: this build of Herald stores data in \
-             SQLite (sqlite://PATH); PostgreSQL support is tracked separately"
+            "unsupported database URL {database_url:?}: use sqlite://PATH or postgres://..."
         )))
     }
 }

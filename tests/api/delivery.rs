@@ -20,10 +20,10 @@ const DEV: [(&str, &str); 3] = [
 ];
 const SOON: Duration = Duration::from_secs(10);
 
-async fn dev_app(extra: &[(&str, &str)]) -> TestApp {
+async fn dev_app(extra: &[(&str, &str)]) -> Option<TestApp> {
     let mut env: Vec<(&str, &str)> = DEV.to_vec();
     env.extend_from_slice(extra);
-    TestApp::spawn_with(&env).await
+    super::spawn(&env).await
 }
 
 /// An active webhook; returns its create response `data`.
@@ -78,7 +78,9 @@ fn standard_signature_is_valid(request: &Received, signing_secret: &str) -> bool
 
 #[tokio::test]
 async fn events_fan_out_to_every_active_subscribed_webhook() {
-    let app = dev_app(&[]).await;
+    let Some(app) = dev_app(&[]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let exact = TestReceiver::answering(200).await;
@@ -123,7 +125,9 @@ async fn events_fan_out_to_every_active_subscribed_webhook() {
 
 #[tokio::test]
 async fn each_request_carries_the_envelope_and_verifiable_signatures() {
-    let app = dev_app(&[]).await;
+    let Some(app) = dev_app(&[]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let receiver = TestReceiver::answering(200).await;
@@ -177,7 +181,9 @@ async fn each_request_carries_the_envelope_and_verifiable_signatures() {
 
 #[tokio::test]
 async fn failed_attempts_follow_the_schedule_with_identical_bodies_and_full_logs() {
-    let app = dev_app(&[]).await;
+    let Some(app) = dev_app(&[]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let receiver = TestReceiver::start(|n| {
@@ -284,7 +290,9 @@ async fn failed_attempts_follow_the_schedule_with_identical_bodies_and_full_logs
 
 #[tokio::test]
 async fn permanent_failures_are_not_retried() {
-    let app = dev_app(&[]).await;
+    let Some(app) = dev_app(&[]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     for status in [410u16, 400, 404, 422] {
@@ -310,7 +318,9 @@ async fn permanent_failures_are_not_retried() {
 
 #[tokio::test]
 async fn retries_end_after_the_last_attempt_of_the_schedule() {
-    let app = dev_app(&[("HERALD_RETRY_SCHEDULE", "50ms,50ms")]).await;
+    let Some(app) = dev_app(&[("HERALD_RETRY_SCHEDULE", "50ms,50ms")]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let receiver = TestReceiver::start(|n| {
@@ -345,7 +355,9 @@ async fn retries_end_after_the_last_attempt_of_the_schedule() {
 
 #[tokio::test]
 async fn retry_after_on_429_is_honoured() {
-    let app = dev_app(&[("HERALD_RETRY_SCHEDULE", "50ms,5s")]).await;
+    let Some(app) = dev_app(&[("HERALD_RETRY_SCHEDULE", "50ms,5s")]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let receiver = TestReceiver::start(|n| {
@@ -368,7 +380,9 @@ async fn retry_after_on_429_is_honoured() {
 
 #[tokio::test]
 async fn timeouts_are_retried_and_logged_without_a_response() {
-    let app = dev_app(&[("HERALD_DELIVERY_TIMEOUT", "300ms")]).await;
+    let Some(app) = dev_app(&[("HERALD_DELIVERY_TIMEOUT", "300ms")]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let receiver = TestReceiver::start(|n| {
@@ -406,7 +420,9 @@ async fn timeouts_are_retried_and_logged_without_a_response() {
 
 #[tokio::test]
 async fn redirects_are_never_followed_and_are_retried() {
-    let app = dev_app(&[]).await;
+    let Some(app) = dev_app(&[]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let receiver = TestReceiver::start(|n| {
@@ -435,7 +451,9 @@ async fn redirects_are_never_followed_and_are_retried() {
 
 #[tokio::test]
 async fn a_dropped_connection_is_a_retried_transport_failure() {
-    let app = dev_app(&[("HERALD_RETRY_SCHEDULE", "50ms")]).await;
+    let Some(app) = dev_app(&[("HERALD_RETRY_SCHEDULE", "50ms")]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let url = hanging_up().await;
@@ -460,7 +478,9 @@ async fn a_dropped_connection_is_a_retried_transport_failure() {
 
 #[tokio::test]
 async fn after_rotate_key_new_attempts_are_signed_with_the_new_key() {
-    let app = dev_app(&[("HERALD_RETRY_SCHEDULE", "500ms")]).await;
+    let Some(app) = dev_app(&[("HERALD_RETRY_SCHEDULE", "500ms")]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let receiver = TestReceiver::start(|n| {
@@ -499,7 +519,9 @@ async fn after_rotate_key_new_attempts_are_signed_with_the_new_key() {
 
 #[tokio::test]
 async fn a_manual_retry_starts_a_new_cycle_at_attempt_one() {
-    let app = dev_app(&[]).await;
+    let Some(app) = dev_app(&[]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let receiver = TestReceiver::start(|n| {
@@ -540,7 +562,9 @@ async fn a_manual_retry_starts_a_new_cycle_at_attempt_one() {
 
 #[tokio::test]
 async fn a_retry_to_a_webhook_still_retrying_replaces_its_cycle() {
-    let app = dev_app(&[("HERALD_RETRY_SCHEDULE", "2s,2s")]).await;
+    let Some(app) = dev_app(&[("HERALD_RETRY_SCHEDULE", "2s,2s")]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let receiver = TestReceiver::start(|n| {
@@ -578,12 +602,15 @@ async fn a_retry_to_a_webhook_still_retrying_replaces_its_cycle() {
 
 #[tokio::test]
 async fn a_slow_endpoint_does_not_delay_deliveries_to_others() {
-    let app = dev_app(&[
+    let Some(app) = dev_app(&[
         ("HERALD_DELIVERY_TIMEOUT", "20s"),
         ("HERALD_MAX_IN_FLIGHT", "8"),
         ("HERALD_MAX_IN_FLIGHT_PER_WEBHOOK", "4"),
     ])
-    .await;
+    .await
+    else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let (hole, accepted) = black_hole().await;
@@ -605,11 +632,14 @@ async fn a_slow_endpoint_does_not_delay_deliveries_to_others() {
 
 #[tokio::test]
 async fn destinations_are_checked_after_resolution_on_every_attempt() {
-    let app = TestApp::spawn_with(&[
+    let Some(app) = super::spawn(&[
         ("HERALD_ALLOW_HTTP", "true"),
         ("HERALD_RETRY_SCHEDULE", "50ms"),
     ])
-    .await;
+    .await
+    else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let receiver = TestReceiver::answering(200).await;
@@ -661,7 +691,9 @@ async fn destinations_are_checked_after_resolution_on_every_attempt() {
 
 #[tokio::test]
 async fn plain_http_is_refused_at_attempt_time_unless_allowed() {
-    let app = TestApp::spawn_with(&[("HERALD_ALLOW_PRIVATE_TARGETS", "true")]).await;
+    let Some(app) = super::spawn(&[("HERALD_ALLOW_PRIVATE_TARGETS", "true")]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let receiver = TestReceiver::answering(200).await;
@@ -704,7 +736,9 @@ async fn plain_http_is_refused_at_attempt_time_unless_allowed() {
 
 #[tokio::test]
 async fn deactivating_a_webhook_ends_its_retries() {
-    let app = dev_app(&[("HERALD_RETRY_SCHEDULE", "1s,1s")]).await;
+    let Some(app) = dev_app(&[("HERALD_RETRY_SCHEDULE", "1s,1s")]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let receiver = TestReceiver::answering(500).await;
@@ -726,7 +760,9 @@ async fn deactivating_a_webhook_ends_its_retries() {
 
 #[tokio::test]
 async fn the_first_attempt_is_prompt_on_an_idle_server() {
-    let app = dev_app(&[]).await;
+    let Some(app) = dev_app(&[]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let receiver = TestReceiver::answering(200).await;
@@ -750,7 +786,9 @@ async fn the_first_attempt_is_prompt_on_an_idle_server() {
 
 #[tokio::test]
 async fn delivery_logs_older_than_the_retention_are_deleted() {
-    let app = dev_app(&[("HERALD_LOG_RETENTION", "1s")]).await;
+    let Some(app) = dev_app(&[("HERALD_LOG_RETENTION", "1s")]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let receiver = TestReceiver::answering(200).await;
@@ -779,7 +817,9 @@ async fn delivery_logs_older_than_the_retention_are_deleted() {
 
 #[tokio::test]
 async fn metrics_report_attempts_latencies_and_queue_depth() {
-    let app = dev_app(&[]).await;
+    let Some(app) = dev_app(&[]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let receiver = TestReceiver::start(|n| {
@@ -824,7 +864,9 @@ async fn metrics_report_attempts_latencies_and_queue_depth() {
 
 #[tokio::test]
 async fn a_graceful_stop_finishes_the_attempt_in_flight() {
-    let app = dev_app(&[]).await;
+    let Some(app) = dev_app(&[]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
     let receiver =

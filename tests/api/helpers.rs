@@ -26,13 +26,93 @@ pub struct TestApp {
     dir: Option<TempDir>,
 }
 
+/// The store a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server tests use, from `HERALD_TEST_DATABASE_URL`; `None` (after saying so
+/// loudly) when it is not set.
+pub fn test_database_url() -> Option<String> {
+    match std::env::var("HERALD_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            // Written to the process's stderr directly, past the test harness's capture, so
+            // the skip shows in every run's output; once per run is enough.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED: HERALD_TEST_DATABASE_URL is not set, so the PostgreSQL tests \
+                     (postgres::*, multinode::*) pass without running"
+                );
+            });
+            None
+        }
+    }
+}
+
+/// A fresh, empty schema on the test PostgreSQL server; returns the URL that selects it.
+/// Schemas of runs older than an hour are dropped on the way.
+pub async fn fresh_postgres_schema(base_url: &str) -> String {
+    use sqlx::Connection;
+    let mut connection = sqlx::PgConnection::connect(base_url)
+        .await
+        .expect("the test PostgreSQL answers");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'herald_test_%'",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .unwrap_or_default();
+    for schema in stale {
+        let born: u64 = schema
+            .split('_')
+            .nth(2)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(now);
+        if born + 3600 < now {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .execute(&mut connection)
+                .await;
+        }
+    }
+    let schema = format!("herald_test_{now}_{}", Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut connection)
+        .await
+        .expect("schema created");
+    let separator = if base_url.contains('?') { '&' } else { '?' };
+    format!("{base_url}{separator}options[search_path]={schema}")
+}
+
 impl TestApp {
-    /// An app with the default configuration (but port 0 and a temporary database).
-    pub async fn spawn() -> TestApp {
-        TestApp::spawn_with(&[]).await
+    /// An app on `backend` with settings overridden as `HERALD_*` variables would; `None`
+    /// when the backend is PostgreSQL and no test server is configured.
+    pub async fn spawn_on(backend: Backend, env: &[(&str, &str)]) -> Option<TestApp> {
+        match backend {
+            Backend::Sqlite => Some(TestApp::spawn_with(env).await),
+            Backend::Postgres => {
+                let url = fresh_postgres_schema(&test_database_url()?).await;
+                let mut vars: Vec<(String, String)> = vec![
+                    ("HERALD_DATABASE_URL".into(), url),
+                    ("HERALD_LISTEN".into(), "127.0.0.1:0".into()),
+                ];
+                vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+                let dir = tempfile::tempdir().expect("temporary directory");
+                Some(TestApp::start(vars, dir).await)
+            }
+        }
     }
 
-    /// An app with settings overridden as `HERALD_*` variables would.
+    /// A SQLite app with settings overridden as `HERALD_*` variables would.
     pub async fn spawn_with(env: &[(&str, &str)]) -> TestApp {
         let dir = tempfile::tempdir().expect("temporary directory");
         let database_url = format!("sqlite://{}", dir.path().join("herald.db").display());

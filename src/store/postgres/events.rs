@@ -1,0 +1,257 @@
+//! Publishing events and the partner's view of them on PostgreSQL.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::*;
+use crate::domain::event_type::any_pattern_matches;
+use crate::domain::time::now_ms;
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn publish_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<PublishOutcome>> {
+        let created_at = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let tenants: Vec<&str> = events.iter().map(|e| e.tenant.as_str()).collect();
+        let known: HashSet<String> =
+            sqlx::query_scalar::<_, String>("SELECT name FROM tenants WHERE name = ANY($1)")
+                .bind(&tenants)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+        let storable: Vec<&NewEvent> = events
+            .iter()
+            .filter(|e| known.contains(&e.tenant))
+            .collect();
+        let column = |f: fn(&NewEvent) -> String| storable.iter().map(|e| f(e)).collect::<Vec<_>>();
+        // One statement for the whole batch; a key already stored (or repeated within the
+        // batch) inserts nothing and is answered with the stored event below.
+        let inserted: Vec<(String, String)> = sqlx::query_as(
+            "INSERT INTO events (id, tenant, event_id, event_type, payload, user_id, source_service, \
+             occurred_at, status, created_at) \
+             SELECT u.id, u.tenant, u.event_id, u.event_type, u.payload, u.user_id, u.source_service, \
+                    u.occurred_at, 'pending', $9 \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                         $7::text[], $8::bigint[]) WITH ORDINALITY \
+                  AS u(id, tenant, event_id, event_type, payload, user_id, source_service, occurred_at, n) \
+             ORDER BY u.n \
+             ON CONFLICT (tenant, event_id) DO NOTHING RETURNING tenant, id",
+        )
+        .bind(column(|e| e.id.to_string()))
+        .bind(column(|e| e.tenant.clone()))
+        .bind(column(|e| e.event_id.clone()))
+        .bind(column(|e| e.event_type.clone()))
+        .bind(column(|e| e.payload.clone()))
+        .bind(storable.iter().map(|e| e.user_id.clone()).collect::<Vec<_>>())
+        .bind(storable.iter().map(|e| e.source_service.clone()).collect::<Vec<_>>())
+        .bind(storable.iter().map(|e| e.occurred_at_ms).collect::<Vec<_>>())
+        .bind(created_at)
+        .fetch_all(&mut *tx)
+        .await?;
+        let inserted: HashSet<String> = inserted.into_iter().map(|(_, id)| id).collect();
+        let repeated: Vec<&&NewEvent> = storable
+            .iter()
+            .filter(|e| !inserted.contains(&e.id.to_string()))
+            .collect();
+        let mut existing: HashMap<(String, String), Event> = HashMap::new();
+        if !repeated.is_empty() {
+            let rows: Vec<EventRow> = sqlx::query_as(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE (tenant, event_id) IN \
+                 (SELECT * FROM UNNEST($1::text[], $2::text[]))"
+            ))
+            .bind(
+                repeated
+                    .iter()
+                    .map(|e| e.tenant.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                repeated
+                    .iter()
+                    .map(|e| e.event_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in rows {
+                let event = Event::try_from(row)?;
+                existing.insert((event.tenant.clone(), event.event_id.clone()), event);
+            }
+        }
+        if !inserted.is_empty() {
+            self.notify_work(&mut tx).await?;
+        }
+        tx.commit().await?;
+        let outcomes = events
+            .into_iter()
+            .map(|event| {
+                if !known.contains(&event.tenant) {
+                    PublishOutcome::UnknownTenant(event.tenant)
+                } else if inserted.contains(&event.id.to_string()) {
+                    PublishOutcome::Created(pending_event(event, created_at))
+                } else {
+                    match existing.get(&(event.tenant.clone(), event.event_id.clone())) {
+                        Some(stored) => PublishOutcome::Existing(stored.clone()),
+                        None => PublishOutcome::UnknownTenant(event.tenant),
+                    }
+                }
+            })
+            .collect();
+        Ok(outcomes)
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> StoreResult<EventPage> {
+        const FILTER: &str = "tenant = $1 AND ($2::text IS NULL OR status = $2) \
+             AND ($3::text IS NULL OR event_type = $3) AND ($4::bigint IS NULL OR created_at >= $4) \
+             AND ($5::bigint IS NULL OR created_at <= $5)";
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM events WHERE {FILTER}"))
+            .bind(&query.tenant)
+            .bind(query.status.map(|s| s.as_str()))
+            .bind(&query.event_type)
+            .bind(query.since_ms)
+            .bind(query.until_ms)
+            .fetch_one(&self.pool)
+            .await?;
+        let mut rows: Vec<(i64, EventRow)> = sqlx::query_as::<_, SeqEventRow>(&format!(
+            "SELECT seq, {EVENT_COLUMNS} FROM events WHERE {FILTER} \
+             AND ($6::bigint IS NULL OR seq < $6) ORDER BY seq DESC LIMIT $7"
+        ))
+        .bind(&query.tenant)
+        .bind(query.status.map(|s| s.as_str()))
+        .bind(&query.event_type)
+        .bind(query.since_ms)
+        .bind(query.until_ms)
+        .bind(query.before_cursor)
+        .bind(i64::from(query.limit) + 1)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|row| (row.seq, row.event))
+        .collect();
+        let next_cursor = if rows.len() > query.limit as usize {
+            rows.truncate(query.limit as usize);
+            rows.last().map(|(seq, _)| *seq)
+        } else {
+            None
+        };
+        let events = rows
+            .into_iter()
+            .map(|(_, row)| Event::try_from(row))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(EventPage {
+            total,
+            events,
+            next_cursor,
+        })
+    }
+
+    async fn find_event(&self, tenant: &str, id: &str) -> StoreResult<Option<Event>> {
+        let row: Option<EventRow> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant = $1 AND (id = $2 OR event_id = $2) \
+             ORDER BY (id = $2) DESC LIMIT 1"
+        ))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Event::try_from).transpose()
+    }
+
+    async fn event_logs(&self, tenant: &str, event: Uuid) -> StoreResult<Vec<DeliveryLog>> {
+        let rows: Vec<LogRow> = sqlx::query_as(&format!(
+            "{LOG_SELECT} WHERE e.id = $1 AND e.tenant = $2 ORDER BY a.created_at, a.id"
+        ))
+        .bind(event.to_string())
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(DeliveryLog::try_from).collect()
+    }
+
+    async fn retry_event(
+        &self,
+        tenant: &str,
+        event: Uuid,
+        webhook: Option<Uuid>,
+    ) -> StoreResult<RetryOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let found: Option<(i64, String)> = sqlx::query_as(
+            "SELECT seq, event_type FROM events WHERE id = $1 AND tenant = $2 FOR UPDATE",
+        )
+        .bind(event.to_string())
+        .bind(tenant)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((event_seq, event_type)) = found else {
+            return Err(StoreError::Invalid(format!(
+                "event {event} vanished during retry"
+            )));
+        };
+        // Shared locks keep the webhooks from being deleted or deactivated until the new
+        // cycle is committed (those changes then end it properly).
+        let rows: Vec<WebhookRow> = sqlx::query_as(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = $1 AND ($2::text IS NULL OR id = $2) \
+             ORDER BY id FOR SHARE"
+        ))
+        .bind(tenant)
+        .bind(webhook.map(|id| id.to_string()))
+        .fetch_all(&mut *tx)
+        .await?;
+        let webhooks: Vec<Webhook> = rows
+            .into_iter()
+            .map(Webhook::try_from)
+            .collect::<StoreResult<_>>()?;
+        let targets: Vec<String> = match webhook {
+            Some(_) => match webhooks.first() {
+                None => return Ok(RetryOutcome::WebhookNotFound),
+                Some(w) if !w.is_active => return Ok(RetryOutcome::WebhookInactive),
+                Some(w) => vec![w.id.to_string()],
+            },
+            None => webhooks
+                .iter()
+                .filter(|w| w.is_active && any_pattern_matches(&w.event_types, &event_type))
+                .map(|w| w.id.to_string())
+                .collect(),
+        };
+        if targets.is_empty() {
+            return Ok(RetryOutcome::Queued(0));
+        }
+        let now = now_ms();
+        // The new cycle replaces every earlier one of this event and webhook, finished or not.
+        sqlx::query(
+            "UPDATE deliveries SET state = 'superseded', locked_until = NULL, locked_by = NULL, \
+             updated_at = $1 WHERE event_seq = $2 AND webhook_id = ANY($3) AND state <> 'superseded'",
+        )
+        .bind(now)
+        .bind(event_seq)
+        .bind(&targets)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO deliveries (event_seq, webhook_id, cycle, state, next_attempt_at, created_at, updated_at) \
+             SELECT $1, t.id, COALESCE((SELECT MAX(cycle) FROM deliveries d \
+                                        WHERE d.event_seq = $1 AND d.webhook_id = t.id), 0) + 1, \
+                    'queued', $2, $2, $2 \
+             FROM UNNEST($3::text[]) AS t(id)",
+        )
+        .bind(event_seq)
+        .bind(now)
+        .bind(&targets)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE events SET status = 'processing', processed_at = NULL, \
+             queued_at = COALESCE(queued_at, $1) WHERE seq = $2",
+        )
+        .bind(now)
+        .bind(event_seq)
+        .execute(&mut *tx)
+        .await?;
+        self.notify_work(&mut tx).await?;
+        tx.commit().await?;
+        Ok(RetryOutcome::Queued(targets.len() as u32))
+    }
+}

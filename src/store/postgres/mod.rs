@@ -1,0 +1,147 @@
+//! The PostgreSQL backend, for several Herald nodes sharing one database. Claims take rows
+//! with `FOR UPDATE SKIP LOCKED` under a lease, so nodes never take the same delivery and the
+//! work of a node that dies returns to the queue when its lease runs out. `NOTIFY` wakes the
+//! idle dispatchers of every node when work arrives. Batches go to the server as arrays
+//! (`UNNEST`), one statement per step, not one per row.
+
+mod access;
+mod deliveries;
+mod events;
+mod webhooks;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+
+use super::rows::*;
+use super::*;
+use crate::domain::status::{DeliveryState, derive_event_status};
+
+const MAX_CONNECTIONS: u32 = 16;
+/// How long a request waits for a connection before the store counts as unavailable (503).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+pub struct PostgresStore {
+    pool: PgPool,
+    /// The NOTIFY channel, per schema, so Herald installations sharing a database (and
+    /// parallel test runs) do not wake each other.
+    channel: String,
+}
+
+impl PostgresStore {
+    /// Connects to the database a `postgres://` URL names (its `options[search_path]`
+    /// parameter, if any, picks the schema).
+    pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
+        let options = PgConnectOptions::from_str(url)?.application_name("herald");
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        let schema: String = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(&pool)
+            .await?;
+        let mut channel = format!("herald_work_{schema}");
+        channel.truncate(63);
+        Ok(PostgresStore { pool, channel })
+    }
+
+    /// Tells every node's dispatcher (this one's too) that work is waiting; delivered when
+    /// the transaction commits.
+    async fn notify_work(&self, tx: &mut Transaction<'_, Postgres>) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(&self.channel)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Locks events in `seq` order before their deliveries change, so two nodes finishing
+/// deliveries of one event see each other's results (and never deadlock).
+async fn lock_events(tx: &mut Transaction<'_, Postgres>, seqs: &[i64]) -> StoreResult<()> {
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("SELECT seq FROM events WHERE seq = ANY($1) ORDER BY seq FOR UPDATE")
+        .bind(seqs)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Re-derives the statuses of fanned-out events from their deliveries. The caller holds the
+/// events' locks ([`lock_events`]).
+async fn refresh_event_statuses(
+    tx: &mut Transaction<'_, Postgres>,
+    seqs: &[i64],
+    now: i64,
+) -> StoreResult<()> {
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT event_seq, state FROM deliveries WHERE event_seq = ANY($1)")
+            .bind(seqs)
+            .fetch_all(&mut **tx)
+            .await?;
+    let mut states: HashMap<i64, Vec<DeliveryState>> = HashMap::new();
+    for (seq, state) in rows {
+        if let Some(state) = DeliveryState::parse(&state) {
+            states.entry(seq).or_default().push(state);
+        }
+    }
+    let (mut ids, mut statuses, mut finals) = (Vec::new(), Vec::new(), Vec::new());
+    for (seq, states) in states {
+        if let Some(status) = derive_event_status(states) {
+            ids.push(seq);
+            statuses.push(status.as_str());
+            finals.push(status.is_final());
+        }
+    }
+    sqlx::query(
+        "UPDATE events e SET status = u.status, \
+         processed_at = CASE WHEN u.final THEN COALESCE(e.processed_at, $4) ELSE NULL END \
+         FROM UNNEST($1::bigint[], $2::text[], $3::bool[]) AS u(seq, status, final) \
+         WHERE e.seq = u.seq AND e.status NOT IN ('pending', 'skipped')",
+    )
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&finals)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Fails a webhook's queued and in-flight deliveries (it was deleted or deactivated) and
+/// re-derives their events' statuses. The caller holds the webhook's row lock, so no new
+/// delivery to it can appear meanwhile.
+async fn end_unfinished_deliveries(
+    tx: &mut Transaction<'_, Postgres>,
+    webhook_id: &str,
+    now: i64,
+) -> StoreResult<()> {
+    let seqs: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT event_seq FROM deliveries \
+         WHERE webhook_id = $1 AND state IN ('queued', 'in_flight') ORDER BY event_seq",
+    )
+    .bind(webhook_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    lock_events(tx, &seqs).await?;
+    sqlx::query(
+        "UPDATE deliveries SET state = 'failed', locked_until = NULL, locked_by = NULL, \
+         updated_at = $1 WHERE webhook_id = $2 AND state IN ('queued', 'in_flight')",
+    )
+    .bind(now)
+    .bind(webhook_id)
+    .execute(&mut **tx)
+    .await?;
+    refresh_event_statuses(tx, &seqs, now).await
+}

@@ -1,0 +1,154 @@
+//! Webhooks and their delivery logs on PostgreSQL.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::*;
+use crate::domain::time::now_ms;
+
+#[async_trait]
+impl WebhookStore for PostgresStore {
+    async fn list_webhooks(&self, tenant: &str) -> StoreResult<Vec<Webhook>> {
+        let rows: Vec<WebhookRow> = sqlx::query_as(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = $1 ORDER BY created_at, id"
+        ))
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Webhook::try_from).collect()
+    }
+
+    async fn find_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Webhook>> {
+        let row: Option<WebhookRow> = sqlx::query_as(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = $1 AND id = $2"
+        ))
+        .bind(tenant)
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Webhook::try_from).transpose()
+    }
+
+    async fn create_webhook(
+        &self,
+        webhook: NewWebhook,
+        max_per_tenant: u32,
+    ) -> StoreResult<Option<Webhook>> {
+        let mut tx = self.pool.begin().await?;
+        // The tenant's row lock serialises creates across nodes, so the cap holds.
+        sqlx::query("SELECT name FROM tenants WHERE name = $1 FOR UPDATE")
+            .bind(&webhook.tenant)
+            .execute(&mut *tx)
+            .await?;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE tenant = $1")
+            .bind(&webhook.tenant)
+            .fetch_one(&mut *tx)
+            .await?;
+        if count >= i64::from(max_per_tenant) {
+            return Ok(None);
+        }
+        let now = now_ms();
+        sqlx::query(&format!(
+            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(webhook.id.to_string())
+        .bind(&webhook.tenant)
+        .bind(&webhook.name)
+        .bind(&webhook.url)
+        .bind(&webhook.api_key)
+        .bind(serde_json::to_string(&webhook.event_types).unwrap_or_default())
+        .bind(webhook.is_active)
+        .bind(&webhook.metadata)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(Webhook {
+            id: webhook.id,
+            tenant: webhook.tenant,
+            name: webhook.name,
+            url: webhook.url,
+            api_key: webhook.api_key,
+            event_types: webhook.event_types,
+            is_active: webhook.is_active,
+            metadata: webhook.metadata,
+            created_at_ms: now,
+            updated_at_ms: now,
+        }))
+    }
+
+    async fn change_webhook(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        change: WebhookChange,
+    ) -> StoreResult<Option<Webhook>> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<WebhookRow> = sqlx::query_as(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = $1 AND id = $2 FOR UPDATE"
+        ))
+        .bind(tenant)
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut webhook = Webhook::try_from(row)?;
+        let was_active = webhook.is_active;
+        webhook.apply(change);
+        if was_active && !webhook.is_active {
+            end_unfinished_deliveries(&mut tx, &webhook.id.to_string(), now_ms()).await?;
+        }
+        webhook.updated_at_ms = now_ms().max(webhook.updated_at_ms + 1);
+        sqlx::query(
+            "UPDATE webhooks SET name = $1, url = $2, api_key = $3, event_types = $4, is_active = $5, \
+             metadata = $6, updated_at = $7 WHERE id = $8",
+        )
+        .bind(&webhook.name)
+        .bind(&webhook.url)
+        .bind(&webhook.api_key)
+        .bind(serde_json::to_string(&webhook.event_types).unwrap_or_default())
+        .bind(webhook.is_active)
+        .bind(&webhook.metadata)
+        .bind(webhook.updated_at_ms)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(webhook))
+    }
+
+    async fn delete_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<bool> {
+        let id = id.to_string();
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query("DELETE FROM webhooks WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Ok(false);
+        }
+        end_unfinished_deliveries(&mut tx, &id, now_ms()).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn webhook_logs(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryLog>> {
+        let rows: Vec<LogRow> = sqlx::query_as(&format!(
+            "{LOG_SELECT} WHERE a.webhook_id = $1 AND e.tenant = $2 \
+             ORDER BY a.created_at DESC, a.id DESC LIMIT $3"
+        ))
+        .bind(id.to_string())
+        .bind(tenant)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(DeliveryLog::try_from).collect()
+    }
+}

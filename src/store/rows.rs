@@ -1,0 +1,247 @@
+//! Row shapes shared by both backends: the SQL column lists and how a row becomes a record.
+//! Integers are `BIGINT` on PostgreSQL so one decoding serves both.
+
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::*;
+use crate::domain::envelope::{EnvelopeFields, render_body};
+use crate::domain::scope::scopes_from_text;
+
+#[derive(FromRow)]
+pub(super) struct TenantRow {
+    pub(super) name: String,
+    pub(super) created_at: i64,
+}
+
+impl From<TenantRow> for Tenant {
+    fn from(row: TenantRow) -> Tenant {
+        Tenant {
+            name: row.name,
+            created_at_ms: row.created_at,
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct TokenRow {
+    pub(super) id: String,
+    pub(super) kind: String,
+    pub(super) tenant: Option<String>,
+    pub(super) scopes: String,
+    pub(super) created_at: i64,
+    pub(super) revoked_at: Option<i64>,
+}
+
+impl TryFrom<TokenRow> for Token {
+    type Error = StoreError;
+    fn try_from(row: TokenRow) -> StoreResult<Token> {
+        Ok(Token {
+            id: parse_uuid(&row.id)?,
+            kind: if row.kind == "producer" {
+                TokenKind::Producer
+            } else {
+                TokenKind::Partner
+            },
+            tenant: row.tenant,
+            scopes: scopes_from_text(&row.scopes),
+            created_at_ms: row.created_at,
+            revoked_at_ms: row.revoked_at,
+        })
+    }
+}
+
+pub(super) const WEBHOOK_COLUMNS: &str =
+    "id, tenant, name, url, api_key, event_types, is_active, metadata, created_at, updated_at";
+
+#[derive(FromRow)]
+pub(super) struct WebhookRow {
+    pub(super) id: String,
+    pub(super) tenant: String,
+    pub(super) name: String,
+    pub(super) url: String,
+    pub(super) api_key: String,
+    pub(super) event_types: String,
+    pub(super) is_active: bool,
+    pub(super) metadata: String,
+    pub(super) created_at: i64,
+    pub(super) updated_at: i64,
+}
+
+impl TryFrom<WebhookRow> for Webhook {
+    type Error = StoreError;
+    fn try_from(row: WebhookRow) -> StoreResult<Webhook> {
+        Ok(Webhook {
+            id: parse_uuid(&row.id)?,
+            tenant: row.tenant,
+            name: row.name,
+            url: row.url,
+            api_key: row.api_key,
+            event_types: serde_json::from_str(&row.event_types)
+                .map_err(|e| StoreError::Invalid(format!("stored event_types: {e}")))?,
+            is_active: row.is_active,
+            metadata: row.metadata,
+            created_at_ms: row.created_at,
+            updated_at_ms: row.updated_at,
+        })
+    }
+}
+
+pub(super) const EVENT_COLUMNS: &str = "id, event_id, tenant, event_type, payload, user_id, source_service, \
+     occurred_at, status, created_at, queued_at, processed_at";
+
+#[derive(FromRow)]
+pub(super) struct EventRow {
+    pub(super) id: String,
+    pub(super) event_id: String,
+    pub(super) tenant: String,
+    pub(super) event_type: String,
+    pub(super) payload: String,
+    pub(super) user_id: Option<String>,
+    pub(super) source_service: Option<String>,
+    pub(super) occurred_at: i64,
+    pub(super) status: String,
+    pub(super) created_at: i64,
+    pub(super) queued_at: Option<i64>,
+    pub(super) processed_at: Option<i64>,
+}
+
+impl TryFrom<EventRow> for Event {
+    type Error = StoreError;
+    fn try_from(row: EventRow) -> StoreResult<Event> {
+        Ok(Event {
+            id: parse_uuid(&row.id)?,
+            event_id: row.event_id,
+            tenant: row.tenant,
+            event_type: row.event_type,
+            payload: row.payload,
+            user_id: row.user_id,
+            source_service: row.source_service,
+            occurred_at_ms: row.occurred_at,
+            status: EventStatus::parse(&row.status)
+                .ok_or_else(|| StoreError::Invalid(format!("stored status {:?}", row.status)))?,
+            created_at_ms: row.created_at,
+            queued_at_ms: row.queued_at,
+            processed_at_ms: row.processed_at,
+        })
+    }
+}
+
+pub(super) const LOG_SELECT: &str = "SELECT a.id, e.event_id, a.webhook_id, a.attempt_number, a.request_url, \
+     a.request_headers, e.event_type, e.user_id, e.occurred_at, e.payload, a.response_status, \
+     a.response_body, a.error_message, a.status, a.duration_ms, a.created_at, a.next_retry_at \
+     FROM attempts a JOIN events e ON e.seq = a.event_seq";
+
+#[derive(FromRow)]
+pub(super) struct LogRow {
+    pub(super) id: String,
+    pub(super) event_id: String,
+    pub(super) webhook_id: String,
+    pub(super) attempt_number: i64,
+    pub(super) request_url: String,
+    pub(super) request_headers: String,
+    pub(super) event_type: String,
+    pub(super) user_id: Option<String>,
+    pub(super) occurred_at: i64,
+    pub(super) payload: String,
+    pub(super) response_status: Option<i64>,
+    pub(super) response_body: Option<String>,
+    pub(super) error_message: Option<String>,
+    pub(super) status: String,
+    pub(super) duration_ms: Option<i64>,
+    pub(super) created_at: i64,
+    pub(super) next_retry_at: Option<i64>,
+}
+
+impl TryFrom<LogRow> for DeliveryLog {
+    type Error = StoreError;
+    fn try_from(row: LogRow) -> StoreResult<DeliveryLog> {
+        let request_body = render_body(&EnvelopeFields {
+            event_id: &row.event_id,
+            event_type: &row.event_type,
+            user_id: row.user_id.as_deref(),
+            occurred_at_ms: row.occurred_at,
+            payload_json: &row.payload,
+        });
+        Ok(DeliveryLog {
+            id: parse_uuid(&row.id)?,
+            webhook_id: parse_uuid(&row.webhook_id)?,
+            event_id: row.event_id,
+            attempt_number: row.attempt_number,
+            request_url: row.request_url,
+            request_headers: row.request_headers,
+            request_body,
+            response_status: row.response_status,
+            response_body: row.response_body,
+            error_message: row.error_message,
+            delivery_status: row.status,
+            duration_ms: row.duration_ms,
+            created_at_ms: row.created_at,
+            next_retry_at_ms: row.next_retry_at,
+        })
+    }
+}
+
+pub(super) fn parse_uuid(text: &str) -> StoreResult<Uuid> {
+    Uuid::parse_str(text).map_err(|_| StoreError::Invalid(format!("stored id {text:?}")))
+}
+
+pub(super) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+#[derive(FromRow)]
+pub(super) struct PendingEvent {
+    pub(super) seq: i64,
+    pub(super) tenant: String,
+    pub(super) event_type: String,
+}
+
+#[derive(FromRow)]
+pub(super) struct Candidate {
+    pub(super) id: i64,
+    pub(super) event_seq: i64,
+    pub(super) webhook_id: String,
+    pub(super) attempts: i64,
+    pub(super) cycle: i64,
+    pub(super) event_id: String,
+    pub(super) event_type: String,
+    pub(super) user_id: Option<String>,
+    pub(super) occurred_at: i64,
+    pub(super) payload: String,
+    pub(super) created_at: i64,
+    pub(super) url: String,
+    pub(super) api_key: String,
+}
+
+impl Candidate {
+    /// The claimed delivery, with its body rendered from the event.
+    pub(super) fn into_claimed(self, webhook_id: Uuid) -> ClaimedDelivery {
+        let body = render_body(&EnvelopeFields {
+            event_id: &self.event_id,
+            event_type: &self.event_type,
+            user_id: self.user_id.as_deref(),
+            occurred_at_ms: self.occurred_at,
+            payload_json: &self.payload,
+        });
+        ClaimedDelivery {
+            delivery_id: self.id,
+            event_seq: self.event_seq,
+            event_id: self.event_id,
+            event_created_at_ms: self.created_at,
+            webhook_id,
+            url: self.url,
+            api_key: self.api_key,
+            attempt_number: self.attempts as u32 + 1,
+            cycle: self.cycle,
+            body,
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct SeqEventRow {
+    pub(super) seq: i64,
+    #[sqlx(flatten)]
+    pub(super) event: EventRow,
+}

@@ -1,0 +1,26 @@
+//! The API and delivery suites on PostgreSQL: each test in a fresh schema of the server
+//! `HERALD_TEST_DATABASE_URL` names; skipped, loudly, without it.
+
+use crate::helpers::{Backend, TestApp};
+
+const BACKEND: Backend = Backend::Postgres;
+
+/// A fresh app on this module's backend (`None`: skipped, said loudly).
+async fn spawn(env: &[(&str, &str)]) -> Option<TestApp> {
+    TestApp::spawn_on(BACKEND, env).await
+}
+
+#[path = "auth.rs"]
+mod auth;
+#[path = "delivery.rs"]
+mod delivery;
+#[path = "events.rs"]
+mod events;
+#[path = "ops.rs"]
+mod ops;
+#[path = "publish.rs"]
+mod publish;
+#[path = "robustness.rs"]
+mod robustness;
+#[path = "webhooks.rs"]
+mod webhooks;
