@@ -55,7 +55,7 @@ pub async fn start(
         let on_work = Arc::new(move || listening.wake());
         notifications.listen_for_work(on_work, stop_listening).await;
     });
-    let (results, recorder) = recorder::Recorder::new(store.clone());
+    let (results, recorder) = recorder::Recorder::new(store.clone(), wakeup.clone());
     tracker.spawn(recorder.run());
     tracker.spawn(retention::run(
         store.clone(),

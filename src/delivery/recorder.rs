@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::store::{AttemptRecord, Store};
+use super::Wakeup;
+use crate::store::{AttemptRecord, NextStep, Store};
 
 const MAX_BATCH: usize = 1_000;
 const MAX_TRIES: u32 = 20;
@@ -14,13 +15,24 @@ const MAX_TRIES: u32 = 20;
 pub struct Recorder {
     store: Arc<dyn Store>,
     queue: mpsc::UnboundedReceiver<AttemptRecord>,
+    wakeup: Wakeup,
 }
 
 impl Recorder {
     /// The sending half goes to the send tasks; the recorder stops once all are dropped.
-    pub fn new(store: Arc<dyn Store>) -> (mpsc::UnboundedSender<AttemptRecord>, Recorder) {
+    pub fn new(
+        store: Arc<dyn Store>,
+        wakeup: Wakeup,
+    ) -> (mpsc::UnboundedSender<AttemptRecord>, Recorder) {
         let (results, queue) = mpsc::unbounded_channel();
-        (results, Recorder { store, queue })
+        (
+            results,
+            Recorder {
+                store,
+                queue,
+                wakeup,
+            },
+        )
     }
 
     pub async fn run(mut self) {
@@ -29,7 +41,14 @@ impl Recorder {
             let mut tries = 0;
             loop {
                 match self.store.record_attempts(batch.clone()).await {
-                    Ok(()) => break,
+                    Ok(()) => {
+                        // A retry now in the queue may fall due before the dispatcher's
+                        // next look: have it look again.
+                        if batch.iter().any(|r| matches!(r.next, NextStep::RetryAt(_))) {
+                            self.wakeup.wake();
+                        }
+                        break;
+                    }
                     Err(error) if tries < MAX_TRIES => {
                         tries += 1;
                         tracing::warn!(%error, tries, "could not record attempt results; retrying");

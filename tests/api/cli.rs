@@ -101,6 +101,15 @@ impl Herald {
         Herald { dir, database_url }
     }
 
+    /// Commands on another database (a PostgreSQL schema), run from a temporary directory.
+    pub(crate) fn on(database_url: &str) -> Herald {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        Herald {
+            dir,
+            database_url: database_url.to_string(),
+        }
+    }
+
     pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }

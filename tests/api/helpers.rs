@@ -101,15 +101,19 @@ impl TestApp {
             Backend::Sqlite => Some(TestApp::spawn_with(env).await),
             Backend::Postgres => {
                 let url = fresh_postgres_schema(&test_database_url()?).await;
-                let mut vars: Vec<(String, String)> = vec![
-                    ("HERALD_DATABASE_URL".into(), url),
-                    ("HERALD_LISTEN".into(), "127.0.0.1:0".into()),
-                ];
-                vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-                let dir = tempfile::tempdir().expect("temporary directory");
-                Some(TestApp::start(vars, dir).await)
+                Some(TestApp::spawn_on_database(&url, env).await)
             }
         }
+    }
+
+    /// An app on the database `url` names (which the test prepared).
+    pub async fn spawn_on_database(url: &str, env: &[(&str, &str)]) -> TestApp {
+        let mut vars: Vec<(String, String)> = vec![
+            ("HERALD_DATABASE_URL".into(), url.to_string()),
+            ("HERALD_LISTEN".into(), "127.0.0.1:0".into()),
+        ];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        TestApp::start(vars, tempfile::tempdir().expect("temporary directory")).await
     }
 
     /// A SQLite app with settings overridden as `HERALD_*` variables would.

@@ -15,4 +15,6 @@ mod sqlite;
 // Process-level and one-backend suites.
 mod cli;
 mod durability;
+mod multinode;
+mod outage;
 mod signatures;
