@@ -13,6 +13,7 @@ mod postgres;
 mod sqlite;
 
 // Process-level and one-backend suites.
+mod bench;
 mod cli;
 mod durability;
 mod multinode;

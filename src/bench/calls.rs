@@ -1,0 +1,132 @@
+//! The requests the loads send: a single publish, a batch publish, and the raw baseline's
+//! delivery-shaped POST straight to the receiver. A publish can note when each event was
+//! acknowledged ([`AckLog`]), which first-attempt latencies are measured from.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::bail;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use uuid::Uuid;
+
+use super::herald::HeraldApi;
+use super::load::{Call, EVENT_TYPE, batch_json, event_json};
+
+/// When each event's publish was acknowledged (the 2xx fully read), by event id.
+#[derive(Default)]
+pub struct AckLog(Mutex<Vec<(u128, Instant)>>);
+
+impl AckLog {
+    fn record(&self, events: impl IntoIterator<Item = u128>) {
+        let at = Instant::now();
+        let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        log.extend(events.into_iter().map(|event| (event, at)));
+    }
+
+    /// Every acknowledgement so far.
+    pub fn entries(&self) -> Vec<(u128, Instant)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// `POST /v1/events` of one new event for `tenant`; expects 201.
+pub fn publish_single(api: &HeraldApi, tenant: &str, acks: Option<Arc<AckLog>>) -> Call {
+    let client = api.client.clone();
+    let url = api.url("/v1/events");
+    let auth = format!("Bearer {}", api.producer);
+    let tenant = tenant.to_string();
+    Arc::new(move |sequence| {
+        let (client, url, auth, acks) = (client.clone(), url.clone(), auth.clone(), acks.clone());
+        let event = Uuid::new_v4();
+        let body = event_json(&tenant, event, sequence);
+        Box::pin(async move {
+            let response = client
+                .post(url)
+                .header(AUTHORIZATION, auth)
+                .header(CONTENT_TYPE, "application/json")
+                .body(body)
+                .send()
+                .await?;
+            let status = response.status();
+            let answer = response.bytes().await?;
+            if status.as_u16() != 201 {
+                bail!(
+                    "POST /v1/events answered {status}: {}",
+                    String::from_utf8_lossy(&answer)
+                );
+            }
+            if let Some(acks) = acks {
+                acks.record([event.as_u128()]);
+            }
+            Ok(1)
+        })
+    })
+}
+
+/// `POST /v1/events/batch` of `size` new events for `tenant`; expects every item stored
+/// (`"status":201`).
+pub fn publish_batch(api: &HeraldApi, tenant: &str, size: usize) -> Call {
+    let client = api.client.clone();
+    let url = api.url("/v1/events/batch");
+    let auth = format!("Bearer {}", api.producer);
+    let tenant = tenant.to_string();
+    Arc::new(move |sequence| {
+        let (client, url, auth) = (client.clone(), url.clone(), auth.clone());
+        let body = batch_json(&tenant, size, sequence * size as u64);
+        Box::pin(async move {
+            let response = client
+                .post(url)
+                .header(AUTHORIZATION, auth)
+                .header(CONTENT_TYPE, "application/json")
+                .body(body)
+                .send()
+                .await?;
+            let status = response.status();
+            let answer = response.bytes().await?;
+            let text = String::from_utf8_lossy(&answer);
+            let stored = text.matches(r#""status":201"#).count();
+            if status.as_u16() != 200 || stored != size {
+                let start: String = text.chars().take(300).collect();
+                bail!(
+                    "POST /v1/events/batch answered {status} with {stored}/{size} stored: {start}"
+                );
+            }
+            Ok(size as u64)
+        })
+    })
+}
+
+/// A POST shaped like one of Herald's deliveries (same headers, a body of the same size),
+/// sent straight to `url`; expects 200.
+pub fn raw_delivery(client: &reqwest::Client, url: &str) -> Call {
+    let client = client.clone();
+    let url = url.to_string();
+    Arc::new(move |sequence| {
+        let (client, url) = (client.clone(), url.clone());
+        let event = Uuid::new_v4();
+        Box::pin(async move {
+            let timestamp = "1767002400";
+            let body = format!(
+                r#"{{"api_version":"v1","event_id":"{event}","event_type":"{EVENT_TYPE}","event_category":"bench","user_id":null,"occurred_at":"2025-12-29T10:00:00.000Z","sequence":{sequence},"status":"approved","customer":"cus_{sequence:012}","amount":1250,"currency":"EUR","note":"benchmark event"}}"#
+            );
+            let response = client
+                .post(url)
+                .header(CONTENT_TYPE, "application/json")
+                .header("user-agent", "Herald/0.1.0")
+                .header("x-timestamp", timestamp)
+                .header("x-signature", "0".repeat(64))
+                .header("webhook-id", event.to_string())
+                .header("webhook-timestamp", timestamp)
+                .header("webhook-signature", format!("v1,{}=", "A".repeat(43)))
+                .body(body)
+                .send()
+                .await?;
+            let status = response.status();
+            let _ = response.bytes().await?;
+            if status.as_u16() != 200 {
+                bail!("the receiver answered {status}");
+            }
+            Ok(1)
+        })
+    })
+}

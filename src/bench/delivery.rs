@@ -1,0 +1,405 @@
+//! Scenarios d to h, each on a fresh in-process Herald: end to end with one webhook, the
+//! first-attempt latency at a steady rate, fan-out to five webhooks, a receiver failing half
+//! the time, and a black-hole webhook beside a healthy one.
+
+use serde_json::json;
+
+use super::flow::{self, Flow, FlowOptions, Publishing, round};
+use super::herald::{BenchApp, Tenant};
+use super::progress::Progress;
+use super::receiver::{Mode, Receiver};
+use super::report::{Latency, Rate, ScenarioReport, thousands};
+use super::system::{CpuClock, CpuUse, Pid};
+use super::{Context, with_app};
+
+/// d. 64 publishers, one webhook, every delivery checked.
+pub async fn end_to_end(ctx: &Context) -> anyhow::Result<ScenarioReport> {
+    let mut progress = Progress::start("d. end-to-end, 1 webhook");
+    let receiver = Receiver::start(Mode::Healthy, 1, true).await?;
+    let (flow, cpu, completed) = with_app(ctx, &[], async |app: &BenchApp| {
+        let tenant = with_webhooks(app, "bench-e2e", &[receiver.url(0)]).await?;
+        let (flow, cpu) = measure(
+            ctx,
+            app,
+            &tenant,
+            &receiver,
+            &[0],
+            closed(ctx),
+            &mut progress,
+        )
+        .await;
+        let completed = completed(ctx, app, &tenant, flow.published).await?;
+        Ok((flow, cpu, completed))
+    })
+    .await?;
+    progress.finish(&format!("{} deliveries/s", thousands(flow.rate())));
+    let summary = format!(
+        "{} publishers; {} delivered, {} completed",
+        ctx.connections,
+        thousands(flow.delivered as f64),
+        thousands(completed as f64)
+    );
+    let mut report = report(
+        ctx,
+        "end_to_end",
+        'd',
+        "end-to-end, 1 webhook",
+        flow,
+        cpu,
+        Some(completed),
+        summary,
+    );
+    report.notes.push(format!(
+        "at saturation the first-attempt latency is mostly the backlog the publishers may \
+         build (--max-backlog {}) divided by the throughput; scenario e measures latency",
+        ctx.max_backlog
+    ));
+    Ok(report)
+}
+
+/// e. A fixed publish rate; what matters is the first-attempt latency.
+pub async fn steady(ctx: &Context) -> anyhow::Result<ScenarioReport> {
+    let mut progress = Progress::start("e. steady-rate latency");
+    let receiver = Receiver::start(Mode::Healthy, 1, true).await?;
+    let rate_per_s = ctx.steady_rate_per_s;
+    let (flow, cpu, completed) = with_app(ctx, &[], async |app: &BenchApp| {
+        let tenant = with_webhooks(app, "bench-steady", &[receiver.url(0)]).await?;
+        let publishing = Publishing::Steady { rate_per_s };
+        let (flow, cpu) = measure(
+            ctx,
+            app,
+            &tenant,
+            &receiver,
+            &[0],
+            publishing,
+            &mut progress,
+        )
+        .await;
+        let completed = completed(ctx, app, &tenant, flow.published).await?;
+        Ok((flow, cpu, completed))
+    })
+    .await?;
+    progress.finish(&format!(
+        "first attempt p50 {:.2} ms",
+        flow.first_attempt.map_or(0.0, |p| p.p50_ms)
+    ));
+    let summary = format!(
+        "{} events/s offered for {:.1} s; publish p50 {}",
+        thousands(rate_per_s as f64),
+        ctx.duration.as_secs_f64(),
+        super::ingest::percentiles(&flow.load, "publish call")
+            .map_or("-".into(), |l| format!("{:.2} ms", l.percentiles.p50_ms))
+    );
+    let mut report = report(
+        ctx,
+        "steady_latency",
+        'e',
+        "first-attempt latency, steady rate",
+        flow,
+        cpu,
+        Some(completed),
+        summary,
+    );
+    report
+        .figures
+        .insert("offered_rate_per_s".into(), json!(rate_per_s));
+    Ok(report)
+}
+
+/// f. Every event to five webhooks.
+pub async fn fan_out(ctx: &Context) -> anyhow::Result<ScenarioReport> {
+    const WEBHOOKS: usize = 5;
+    let mut progress = Progress::start("f. fan-out to 5 webhooks");
+    let receiver = Receiver::start(Mode::Healthy, WEBHOOKS, true).await?;
+    let paths: Vec<usize> = (0..WEBHOOKS).collect();
+    let (flow, cpu, completed) = with_app(ctx, &[], async |app: &BenchApp| {
+        let urls: Vec<String> = paths.iter().map(|p| receiver.url(*p)).collect();
+        let tenant = with_webhooks(app, "bench-fan-out", &urls).await?;
+        let (flow, cpu) = measure(
+            ctx,
+            app,
+            &tenant,
+            &receiver,
+            &paths,
+            closed(ctx),
+            &mut progress,
+        )
+        .await;
+        let completed = completed(ctx, app, &tenant, flow.published).await?;
+        Ok((flow, cpu, completed))
+    })
+    .await?;
+    progress.finish(&format!("{} deliveries/s", thousands(flow.rate())));
+    let summary = format!(
+        "{} events x {WEBHOOKS} webhooks; {} completed",
+        thousands(flow.published as f64),
+        thousands(completed as f64)
+    );
+    Ok(report(
+        ctx,
+        "fan_out",
+        'f',
+        "fan-out, 1 event to 5 webhooks",
+        flow,
+        cpu,
+        Some(completed),
+        summary,
+    ))
+}
+
+/// g. Half the answers are 500; the short schedule retries them; every event must end
+/// completed.
+pub async fn failing(ctx: &Context) -> anyhow::Result<ScenarioReport> {
+    let mut progress = Progress::start("g. failing receiver (50% 500)");
+    // Five delays in the schedule give six attempts: at most five failures per event, so
+    // every event is delivered in the end.
+    let mode = Mode::Flaky {
+        failure_ratio: 0.5,
+        max_failures: 5,
+    };
+    let receiver = Receiver::start(mode, 1, true).await?;
+    let (flow, cpu, completed, failed) = with_app(ctx, &[], async |app: &BenchApp| {
+        let tenant = with_webhooks(app, "bench-failing", &[receiver.url(0)]).await?;
+        let (flow, cpu) = measure(
+            ctx,
+            app,
+            &tenant,
+            &receiver,
+            &[0],
+            closed(ctx),
+            &mut progress,
+        )
+        .await;
+        let completed = completed(ctx, app, &tenant, flow.published).await?;
+        let failed = app.api.count_events(&tenant, Some("failed")).await?;
+        Ok((flow, cpu, completed, failed))
+    })
+    .await?;
+    let answered_500 = flow.attempts - flow.delivered - flow.duplicates;
+    let share_500 = answered_500 as f64 / flow.attempts.max(1) as f64;
+    progress.finish(&format!(
+        "{} deliveries/s, {:.1}% of answers 500",
+        thousands(flow.rate()),
+        share_500 * 100.0
+    ));
+    let summary = format!(
+        "{:.1}% of {} attempts answered 500; {} of {} events completed, {failed} failed",
+        share_500 * 100.0,
+        thousands(flow.attempts as f64),
+        thousands(completed as f64),
+        thousands(flow.published as f64)
+    );
+    let mut report = report(
+        ctx,
+        "failing_receiver",
+        'g',
+        "failing receiver (50% 500, retries)",
+        flow,
+        cpu,
+        Some(completed),
+        summary,
+    );
+    report
+        .figures
+        .insert("answered_500".into(), json!(answered_500));
+    report
+        .figures
+        .insert("share_answered_500".into(), json!(round(share_500, 4)));
+    report.figures.insert("failed".into(), json!(failed));
+    report
+        .figures
+        .insert("retry_schedule".into(), json!(ctx.retry_schedule));
+    Ok(report)
+}
+
+/// h. The d-style run twice: without, then with a webhook that never answers beside the
+/// healthy one; the healthy deliveries per second are compared.
+pub async fn isolation(ctx: &Context) -> anyhow::Result<ScenarioReport> {
+    let extra = [("HERALD_DELIVERY_TIMEOUT", ctx.isolation_timeout)];
+    let mut progress = Progress::start("h. isolation 1/2: healthy webhook alone");
+    let alone = Receiver::start(Mode::Healthy, 1, true).await?;
+    let without = with_app(ctx, &extra, async |app: &BenchApp| {
+        let tenant = with_webhooks(app, "bench-alone", &[alone.url(0)]).await?;
+        Ok(
+            measure(ctx, app, &tenant, &alone, &[0], closed(ctx), &mut progress)
+                .await
+                .0,
+        )
+    })
+    .await?;
+    progress.finish(&format!("{} deliveries/s", thousands(without.rate())));
+
+    let mut progress = Progress::start("h. isolation 2/2: beside a black hole");
+    let healthy = Receiver::start(Mode::Healthy, 1, true).await?;
+    let hole = Receiver::start(Mode::BlackHole, 1, false).await?;
+    let (with, cpu) = with_app(ctx, &extra, async |app: &BenchApp| {
+        let urls = [healthy.url(0), hole.url(0)];
+        let tenant = with_webhooks(app, "bench-beside", &urls).await?;
+        Ok(measure(
+            ctx,
+            app,
+            &tenant,
+            &healthy,
+            &[0],
+            closed(ctx),
+            &mut progress,
+        )
+        .await)
+    })
+    .await?;
+    let ratio = with.rate() / without.rate().max(f64::MIN_POSITIVE);
+    progress.finish(&format!(
+        "{} deliveries/s ({:.0}% of the run without the black hole)",
+        thousands(with.rate()),
+        ratio * 100.0
+    ));
+    let summary = format!(
+        "{:.0}% of {} /s without the black hole ({})",
+        ratio * 100.0,
+        thousands(without.rate()),
+        if ratio >= 0.9 {
+            "within 10%"
+        } else {
+            "NOT within 10%"
+        }
+    );
+    // No completion check: the events stay in processing while the black hole's attempts
+    // time out and are retried.
+    let mut report = report(
+        ctx,
+        "isolation",
+        'h',
+        "isolation: healthy beside a black hole",
+        with,
+        cpu,
+        None,
+        summary,
+    );
+    report.figures.insert(
+        "without_black_hole_per_s".into(),
+        json!(round(without.rate(), 1)),
+    );
+    report.figures.insert(
+        "ratio_to_run_without_black_hole".into(),
+        json!(round(ratio, 4)),
+    );
+    report
+        .figures
+        .insert("within_10_percent".into(), json!(ratio >= 0.9));
+    report
+        .figures
+        .insert("black_hole_connections".into(), json!(hole.connections()));
+    report
+        .figures
+        .insert("delivery_timeout".into(), json!(ctx.isolation_timeout));
+    Ok(report)
+}
+
+fn closed(ctx: &Context) -> Publishing {
+    Publishing::Closed {
+        connections: ctx.connections,
+    }
+}
+
+/// A new tenant with one active webhook per URL.
+async fn with_webhooks(app: &BenchApp, tenant: &str, urls: &[String]) -> anyhow::Result<Tenant> {
+    let tenant = app.api.tenant(tenant).await?;
+    for (n, url) in urls.iter().enumerate() {
+        app.api
+            .webhook(&tenant, &format!("receiver-{n}"), url)
+            .await?;
+    }
+    Ok(tenant)
+}
+
+async fn measure(
+    ctx: &Context,
+    app: &BenchApp,
+    tenant: &Tenant,
+    receiver: &Receiver,
+    paths: &[usize],
+    publishing: Publishing,
+    progress: &mut Progress,
+) -> (Flow, Option<CpuUse>) {
+    let options = FlowOptions {
+        publishing,
+        duration: ctx.duration,
+        deliveries_per_event: paths.len() as u64,
+        max_backlog: ctx.max_backlog,
+        drain_within: ctx.drain_within,
+    };
+    let cpu = CpuClock::start(Pid::Current);
+    let flow = flow::run(&app.api, tenant, receiver, paths, options, progress).await;
+    (flow, cpu.read())
+}
+
+/// Waits for the tenant's events to be `completed` (the attempts are recorded after the
+/// receiver answered); returns how many are.
+async fn completed(
+    ctx: &Context,
+    app: &BenchApp,
+    tenant: &Tenant,
+    published: u64,
+) -> anyhow::Result<u64> {
+    app.api
+        .wait_for_events(tenant, "completed", published, ctx.drain_within)
+        .await
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    ctx: &Context,
+    id: &'static str,
+    letter: char,
+    title: &'static str,
+    flow: Flow,
+    cpu: Option<CpuUse>,
+    completed: Option<u64>,
+    summary: String,
+) -> ScenarioReport {
+    let mut figures = flow.figures();
+    let mut notes = super::ingest::error_notes(&flow.load);
+    if let Some(completed) = completed {
+        figures.insert("completed".into(), json!(completed));
+        figures.insert("all_completed".into(), json!(completed == flow.published));
+        if completed < flow.published {
+            notes.push(format!(
+                "only {completed} of {} events were completed within {:.0} s",
+                flow.published,
+                ctx.drain_within.as_secs_f64()
+            ));
+        }
+    }
+    if !flow.drained {
+        notes.push(format!(
+            "only {} of {} deliveries arrived within {:.0} s of the last publish",
+            flow.delivered,
+            flow.expected,
+            ctx.drain_within.as_secs_f64()
+        ));
+    }
+    if flow.before_ack > 0 {
+        notes.push(format!(
+            "{} first attempts arrived before their publish's answer was read (counted as 0 ms)",
+            flow.before_ack
+        ));
+    }
+    ScenarioReport {
+        id,
+        letter,
+        title,
+        throughput: Rate {
+            value: round(flow.rate(), 1),
+            unit: "deliveries/s",
+        },
+        latency: flow.first_attempt.map(|percentiles| Latency {
+            of: "first attempt",
+            percentiles,
+        }),
+        summary,
+        figures,
+        notes,
+        elapsed_s: round(flow.elapsed.as_secs_f64(), 3),
+        cpu,
+    }
+}
