@@ -196,6 +196,35 @@ pub fn pending_event(new: NewEvent, created_at_ms: i64) -> Event {
     }
 }
 
+/// The outcome of each published event, in order, once the batch is stored: `known`
+/// tenants exist, `inserted` holds the record ids stored now, `existing` the stored events
+/// of keys that were already taken.
+fn publish_outcomes(
+    events: Vec<NewEvent>,
+    known: &std::collections::HashSet<String>,
+    inserted: &std::collections::HashSet<String>,
+    existing: &HashMap<(String, String), Event>,
+    created_at_ms: i64,
+) -> Vec<PublishOutcome> {
+    events
+        .into_iter()
+        .map(|event| {
+            if !known.contains(&event.tenant) {
+                PublishOutcome::UnknownTenant(event.tenant)
+            } else if inserted.contains(&event.id.to_string()) {
+                PublishOutcome::Created(pending_event(event, created_at_ms))
+            } else {
+                match existing.get(&(event.tenant.clone(), event.event_id.clone())) {
+                    Some(stored) => PublishOutcome::Existing(stored.clone()),
+                    // Stored and gone within one transaction cannot happen; answer as if
+                    // the tenant were unknown rather than invent an event.
+                    None => PublishOutcome::UnknownTenant(event.tenant),
+                }
+            }
+        })
+        .collect()
+}
+
 /// What publishing one event did.
 #[derive(Debug, Clone)]
 pub enum PublishOutcome {

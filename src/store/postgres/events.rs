@@ -85,22 +85,9 @@ impl EventStore for PostgresStore {
             self.notify_work(&mut tx).await?;
         }
         tx.commit().await?;
-        let outcomes = events
-            .into_iter()
-            .map(|event| {
-                if !known.contains(&event.tenant) {
-                    PublishOutcome::UnknownTenant(event.tenant)
-                } else if inserted.contains(&event.id.to_string()) {
-                    PublishOutcome::Created(pending_event(event, created_at))
-                } else {
-                    match existing.get(&(event.tenant.clone(), event.event_id.clone())) {
-                        Some(stored) => PublishOutcome::Existing(stored.clone()),
-                        None => PublishOutcome::UnknownTenant(event.tenant),
-                    }
-                }
-            })
-            .collect();
-        Ok(outcomes)
+        Ok(publish_outcomes(
+            events, &known, &inserted, &existing, created_at,
+        ))
     }
 
     async fn list_events(&self, query: &EventQuery) -> StoreResult<EventPage> {

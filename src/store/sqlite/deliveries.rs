@@ -2,7 +2,7 @@
 //! Every statement here runs on the single writer connection, so a tick's fan-out and claim
 //! see each other and no two claims can take the same row.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use super::*;
 const CLAIM_SCAN_FACTOR: usize = 4;
 
 /// Matches pending events to the active webhooks of their tenants and queues a delivery per
-/// match; events nobody subscribes to are `skipped`.
+/// match; events nobody subscribes to are `skipped`. A handful of statements per batch.
 async fn fan_out(tx: &mut Transaction<'_, Sqlite>, now: i64, limit: usize) -> StoreResult<usize> {
     let pending: Vec<PendingEvent> = sqlx::query_as(
         "SELECT seq, tenant, event_type FROM events WHERE status = 'pending' ORDER BY seq LIMIT ?",
@@ -24,46 +24,62 @@ async fn fan_out(tx: &mut Transaction<'_, Sqlite>, now: i64, limit: usize) -> St
     .bind(limit as i64)
     .fetch_all(&mut **tx)
     .await?;
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let mut tenants: Vec<&str> = pending.iter().map(|e| e.tenant.as_str()).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT tenant, id, event_types FROM webhooks \
+         WHERE is_active = 1 AND tenant IN (SELECT value FROM json_each(?))",
+    )
+    .bind(json_list(&tenants))
+    .fetch_all(&mut **tx)
+    .await?;
     let mut subscribers: HashMap<String, Vec<(String, Vec<String>)>> = HashMap::new();
+    for (tenant, id, patterns) in rows {
+        let patterns: Vec<String> = serde_json::from_str(&patterns).unwrap_or_default();
+        subscribers.entry(tenant).or_default().push((id, patterns));
+    }
+    let (mut deliveries, mut processing, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     for event in &pending {
-        if !subscribers.contains_key(&event.tenant) {
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT id, event_types FROM webhooks WHERE tenant = ? AND is_active = 1",
-            )
-            .bind(&event.tenant)
-            .fetch_all(&mut **tx)
-            .await?;
-            let webhooks = rows
-                .into_iter()
-                .map(|(id, patterns)| (id, serde_json::from_str(&patterns).unwrap_or_default()))
-                .collect();
-            subscribers.insert(event.tenant.clone(), webhooks);
-        }
-        let mut matched = 0;
-        for (webhook_id, patterns) in &subscribers[&event.tenant] {
+        let before = deliveries.len();
+        for (webhook_id, patterns) in subscribers.get(&event.tenant).into_iter().flatten() {
             if any_pattern_matches(patterns, &event.event_type) {
-                sqlx::query(
-                    "INSERT INTO deliveries (event_seq, webhook_id, cycle, state, \
-                     next_attempt_at, created_at, updated_at) VALUES (?, ?, 1, 'queued', ?, ?, ?)",
-                )
-                .bind(event.seq)
-                .bind(webhook_id)
-                .bind(now)
-                .bind(now)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-                matched += 1;
+                deliveries.push((event.seq, webhook_id.as_str()));
             }
         }
-        let status = if matched > 0 { "processing" } else { "skipped" };
+        if deliveries.len() > before {
+            processing.push(event.seq);
+        } else {
+            skipped.push(event.seq);
+        }
+    }
+    sqlx::query(
+        "INSERT INTO deliveries (event_seq, webhook_id, cycle, state, next_attempt_at, \
+         created_at, updated_at) \
+         SELECT j.value ->> '$[0]', j.value ->> '$[1]', 1, 'queued', ?2, ?2, ?2 FROM json_each(?1) AS j",
+    )
+    .bind(json_list(&deliveries))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    for (seqs, status, processed_at) in [
+        (&processing, "processing", None),
+        (&skipped, "skipped", Some(now)),
+    ] {
+        if seqs.is_empty() {
+            continue;
+        }
         sqlx::query(
-            "UPDATE events SET status = ?1, queued_at = ?2, \
-             processed_at = CASE WHEN ?1 = 'skipped' THEN ?2 END WHERE seq = ?3",
+            "UPDATE events SET status = ?1, queued_at = ?2, processed_at = ?3 \
+             WHERE seq IN (SELECT value FROM json_each(?4))",
         )
         .bind(status)
         .bind(now)
-        .bind(event.seq)
+        .bind(processed_at)
+        .bind(json_list(seqs))
         .execute(&mut **tx)
         .await?;
     }
@@ -74,7 +90,7 @@ async fn fan_out(tx: &mut Transaction<'_, Sqlite>, now: i64, limit: usize) -> St
 impl DeliveryStore for SqliteStore {
     async fn claim_work(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork> {
         let now = request.now_ms;
-        let mut tx = self.write_transaction().await?;
+        let mut tx = self.write_transaction(Commit::Relaxed).await?;
         let fanned_out = fan_out(&mut tx, now, request.fan_out_limit).await?;
         // A lease that ran out means its node died or hung: the delivery is due again.
         sqlx::query(
@@ -148,68 +164,107 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreResult<()> {
-        let mut tx = self.write_transaction().await?;
-        let mut touched: Vec<(i64, i64)> = Vec::with_capacity(records.len());
-        for record in &records {
-            let (state, next_attempt_at) = match record.next {
+        let Some(node) = records.first().map(|r| r.node.clone()) else {
+            return Ok(());
+        };
+        let mut tx = self.write_transaction(Commit::Relaxed).await?;
+        let steps: Vec<(DeliveryState, Option<i64>)> = records
+            .iter()
+            .map(|r| match r.next {
                 NextStep::Succeeded => (DeliveryState::Succeeded, None),
                 NextStep::RetryAt(at) => (DeliveryState::Queued, Some(at)),
                 NextStep::Failed => (DeliveryState::Failed, None),
-            };
-            // Only the claim holder moves the delivery on: a delivery superseded by a manual
-            // retry, ended by a deleted webhook or taken over after its lease keeps its state.
-            let moved = sqlx::query(
-                "UPDATE deliveries SET state = ?, attempts = ?, \
-                 next_attempt_at = COALESCE(?, next_attempt_at), locked_until = NULL, \
-                 locked_by = NULL, updated_at = ? \
-                 WHERE id = ? AND state = 'in_flight' AND locked_by = ?",
-            )
-            .bind(state.as_str())
-            .bind(record.attempt_number as i64)
-            .bind(next_attempt_at)
-            .bind(record.created_at_ms)
-            .bind(record.delivery_id)
-            .bind(&record.node)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                > 0;
-            let status = if record.next == NextStep::Succeeded {
-                "success"
-            } else {
-                "failed"
-            };
-            sqlx::query(
-                "INSERT INTO attempts (id, delivery_id, event_seq, webhook_id, attempt_number, \
-                 request_url, request_headers, response_status, response_body, error_message, \
-                 status, duration_ms, created_at, next_retry_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(record.id.to_string())
-            .bind(record.delivery_id)
-            .bind(record.event_seq)
-            .bind(record.webhook_id.to_string())
-            .bind(record.attempt_number as i64)
-            .bind(&record.request_url)
-            .bind(&record.request_headers)
-            .bind(record.response_status.map(i64::from))
-            .bind(&record.response_body)
-            .bind(&record.error_message)
-            .bind(status)
-            .bind(record.duration_ms)
-            .bind(record.created_at_ms)
-            .bind(if moved { next_attempt_at } else { None })
-            .execute(&mut *tx)
-            .await?;
-            if moved && state != DeliveryState::Queued {
-                touched.push((record.event_seq, record.created_at_ms));
-            }
-        }
-        touched.sort_unstable();
-        touched.dedup_by_key(|(seq, _)| *seq);
-        for (event_seq, at) in touched {
-            refresh_event_status(&mut tx, event_seq, at).await?;
-        }
+            })
+            .collect();
+        let moves: Vec<_> = records
+            .iter()
+            .zip(&steps)
+            .map(|(r, (state, at))| {
+                (
+                    r.delivery_id,
+                    state.as_str(),
+                    r.attempt_number,
+                    *at,
+                    r.created_at_ms,
+                )
+            })
+            .collect();
+        // Only the claim holder moves a delivery on: one superseded by a manual retry, ended
+        // by a deleted webhook or taken over after its lease keeps its state.
+        let moved: HashSet<i64> = sqlx::query_scalar::<_, i64>(
+            "UPDATE deliveries SET state = u.state, attempts = u.attempts, \
+             next_attempt_at = COALESCE(u.next_at, deliveries.next_attempt_at), \
+             locked_until = NULL, locked_by = NULL, updated_at = u.at \
+             FROM (SELECT j.value ->> '$[0]' AS id, j.value ->> '$[1]' AS state, \
+                          j.value ->> '$[2]' AS attempts, j.value ->> '$[3]' AS next_at, \
+                          j.value ->> '$[4]' AS at FROM json_each(?1) AS j) AS u \
+             WHERE deliveries.id = u.id AND deliveries.state = 'in_flight' \
+             AND deliveries.locked_by = ?2 RETURNING deliveries.id",
+        )
+        .bind(json_list(&moves))
+        .bind(&node)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let logs: Vec<_> = records
+            .iter()
+            .zip(&steps)
+            .map(|(r, (_, at))| {
+                (
+                    r.id.to_string(),
+                    r.delivery_id,
+                    r.event_seq,
+                    r.webhook_id.to_string(),
+                    r.attempt_number,
+                    &r.request_url,
+                    &r.request_headers,
+                    r.response_status,
+                    &r.response_body,
+                    &r.error_message,
+                    if r.next == NextStep::Succeeded {
+                        "success"
+                    } else {
+                        "failed"
+                    },
+                    r.duration_ms,
+                    r.created_at_ms,
+                    if moved.contains(&r.delivery_id) {
+                        *at
+                    } else {
+                        None
+                    },
+                )
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO attempts (id, delivery_id, event_seq, webhook_id, attempt_number, \
+             request_url, request_headers, response_status, response_body, error_message, \
+             status, duration_ms, created_at, next_retry_at) \
+             SELECT j.value ->> '$[0]', j.value ->> '$[1]', j.value ->> '$[2]', j.value ->> '$[3]', \
+                    j.value ->> '$[4]', j.value ->> '$[5]', j.value ->> '$[6]', j.value ->> '$[7]', \
+                    j.value ->> '$[8]', j.value ->> '$[9]', j.value ->> '$[10]', j.value ->> '$[11]', \
+                    j.value ->> '$[12]', j.value ->> '$[13]' FROM json_each(?) AS j",
+        )
+        .bind(json_list(&logs))
+        .execute(&mut *tx)
+        .await?;
+        let mut finished: Vec<i64> = records
+            .iter()
+            .zip(&steps)
+            .filter(|(r, (state, _))| {
+                moved.contains(&r.delivery_id) && *state != DeliveryState::Queued
+            })
+            .map(|(r, _)| r.event_seq)
+            .collect();
+        finished.sort_unstable();
+        finished.dedup();
+        let now = records
+            .iter()
+            .map(|r| r.created_at_ms)
+            .max()
+            .unwrap_or_default();
+        refresh_event_statuses(&mut tx, &finished, now).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -1,5 +1,7 @@
 //! Publishing events and the partner's view of them on SQLite.
 
+use std::collections::{HashMap, HashSet};
+
 use async_trait::async_trait;
 use uuid::Uuid;
 
@@ -8,7 +10,7 @@ use super::*;
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn publish_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<PublishOutcome>> {
-        let mut tx = self.write_transaction().await?;
+        let mut tx = self.write_transaction(Commit::Durable).await?;
         // One instant for the whole commit, never earlier than the last one, so `createdAt`
         // agrees with the newest-first order of lists.
         let created_at: i64 = sqlx::query_scalar(
@@ -17,53 +19,73 @@ impl EventStore for SqliteStore {
         .bind(now_ms())
         .fetch_one(&mut *tx)
         .await?;
-        let mut outcomes = Vec::with_capacity(events.len());
-        let mut known_tenants: Vec<String> = Vec::new();
-        for event in events {
-            if !known_tenants.contains(&event.tenant) {
-                let exists: Option<i64> =
-                    sqlx::query_scalar("SELECT 1 FROM tenants WHERE name = ?")
-                        .bind(&event.tenant)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if exists.is_none() {
-                    outcomes.push(PublishOutcome::UnknownTenant(event.tenant));
-                    continue;
-                }
-                known_tenants.push(event.tenant.clone());
-            }
-            let inserted = sqlx::query(
-                "INSERT INTO events (id, tenant, event_id, event_type, payload, user_id, \
-                 source_service, occurred_at, status, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?) \
-                 ON CONFLICT (tenant, event_id) DO NOTHING",
-            )
-            .bind(event.id.to_string())
-            .bind(&event.tenant)
-            .bind(&event.event_id)
-            .bind(&event.event_type)
-            .bind(&event.payload)
-            .bind(&event.user_id)
-            .bind(&event.source_service)
-            .bind(event.occurred_at_ms)
-            .bind(created_at)
-            .execute(&mut *tx)
+        let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant.as_str()).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        let known: HashSet<String> = sqlx::query_scalar::<_, String>(
+            "SELECT name FROM tenants WHERE name IN (SELECT value FROM json_each(?))",
+        )
+        .bind(json_list(&tenants))
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let rows: Vec<_> = events
+            .iter()
+            .filter(|e| known.contains(&e.tenant))
+            .map(|e| {
+                (
+                    e.id.to_string(),
+                    &e.tenant,
+                    &e.event_id,
+                    &e.event_type,
+                    &e.payload,
+                    &e.user_id,
+                    &e.source_service,
+                    e.occurred_at_ms,
+                )
+            })
+            .collect();
+        // One statement for the whole batch; a key already stored (or repeated within the
+        // batch) inserts nothing and is answered with the stored event below.
+        let inserted: HashSet<String> = sqlx::query_scalar::<_, String>(
+            "INSERT INTO events (id, tenant, event_id, event_type, payload, user_id, \
+             source_service, occurred_at, status, created_at) \
+             SELECT j.value ->> '$[0]', j.value ->> '$[1]', j.value ->> '$[2]', j.value ->> '$[3]', \
+                    j.value ->> '$[4]', j.value ->> '$[5]', j.value ->> '$[6]', j.value ->> '$[7]', \
+                    'pending', ?2 \
+             FROM json_each(?1) AS j WHERE true ORDER BY j.key \
+             ON CONFLICT (tenant, event_id) DO NOTHING RETURNING id",
+        )
+        .bind(json_list(&rows))
+        .bind(created_at)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let repeated: Vec<(&str, &str)> = events
+            .iter()
+            .filter(|e| known.contains(&e.tenant) && !inserted.contains(&e.id.to_string()))
+            .map(|e| (e.tenant.as_str(), e.event_id.as_str()))
+            .collect();
+        let mut existing = HashMap::new();
+        if !repeated.is_empty() {
+            let rows: Vec<EventRow> = sqlx::query_as(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE (tenant, event_id) IN \
+                 (SELECT j.value ->> '$[0]', j.value ->> '$[1]' FROM json_each(?) AS j)"
+            ))
+            .bind(json_list(&repeated))
+            .fetch_all(&mut *tx)
             .await?;
-            if inserted.rows_affected() == 1 {
-                outcomes.push(PublishOutcome::Created(pending_event(event, created_at)));
-            } else {
-                let row: EventRow = sqlx::query_as(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE tenant = ? AND event_id = ?"
-                ))
-                .bind(&event.tenant)
-                .bind(&event.event_id)
-                .fetch_one(&mut *tx)
-                .await?;
-                outcomes.push(PublishOutcome::Existing(row.try_into()?));
+            for row in rows {
+                let event = Event::try_from(row)?;
+                existing.insert((event.tenant.clone(), event.event_id.clone()), event);
             }
         }
         tx.commit().await?;
-        Ok(outcomes)
+        Ok(publish_outcomes(
+            events, &known, &inserted, &existing, created_at,
+        ))
     }
 
     async fn list_events(&self, query: &EventQuery) -> StoreResult<EventPage> {
@@ -145,7 +167,7 @@ impl EventStore for SqliteStore {
         event: Uuid,
         webhook: Option<Uuid>,
     ) -> StoreResult<RetryOutcome> {
-        let mut tx = self.write_transaction().await?;
+        let mut tx = self.write_transaction(Commit::Durable).await?;
         let found: Option<(i64, String)> =
             sqlx::query_as("SELECT seq, event_type FROM events WHERE id = ? AND tenant = ?")
                 .bind(event.to_string())

@@ -56,13 +56,39 @@ impl SqliteStore {
     }
 }
 
+/// How much a write transaction's commit must survive.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// Acknowledged to a client: fsync at commit (`synchronous = FULL`), so it survives a
+    /// crash of the machine, not only of the process.
+    Durable,
+    /// Dispatcher bookkeeping (claims, fan-out, attempt results): a crash of the process
+    /// loses nothing (WAL), and a power cut loses at most work that is then done again, so
+    /// no fsync of its own (`synchronous = NORMAL`); the next durable commit syncs it too.
+    Relaxed,
+}
+
 impl SqliteStore {
     /// A write transaction that takes the write lock up front (`BEGIN IMMEDIATE`). A
     /// deferred one that reads first could not upgrade if another process (the CLI) wrote
     /// meanwhile, and would fail with `SQLITE_BUSY` instead of waiting.
-    async fn write_transaction(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    async fn write_transaction(&self, commit: Commit) -> StoreResult<Transaction<'static, Sqlite>> {
+        // SQLite refuses to change the safety level inside a transaction, so it is set on the
+        // (single) writer connection first; holding that connection, nothing can slip in
+        // between. `Transaction::begin` is what `Pool::begin_with` does with a connection.
+        let mut connection = self.writer.acquire().await?;
+        let pragma = match commit {
+            Commit::Durable => "PRAGMA synchronous = FULL",
+            Commit::Relaxed => "PRAGMA synchronous = NORMAL",
+        };
+        sqlx::query(pragma).execute(&mut *connection).await?;
+        Ok(Transaction::begin(connection, Some("BEGIN IMMEDIATE".into())).await?)
     }
+}
+
+/// A list as the JSON array `json_each` reads: how one statement takes a whole batch.
+fn json_list<T: serde::Serialize>(items: &[T]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
 }
 
 /// Fails a webhook's queued and in-flight deliveries (it was deleted or deactivated) and
@@ -83,36 +109,46 @@ async fn end_unfinished_deliveries(
     .await?;
     events.sort_unstable();
     events.dedup();
-    for event_seq in events {
-        refresh_event_status(tx, event_seq, now).await?;
-    }
-    Ok(())
+    refresh_event_statuses(tx, &events, now).await
 }
 
-/// Re-derives an event's status from its deliveries after some of them changed.
-async fn refresh_event_status(
+/// Re-derives the statuses of fanned-out events from their deliveries after some of them
+/// changed: two statements for the whole batch.
+async fn refresh_event_statuses(
     tx: &mut Transaction<'_, Sqlite>,
-    event_seq: i64,
+    seqs: &[i64],
     now: i64,
 ) -> StoreResult<()> {
-    let states: Vec<String> =
-        sqlx::query_scalar("SELECT state FROM deliveries WHERE event_seq = ?")
-            .bind(event_seq)
-            .fetch_all(&mut **tx)
-            .await?;
-    let Some(status) = derive_event_status(states.iter().filter_map(|s| DeliveryState::parse(s)))
-    else {
+    if seqs.is_empty() {
         return Ok(());
-    };
-    sqlx::query(
-        "UPDATE events SET status = ?1, \
-         processed_at = CASE WHEN ?2 THEN COALESCE(processed_at, ?3) ELSE NULL END \
-         WHERE seq = ?4 AND status NOT IN ('pending', 'skipped')",
+    }
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT event_seq, state FROM deliveries WHERE event_seq IN (SELECT value FROM json_each(?))",
     )
-    .bind(status.as_str())
-    .bind(status.is_final())
+    .bind(json_list(seqs))
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut states: std::collections::HashMap<i64, Vec<DeliveryState>> = Default::default();
+    for (seq, state) in rows {
+        if let Some(state) = DeliveryState::parse(&state) {
+            states.entry(seq).or_default().push(state);
+        }
+    }
+    let updates: Vec<(i64, &str, bool)> = states
+        .into_iter()
+        .filter_map(|(seq, states)| {
+            derive_event_status(states).map(|status| (seq, status.as_str(), status.is_final()))
+        })
+        .collect();
+    sqlx::query(
+        "UPDATE events SET status = u.status, \
+         processed_at = CASE WHEN u.final THEN COALESCE(events.processed_at, ?2) ELSE NULL END \
+         FROM (SELECT j.value ->> '$[0]' AS seq, j.value ->> '$[1]' AS status, \
+                      j.value ->> '$[2]' AS final FROM json_each(?1) AS j) AS u \
+         WHERE events.seq = u.seq AND events.status NOT IN ('pending', 'skipped')",
+    )
+    .bind(json_list(&updates))
     .bind(now)
-    .bind(event_seq)
     .execute(&mut **tx)
     .await?;
     Ok(())

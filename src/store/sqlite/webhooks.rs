@@ -35,7 +35,7 @@ impl WebhookStore for SqliteStore {
     ) -> StoreResult<Option<Webhook>> {
         // The count and the insert share the single writer, so two concurrent creates cannot
         // both slip under the cap.
-        let mut tx = self.write_transaction().await?;
+        let mut tx = self.write_transaction(Commit::Durable).await?;
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE tenant = ?")
             .bind(&webhook.tenant)
             .fetch_one(&mut *tx)
@@ -81,7 +81,7 @@ impl WebhookStore for SqliteStore {
         id: Uuid,
         change: WebhookChange,
     ) -> StoreResult<Option<Webhook>> {
-        let mut tx = self.write_transaction().await?;
+        let mut tx = self.write_transaction(Commit::Durable).await?;
         let row: Option<WebhookRow> = sqlx::query_as(&format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ? AND id = ?"
         ))
@@ -120,7 +120,7 @@ impl WebhookStore for SqliteStore {
 
     async fn delete_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<bool> {
         let id = id.to_string();
-        let mut tx = self.write_transaction().await?;
+        let mut tx = self.write_transaction(Commit::Durable).await?;
         let deleted = sqlx::query("DELETE FROM webhooks WHERE tenant = ? AND id = ?")
             .bind(tenant)
             .bind(&id)
