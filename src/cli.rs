@@ -30,7 +30,7 @@ struct Cli {
     /// TOML configuration file.
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Database URL (`sqlite://PATH`); overrides HERALD_DATABASE_URL.
+    /// Database URL (`sqlite://PATH` or `postgres://...`); overrides HERALD_DATABASE_URL.
     #[arg(long, global = true, value_name = "URL")]
     database_url: Option<String>,
     #[command(subcommand)]
