@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::*;
 use crate::domain::envelope::{EnvelopeFields, render_body};
 use crate::domain::scope::scopes_from_text;
+use crate::domain::status::DeliveryState;
 
 #[derive(FromRow)]
 pub(super) struct TenantRow {
@@ -244,4 +245,58 @@ pub(super) struct SeqEventRow {
     pub(super) seq: i64,
     #[sqlx(flatten)]
     pub(super) event: EventRow,
+}
+
+/// Picks, in order, the candidates this node may claim: at most `request.limit`, and per
+/// webhook no more than its free in-flight slots.
+pub(super) fn within_limits(
+    candidates: Vec<Candidate>,
+    request: &ClaimRequest,
+) -> StoreResult<Vec<ClaimedDelivery>> {
+    let mut taken: HashMap<Uuid, usize> = HashMap::new();
+    let mut deliveries = Vec::with_capacity(candidates.len().min(request.limit));
+    for candidate in candidates {
+        if deliveries.len() >= request.limit {
+            break;
+        }
+        let webhook_id = parse_uuid(&candidate.webhook_id)?;
+        let busy = request.in_flight.get(&webhook_id).copied().unwrap_or(0);
+        let count = taken.entry(webhook_id).or_insert(0);
+        if busy + *count >= request.per_webhook_limit {
+            continue;
+        }
+        *count += 1;
+        deliveries.push(candidate.into_claimed(webhook_id));
+    }
+    Ok(deliveries)
+}
+
+/// The state each attempt moves its delivery to, and when it is due again.
+pub(super) fn next_states(records: &[AttemptRecord]) -> Vec<(DeliveryState, Option<i64>)> {
+    records
+        .iter()
+        .map(|r| match r.next {
+            NextStep::Succeeded => (DeliveryState::Succeeded, None),
+            NextStep::RetryAt(at) => (DeliveryState::Queued, Some(at)),
+            NextStep::Failed => (DeliveryState::Failed, None),
+        })
+        .collect()
+}
+
+/// The events (sorted, once each) whose delivery this batch finished, among those it moved:
+/// their statuses need deriving again.
+pub(super) fn finished_events(
+    records: &[AttemptRecord],
+    states: &[(DeliveryState, Option<i64>)],
+    moved: &std::collections::HashSet<i64>,
+) -> Vec<i64> {
+    let mut seqs: Vec<i64> = records
+        .iter()
+        .zip(states)
+        .filter(|(r, (state, _))| moved.contains(&r.delivery_id) && *state != DeliveryState::Queued)
+        .map(|(r, _)| r.event_seq)
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    seqs
 }

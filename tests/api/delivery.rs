@@ -483,14 +483,7 @@ async fn after_rotate_key_new_attempts_are_signed_with_the_new_key() {
     };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
-    let receiver = TestReceiver::start(|n| {
-        if n == 0 {
-            Reply::status(500)
-        } else {
-            Reply::status(200)
-        }
-    })
-    .await;
+    let receiver = TestReceiver::first_then_ok(500).await;
     let webhook = subscribe(&acme, &receiver.url("/"), &["*"]).await;
     let id = webhook["id"].as_str().unwrap();
     publish(&app, &producer, simple_event("a.b")).await;
@@ -524,14 +517,7 @@ async fn a_manual_retry_starts_a_new_cycle_at_attempt_one() {
     };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
-    let receiver = TestReceiver::start(|n| {
-        if n == 0 {
-            Reply::status(410)
-        } else {
-            Reply::status(200)
-        }
-    })
-    .await;
+    let receiver = TestReceiver::first_then_ok(410).await;
     subscribe(&acme, &receiver.url("/"), &["*"]).await;
     let event = publish(&app, &producer, simple_event("a.b")).await;
     let id = event["id"].as_str().unwrap();
@@ -567,14 +553,7 @@ async fn a_retry_to_a_webhook_still_retrying_replaces_its_cycle() {
     };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
-    let receiver = TestReceiver::start(|n| {
-        if n == 0 {
-            Reply::status(500)
-        } else {
-            Reply::status(200)
-        }
-    })
-    .await;
+    let receiver = TestReceiver::first_then_ok(500).await;
     let webhook = subscribe(&acme, &receiver.url("/"), &["*"]).await;
     let event = publish(&app, &producer, simple_event("a.b")).await;
     let id = event["id"].as_str().unwrap();
@@ -822,14 +801,7 @@ async fn metrics_report_attempts_latencies_and_queue_depth() {
     };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
-    let receiver = TestReceiver::start(|n| {
-        if n == 0 {
-            Reply::status(500)
-        } else {
-            Reply::status(200)
-        }
-    })
-    .await;
+    let receiver = TestReceiver::first_then_ok(500).await;
     subscribe(&acme, &receiver.url("/"), &["*"]).await;
     let event = publish(&app, &producer, simple_event("a.b")).await;
     acme.wait_for_status(event["id"].as_str().unwrap(), "completed")

@@ -91,6 +91,11 @@ impl TestReceiver {
         TestReceiver { base, shared }
     }
 
+    /// A receiver answering `first` to the first request and 200 to the rest.
+    pub async fn first_then_ok(first: u16) -> TestReceiver {
+        TestReceiver::start(move |n| Reply::status(if n == 0 { first } else { 200 })).await
+    }
+
     /// A receiver answering every request with `status`.
     pub async fn answering(status: u16) -> TestReceiver {
         TestReceiver::start(move |_| Reply::status(status)).await

@@ -123,21 +123,7 @@ impl DeliveryStore for PostgresStore {
         .bind((request.limit * CLAIM_SCAN_FACTOR) as i64)
         .fetch_all(&mut *tx)
         .await?;
-        let mut taken: HashMap<String, usize> = HashMap::new();
-        let mut deliveries = Vec::with_capacity(candidates.len().min(request.limit));
-        for candidate in candidates {
-            if deliveries.len() >= request.limit {
-                break;
-            }
-            let webhook_id = parse_uuid(&candidate.webhook_id)?;
-            let busy = request.in_flight.get(&webhook_id).copied().unwrap_or(0);
-            let count = taken.entry(candidate.webhook_id.clone()).or_insert(0);
-            if busy + *count >= request.per_webhook_limit {
-                continue;
-            }
-            *count += 1;
-            deliveries.push(candidate.into_claimed(webhook_id));
-        }
+        let deliveries = within_limits(candidates, request)?;
         if !deliveries.is_empty() {
             let ids: Vec<i64> = deliveries.iter().map(|d| d.delivery_id).collect();
             sqlx::query(
@@ -171,14 +157,7 @@ impl DeliveryStore for PostgresStore {
         seqs.sort_unstable();
         seqs.dedup();
         lock_events(&mut tx, &seqs).await?;
-        let steps: Vec<(DeliveryState, Option<i64>)> = records
-            .iter()
-            .map(|r| match r.next {
-                NextStep::Succeeded => (DeliveryState::Succeeded, None),
-                NextStep::RetryAt(at) => (DeliveryState::Queued, Some(at)),
-                NextStep::Failed => (DeliveryState::Failed, None),
-            })
-            .collect();
+        let steps = next_states(&records);
         // Only the claim holder moves a delivery on: one superseded by a manual retry, ended
         // by a deleted webhook or taken over after its lease keeps its state.
         let moved: Vec<i64> = sqlx::query_scalar(
@@ -243,16 +222,7 @@ impl DeliveryStore for PostgresStore {
         )
         .execute(&mut *tx)
         .await?;
-        let mut finished: Vec<i64> = records
-            .iter()
-            .zip(&steps)
-            .filter(|(r, (state, _))| {
-                moved.contains(&r.delivery_id) && *state != DeliveryState::Queued
-            })
-            .map(|(r, _)| r.event_seq)
-            .collect();
-        finished.sort_unstable();
-        finished.dedup();
+        let finished = finished_events(&records, &steps, &moved);
         let now = records
             .iter()
             .map(|r| r.created_at_ms)

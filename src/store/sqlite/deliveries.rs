@@ -128,21 +128,7 @@ impl DeliveryStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
 
-        let mut taken: HashMap<String, usize> = HashMap::new();
-        let mut deliveries = Vec::with_capacity(candidates.len().min(request.limit));
-        for candidate in candidates {
-            if deliveries.len() >= request.limit {
-                break;
-            }
-            let webhook_id = parse_uuid(&candidate.webhook_id)?;
-            let busy = request.in_flight.get(&webhook_id).copied().unwrap_or(0);
-            let count = taken.entry(candidate.webhook_id.clone()).or_insert(0);
-            if busy + *count >= request.per_webhook_limit {
-                continue;
-            }
-            *count += 1;
-            deliveries.push(candidate.into_claimed(webhook_id));
-        }
+        let deliveries = within_limits(candidates, request)?;
         if !deliveries.is_empty() {
             let ids: Vec<i64> = deliveries.iter().map(|d| d.delivery_id).collect();
             sqlx::query(
@@ -168,14 +154,7 @@ impl DeliveryStore for SqliteStore {
             return Ok(());
         };
         let mut tx = self.write_transaction(Commit::Relaxed).await?;
-        let steps: Vec<(DeliveryState, Option<i64>)> = records
-            .iter()
-            .map(|r| match r.next {
-                NextStep::Succeeded => (DeliveryState::Succeeded, None),
-                NextStep::RetryAt(at) => (DeliveryState::Queued, Some(at)),
-                NextStep::Failed => (DeliveryState::Failed, None),
-            })
-            .collect();
+        let steps = next_states(&records);
         let moves: Vec<_> = records
             .iter()
             .zip(&steps)
@@ -249,16 +228,7 @@ impl DeliveryStore for SqliteStore {
         .bind(json_list(&logs))
         .execute(&mut *tx)
         .await?;
-        let mut finished: Vec<i64> = records
-            .iter()
-            .zip(&steps)
-            .filter(|(r, (state, _))| {
-                moved.contains(&r.delivery_id) && *state != DeliveryState::Queued
-            })
-            .map(|(r, _)| r.event_seq)
-            .collect();
-        finished.sort_unstable();
-        finished.dedup();
+        let finished = finished_events(&records, &steps, &moved);
         let now = records
             .iter()
             .map(|r| r.created_at_ms)
