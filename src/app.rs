@@ -14,8 +14,20 @@ use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::delivery::{self, Wakeup};
 use crate::ingest::Ingest;
-use crate::store;
+use crate::store::{self, Store};
 use crate::telemetry::metrics_handle;
+
+/// Connects to the database a URL names and applies its migrations.
+pub async fn open_store(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let store = store::connect(database_url)
+        .await
+        .with_context(|| format!("cannot open the database {database_url}"))?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    Ok(store)
+}
 
 pub struct App {
     listener: TcpListener,
@@ -25,13 +37,7 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let store = store::connect(&config.database_url)
-            .await
-            .with_context(|| format!("cannot open the database {}", config.database_url))?;
-        store
-            .migrate()
-            .await
-            .context("cannot migrate the database")?;
+        let store = open_store(&config.database_url).await?;
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;

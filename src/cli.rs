@@ -11,13 +11,13 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::app::App;
+use crate::app::{App, open_store};
 use crate::config::Config;
 use crate::domain::keys::{new_token, token_hash};
 use crate::domain::scope::Scope;
 use crate::domain::tenant::is_valid_tenant_name;
 use crate::domain::time::format_ms;
-use crate::store::{self, NewToken, Store, StoreError, TokenKind};
+use crate::store::{NewToken, Store, StoreError, TokenKind};
 use crate::telemetry::init_logging;
 
 #[derive(Parser)]
@@ -191,25 +191,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(_) => serve(config).await,
         Command::Migrate => {
-            open_store(&config).await?;
+            open_store(&config.database_url).await?;
             println!("Database {} is up to date.", config.database_url);
             Ok(())
         }
-        Command::Tenant(command) => tenant(open_store(&config).await?.as_ref(), command).await,
-        Command::Token(command) => token(open_store(&config).await?.as_ref(), command).await,
+        Command::Tenant(command) => {
+            tenant(open_store(&config.database_url).await?.as_ref(), command).await
+        }
+        Command::Token(command) => {
+            token(open_store(&config.database_url).await?.as_ref(), command).await
+        }
         Command::Bench(_) => unreachable!("dispatched above"),
     }
-}
-
-async fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn Store>> {
-    let store = store::connect(&config.database_url)
-        .await
-        .with_context(|| format!("cannot open the database {}", config.database_url))?;
-    store
-        .migrate()
-        .await
-        .context("cannot migrate the database")?;
-    Ok(store)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
