@@ -86,6 +86,9 @@ async fn a_database_outage_answers_503_and_heals_without_a_restart() {
             ("HERALD_ALLOW_HTTP", "true"),
             ("HERALD_ALLOW_PRIVATE_TARGETS", "true"),
             ("HERALD_RETRY_SCHEDULE", "200ms,500ms,1s,2s,5s"),
+            // A claim whose commit reply was lost in the cut stays leased until the lease
+            // (timeout + 5 s) runs out; keep it short so the test sees that recovery.
+            ("HERALD_DELIVERY_TIMEOUT", "2s"),
         ],
     )
     .await;
