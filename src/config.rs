@@ -83,7 +83,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         key: "max_in_flight_per_webhook",
         env: "HERALD_MAX_IN_FLIGHT_PER_WEBHOOK",
-        default: "32",
+        default: "128",
         help: "attempts in flight at once to one webhook on this node",
     },
 ];

@@ -14,7 +14,7 @@ use crate::domain::event_type::any_pattern_matches;
 
 /// How many due rows one claim locks, per delivery it may claim: enough to find work past
 /// webhooks that are at their in-flight limit.
-const CLAIM_SCAN_FACTOR: usize = 4;
+const CLAIM_SCAN_FACTOR: usize = 2;
 
 /// Matches pending events to the active webhooks of their tenants and queues a delivery per
 /// match; events nobody subscribes to are `skipped`. Returns the events fanned out and the

@@ -13,7 +13,7 @@ use super::*;
 
 /// How many due rows one claim looks at, per delivery it may claim: enough to see past the
 /// backlog of webhooks that are at their in-flight limit.
-const CLAIM_SCAN_FACTOR: usize = 4;
+const CLAIM_SCAN_FACTOR: usize = 2;
 
 /// Matches pending events to the active webhooks of their tenants and queues a delivery per
 /// match; events nobody subscribes to are `skipped`. A handful of statements per batch.
