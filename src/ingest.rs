@@ -12,7 +12,7 @@ use crate::domain::event::NewEvent;
 use crate::store::{PublishOutcome, Store};
 
 /// Most events committed in one transaction; a larger backlog is split over several.
-const MAX_EVENTS_PER_COMMIT: usize = 2_000;
+const MAX_EVENTS_PER_COMMIT: usize = 8_000;
 /// Requests waiting for the writer before publishers feel back-pressure.
 const QUEUE_DEPTH: usize = 4_096;
 

@@ -56,15 +56,22 @@ async fn fan_out(tx: &mut Transaction<'_, Sqlite>, now: i64, limit: usize) -> St
             skipped.push(event.seq);
         }
     }
-    sqlx::query(
-        "INSERT INTO deliveries (event_seq, webhook_id, cycle, state, next_attempt_at, \
-         created_at, updated_at) \
-         SELECT j.value ->> '$[0]', j.value ->> '$[1]', 1, 'queued', ?2, ?2, ?2 FROM json_each(?1) AS j",
-    )
-    .bind(json_list(&deliveries))
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    for chunk in chunks(&deliveries) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO deliveries (event_seq, webhook_id, cycle, state, next_attempt_at, \
+             created_at, updated_at) ",
+        );
+        insert.push_values(chunk, |mut row, (seq, webhook_id)| {
+            row.push_bind(*seq)
+                .push_bind(*webhook_id)
+                .push_bind(1_i64)
+                .push_bind("queued")
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(now);
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
     for (seqs, status, processed_at) in [
         (&processing, "processing", None),
         (&skipped, "skipped", Some(now)),
@@ -170,22 +177,34 @@ impl DeliveryStore for SqliteStore {
             .collect();
         // Only the claim holder moves a delivery on: one superseded by a manual retry, ended
         // by a deleted webhook or taken over after its lease keeps its state.
-        let moved: HashSet<i64> = sqlx::query_scalar::<_, i64>(
-            "UPDATE deliveries SET state = u.state, attempts = u.attempts, \
-             next_attempt_at = COALESCE(u.next_at, deliveries.next_attempt_at), \
-             locked_until = NULL, locked_by = NULL, updated_at = u.at \
-             FROM (SELECT j.value ->> '$[0]' AS id, j.value ->> '$[1]' AS state, \
-                          j.value ->> '$[2]' AS attempts, j.value ->> '$[3]' AS next_at, \
-                          j.value ->> '$[4]' AS at FROM json_each(?1) AS j) AS u \
-             WHERE deliveries.id = u.id AND deliveries.state = 'in_flight' \
-             AND deliveries.locked_by = ?2 RETURNING deliveries.id",
-        )
-        .bind(json_list(&moves))
-        .bind(&node)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
+        let mut moved: HashSet<i64> = HashSet::with_capacity(moves.len());
+        for chunk in chunks(&moves) {
+            let mut update =
+                QueryBuilder::<Sqlite>::new("WITH u (id, state, attempts, next_at, at) AS (");
+            update.push_values(chunk, |mut row, (id, state, attempts, next_at, at)| {
+                row.push_bind(*id)
+                    .push_bind(*state)
+                    .push_bind(*attempts)
+                    .push_bind(*next_at)
+                    .push_bind(*at);
+            });
+            update
+                .push(
+                    ") UPDATE deliveries SET state = u.state, attempts = u.attempts, \
+                     next_attempt_at = COALESCE(u.next_at, deliveries.next_attempt_at), \
+                     locked_until = NULL, locked_by = NULL, updated_at = u.at FROM u \
+                     WHERE deliveries.id = u.id AND deliveries.state = 'in_flight' \
+                     AND deliveries.locked_by = ",
+                )
+                .push_bind(node.as_str())
+                .push(" RETURNING deliveries.id");
+            moved.extend(
+                update
+                    .build_query_scalar::<i64>()
+                    .fetch_all(&mut *tx)
+                    .await?,
+            );
+        }
         let logs: Vec<_> = records
             .iter()
             .zip(&steps)
@@ -216,18 +235,30 @@ impl DeliveryStore for SqliteStore {
                 )
             })
             .collect();
-        sqlx::query(
-            "INSERT INTO attempts (id, delivery_id, event_seq, webhook_id, attempt_number, \
-             request_url, request_headers, response_status, response_body, error_message, \
-             status, duration_ms, created_at, next_retry_at) \
-             SELECT j.value ->> '$[0]', j.value ->> '$[1]', j.value ->> '$[2]', j.value ->> '$[3]', \
-                    j.value ->> '$[4]', j.value ->> '$[5]', j.value ->> '$[6]', j.value ->> '$[7]', \
-                    j.value ->> '$[8]', j.value ->> '$[9]', j.value ->> '$[10]', j.value ->> '$[11]', \
-                    j.value ->> '$[12]', j.value ->> '$[13]' FROM json_each(?) AS j",
-        )
-        .bind(json_list(&logs))
-        .execute(&mut *tx)
-        .await?;
+        for chunk in chunks(&logs) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO attempts (id, delivery_id, event_seq, webhook_id, attempt_number, \
+                 request_url, request_headers, response_status, response_body, error_message, \
+                 status, duration_ms, created_at, next_retry_at) ",
+            );
+            insert.push_values(chunk, |mut row, log| {
+                row.push_bind(log.0.as_str())
+                    .push_bind(log.1)
+                    .push_bind(log.2)
+                    .push_bind(log.3.as_str())
+                    .push_bind(log.4)
+                    .push_bind(log.5.as_str())
+                    .push_bind(log.6.as_str())
+                    .push_bind(log.7)
+                    .push_bind(log.8.as_deref())
+                    .push_bind(log.9.as_deref())
+                    .push_bind(log.10)
+                    .push_bind(log.11)
+                    .push_bind(log.12)
+                    .push_bind(log.13);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
         let finished = finished_events(&records, &steps, &moved);
         let now = records
             .iter()

@@ -46,23 +46,35 @@ impl EventStore for SqliteStore {
                 )
             })
             .collect();
-        // One statement for the whole batch; a key already stored (or repeated within the
-        // batch) inserts nothing and is answered with the stored event below.
-        let inserted: HashSet<String> = sqlx::query_scalar::<_, String>(
-            "INSERT INTO events (id, tenant, event_id, event_type, payload, user_id, \
-             source_service, occurred_at, status, created_at) \
-             SELECT j.value ->> '$[0]', j.value ->> '$[1]', j.value ->> '$[2]', j.value ->> '$[3]', \
-                    j.value ->> '$[4]', j.value ->> '$[5]', j.value ->> '$[6]', j.value ->> '$[7]', \
-                    'pending', ?2 \
-             FROM json_each(?1) AS j WHERE true ORDER BY j.key \
-             ON CONFLICT (tenant, event_id) DO NOTHING RETURNING id",
-        )
-        .bind(json_list(&rows))
-        .bind(created_at)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
+        // A few statements for the whole batch, in order (so `seq` follows it); a key already
+        // stored (or repeated within the batch) inserts nothing and is answered with the
+        // stored event below.
+        let mut inserted: HashSet<String> = HashSet::with_capacity(rows.len());
+        for chunk in chunks(&rows) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (id, tenant, event_id, event_type, payload, user_id, \
+                 source_service, occurred_at, status, created_at) ",
+            );
+            insert.push_values(chunk, |mut row, event| {
+                row.push_bind(event.0.as_str())
+                    .push_bind(event.1.as_str())
+                    .push_bind(event.2.as_str())
+                    .push_bind(event.3.as_str())
+                    .push_bind(event.4.as_str())
+                    .push_bind(event.5.as_deref())
+                    .push_bind(event.6.as_deref())
+                    .push_bind(event.7)
+                    .push_bind("pending")
+                    .push_bind(created_at);
+            });
+            insert.push(" ON CONFLICT (tenant, event_id) DO NOTHING RETURNING id");
+            inserted.extend(
+                insert
+                    .build_query_scalar::<String>()
+                    .fetch_all(&mut *tx)
+                    .await?,
+            );
+        }
         let repeated: Vec<(&str, &str)> = events
             .iter()
             .filter(|e| known.contains(&e.tenant) && !inserted.contains(&e.id.to_string()))

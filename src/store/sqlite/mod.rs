@@ -10,7 +10,7 @@ use std::time::Duration;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -150,9 +150,29 @@ impl SqliteStore {
     }
 }
 
-/// A list as the JSON array `json_each` reads: how one statement takes a whole batch.
+/// A list as the JSON array `json_each` reads: how one statement takes a whole list of ids.
 fn json_list<T: serde::Serialize>(items: &[T]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+/// The sizes a batch of rows is cut into for multi-row `VALUES` statements. Each size is one
+/// statement text, which sqlx prepares once per connection and then reuses. Bound parameters
+/// cost SQLite much less than decoding rows of several columns out of JSON: `json_each` with
+/// `->>` was about a tenth of all of Herald's CPU in herald bench d.
+const CHUNK_SIZES: [usize; 4] = [256, 32, 4, 1];
+
+/// `rows` cut into consecutive chunks whose sizes are all in [`CHUNK_SIZES`], largest first.
+fn chunks<T>(rows: &[T]) -> Vec<&[T]> {
+    let mut cut = Vec::new();
+    let mut rest = rows;
+    for size in CHUNK_SIZES {
+        while rest.len() >= size {
+            let (chunk, tail) = rest.split_at(size);
+            cut.push(chunk);
+            rest = tail;
+        }
+    }
+    cut
 }
 
 /// Fails a webhook's queued and in-flight deliveries (it was deleted or deactivated) and
@@ -204,16 +224,22 @@ async fn refresh_event_statuses(
             derive_event_status(states).map(|status| (seq, status.as_str(), status.is_final()))
         })
         .collect();
-    sqlx::query(
-        "UPDATE events SET status = u.status, \
-         processed_at = CASE WHEN u.final THEN COALESCE(events.processed_at, ?2) ELSE NULL END \
-         FROM (SELECT j.value ->> '$[0]' AS seq, j.value ->> '$[1]' AS status, \
-                      j.value ->> '$[2]' AS final FROM json_each(?1) AS j) AS u \
-         WHERE events.seq = u.seq AND events.status NOT IN ('pending', 'skipped')",
-    )
-    .bind(json_list(&updates))
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    for chunk in chunks(&updates) {
+        let mut update = QueryBuilder::<Sqlite>::new("WITH u (seq, status, final) AS (");
+        update.push_values(chunk, |mut row, (seq, status, is_final)| {
+            row.push_bind(*seq).push_bind(*status).push_bind(*is_final);
+        });
+        update
+            .push(
+                ") UPDATE events SET status = u.status, processed_at = CASE WHEN u.final \
+                 THEN COALESCE(events.processed_at, ",
+            )
+            .push_bind(now)
+            .push(
+                ") ELSE NULL END FROM u WHERE events.seq = u.seq \
+                 AND events.status NOT IN ('pending', 'skipped')",
+            );
+        update.build().execute(&mut **tx).await?;
+    }
     Ok(())
 }
