@@ -271,6 +271,31 @@ pub(super) fn within_limits(
     Ok(deliveries)
 }
 
+/// Of the webhooks with queued deliveries (id, first due time), those with one due by the
+/// claim's time and room under their in-flight limit on this node.
+pub(super) fn webhooks_ready(queued: Vec<(String, i64)>, request: &ClaimRequest) -> Vec<String> {
+    queued
+        .into_iter()
+        .filter(|(id, first_due)| {
+            let busy = Uuid::parse_str(id)
+                .ok()
+                .and_then(|id| request.in_flight.get(&id).copied())
+                .unwrap_or(0);
+            *first_due <= request.now_ms && busy < request.per_webhook_limit
+        })
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// How many due deliveries a claim reads per ready webhook: each webhook's whole share when
+/// few are ready, fewer as more are (at least one each), so a tick reads about four times
+/// what it may claim however many webhooks have work.
+pub(super) fn per_webhook_quota(request: &ClaimRequest, ready_webhooks: usize) -> usize {
+    (request.limit * 4)
+        .div_ceil(ready_webhooks.max(1))
+        .clamp(1, request.per_webhook_limit.min(request.limit).max(1))
+}
+
 /// The state each attempt moves its delivery to, and when it is due again.
 pub(super) fn next_states(records: &[AttemptRecord]) -> Vec<(DeliveryState, Option<i64>)> {
     records
@@ -299,4 +324,55 @@ pub(super) fn finished_events(
     seqs.sort_unstable();
     seqs.dedup();
     seqs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(limit: usize, per_webhook_limit: usize, busy: &[(Uuid, usize)]) -> ClaimRequest {
+        ClaimRequest {
+            node: "node".into(),
+            now_ms: 1_000,
+            lease_ms: 35_000,
+            fan_out_limit: 500,
+            limit,
+            per_webhook_limit,
+            in_flight: busy.iter().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn ready_webhooks_have_due_work_and_room() {
+        let (full, partly, idle, later) = (
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+        );
+        let request = request(128, 4, &[(full, 4), (partly, 3)]);
+        let queued = vec![
+            (full.to_string(), 10),
+            (partly.to_string(), 10),
+            (idle.to_string(), 1_000),
+            (later.to_string(), 1_001),
+        ];
+        assert_eq!(
+            webhooks_ready(queued, &request),
+            vec![partly.to_string(), idle.to_string()]
+        );
+    }
+
+    #[test]
+    fn quota_shares_four_times_the_claim_between_ready_webhooks() {
+        // Few webhooks: each may fill its in-flight limit (bounded by the claim).
+        assert_eq!(per_webhook_quota(&request(128, 128, &[]), 1), 128);
+        assert_eq!(per_webhook_quota(&request(128, 32, &[]), 2), 32);
+        assert_eq!(per_webhook_quota(&request(10, 128, &[]), 1), 10);
+        // Many webhooks: a share each, never less than one.
+        assert_eq!(per_webhook_quota(&request(128, 128, &[]), 64), 8);
+        assert_eq!(per_webhook_quota(&request(128, 128, &[]), 10_000), 1);
+        // A claim with no room reads nothing more than one row per webhook.
+        assert_eq!(per_webhook_quota(&request(0, 128, &[]), 3), 1);
+    }
 }
