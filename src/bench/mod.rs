@@ -45,7 +45,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N")]
     waiting: Option<u64>,
     /// The longest the resources scenario spends building that queue; it reports how many
-    /// deliveries it reached [default: 60; 20 with --smoke].
+    /// deliveries it reached [default: 120; 20 with --smoke].
     #[arg(long, value_name = "SECS")]
     fill_within: Option<u64>,
     /// In the delivery scenarios, publishers hold off while more deliveries than this are
@@ -108,7 +108,7 @@ impl Context {
             fill_within: Duration::from_secs(args.fill_within.unwrap_or(if smoke {
                 20
             } else {
-                60
+                120
             })),
             idle: Duration::from_millis(if smoke { 500 } else { 5_000 }),
             retry_schedule: if smoke {

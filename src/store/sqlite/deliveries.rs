@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 
-
 /// Matches pending events to the active webhooks of their tenants and queues a delivery per
 /// match; events nobody subscribes to are `skipped`. A handful of statements per batch.
 async fn fan_out(tx: &mut Transaction<'_, Sqlite>, now: i64, limit: usize) -> StoreResult<usize> {
