@@ -22,7 +22,7 @@ use crate::store::{AttemptRecord, ClaimRequest, ClaimedDelivery, NextStep, Store
 
 /// Most pending events fanned out per tick.
 const BATCH: usize = 500;
-/// Most deliveries claimed per tick. The claim reads a multiple of this from the due index,
+/// Most deliveries claimed per tick. The claim reads a few times this many due deliveries,
 /// so a smaller batch keeps each tick (and the writer it holds) short; a full batch makes the
 /// dispatcher go round again at once (measured with herald bench d: 500 -> 128 per tick,
 /// 2.3 -> 0.5 ms per claim).

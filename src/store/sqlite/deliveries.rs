@@ -156,7 +156,7 @@ impl DeliveryStore for SqliteStore {
             .bind(now + request.lease_ms)
             .bind(&request.node)
             .bind(now)
-            .bind(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()))
+            .bind(json_list(&ids))
             .execute(&mut *tx)
             .await?;
         }
@@ -287,7 +287,7 @@ impl DeliveryStore for SqliteStore {
              WHERE locked_by = ? AND state = 'in_flight' AND id IN (SELECT value FROM json_each(?))",
         )
         .bind(node)
-        .bind(serde_json::to_string(delivery_ids).unwrap_or_else(|_| "[]".into()))
+        .bind(json_list(delivery_ids))
         .execute(&self.writer)
         .await?;
         Ok(())

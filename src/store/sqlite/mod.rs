@@ -243,3 +243,19 @@ async fn refresh_event_statuses(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_the_rows_in_order_with_the_fixed_sizes() {
+        let rows: Vec<usize> = (0..2_000).collect();
+        let cut = chunks(&rows);
+        let sizes: Vec<usize> = cut.iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [vec![256; 7], vec![32; 6], vec![4; 4]].concat());
+        assert_eq!(cut.concat(), rows);
+        assert_eq!(chunks(&[1, 2, 3]).len(), 3);
+        assert!(chunks::<u8>(&[]).is_empty());
+    }
+}
