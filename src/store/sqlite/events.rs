@@ -67,13 +67,25 @@ impl EventStore for SqliteStore {
                     .push_bind("pending")
                     .push_bind(created_at);
             });
-            insert.push(" ON CONFLICT (tenant, event_id) DO NOTHING RETURNING id");
-            inserted.extend(
-                insert
-                    .build_query_scalar::<String>()
+            insert.push(" ON CONFLICT (tenant, event_id) DO NOTHING");
+            let stored = insert.build().execute(&mut *tx).await?.rows_affected();
+            let ids = chunk.iter().map(|event| event.0.clone());
+            if stored as usize == chunk.len() {
+                inserted.extend(ids);
+            } else {
+                // Some were repeats: which of this chunk's new ids made it in. Asking only
+                // then (rather than `RETURNING id` always) spares the common case a row per
+                // event streamed back from sqlx's worker thread.
+                let ids: Vec<String> = ids.collect();
+                inserted.extend(
+                    sqlx::query_scalar::<_, String>(
+                        "SELECT id FROM events WHERE id IN (SELECT value FROM json_each(?))",
+                    )
+                    .bind(json_list(&ids))
                     .fetch_all(&mut *tx)
                     .await?,
-            );
+                );
+            }
         }
         let repeated: Vec<(&str, &str)> = events
             .iter()
