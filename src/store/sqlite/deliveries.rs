@@ -76,7 +76,7 @@ async fn fan_out(tx: &mut Transaction<'_, Sqlite>, now: i64, limit: usize) -> St
             continue;
         }
         sqlx::query(
-            "UPDATE events SET status = ?1, queued_at = ?2, processed_at = ?3 \
+            "UPDATE OR IGNORE events SET status = ?1, queued_at = ?2, processed_at = ?3 \
              WHERE seq IN (SELECT value FROM json_each(?4))",
         )
         .bind(status)
@@ -150,7 +150,8 @@ impl DeliveryStore for SqliteStore {
         if !deliveries.is_empty() {
             let ids: Vec<i64> = deliveries.iter().map(|d| d.delivery_id).collect();
             sqlx::query(
-                "UPDATE deliveries SET state = 'in_flight', locked_until = ?, locked_by = ?, \
+                "UPDATE OR IGNORE deliveries SET state = 'in_flight', locked_until = ?, \
+                 locked_by = ?, \
                  updated_at = ? WHERE id IN (SELECT value FROM json_each(?))",
             )
             .bind(now + request.lease_ms)
@@ -201,7 +202,7 @@ impl DeliveryStore for SqliteStore {
             });
             update
                 .push(
-                    ") UPDATE deliveries SET state = u.state, attempts = u.attempts, \
+                    ") UPDATE OR IGNORE deliveries SET state = u.state, attempts = u.attempts, \
                      next_attempt_at = COALESCE(u.next_at, deliveries.next_attempt_at), \
                      locked_until = NULL, locked_by = NULL, updated_at = u.at FROM u \
                      WHERE deliveries.id = u.id AND deliveries.state = 'in_flight' \
