@@ -67,7 +67,7 @@ pub fn validate_new_event(body: &Value, now_ms: i64) -> Result<NewEvent, String>
         ));
     }
     let event_id = match object.get("eventId") {
-        None | Some(Value::Null) => Uuid::new_v4().to_string(),
+        None | Some(Value::Null) => Uuid::now_v7().to_string(),
         Some(Value::String(text)) => Uuid::parse_str(text)
             .map_err(|_| "eventId must be a valid UUID".to_string())?
             .to_string(),

@@ -19,3 +19,4 @@ mod durability;
 mod multinode;
 mod outage;
 mod signatures;
+mod upgrade;

@@ -360,6 +360,49 @@ async fn a_batch_answers_per_item_in_order_and_stores_the_valid_ones() {
 }
 
 #[tokio::test]
+async fn a_batch_repeating_a_business_id_under_two_tenants_stores_one_event_each() {
+    let Some(app) = super::spawn(&[]).await else {
+        return;
+    };
+    app.create_tenant("acme").await;
+    app.create_tenant("beta").await;
+    let producer = app.producer_token().await;
+    let shared = uuid::Uuid::new_v4().to_string();
+    let item = |tenant: &str, n: u32| json!({"tenant": tenant, "eventType": "a.one", "payload": {"n": n}, "eventId": shared});
+    let batch =
+        json!({"events": [item("acme", 1), item("beta", 2), item("acme", 3), item("beta", 4)]});
+    let (status, body) = read(
+        app.request(reqwest::Method::POST, "/v1/events/batch", &producer)
+            .json(&batch)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let statuses: Vec<&Value> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["status"])
+        .collect();
+    assert_eq!(
+        statuses,
+        [&json!(201), &json!(201), &json!(200), &json!(200)]
+    );
+    let results = &body["results"];
+    assert_ne!(results[0]["event"]["id"], results[1]["event"]["id"]);
+    assert_eq!(results[2]["event"], results[0]["event"]);
+    assert_eq!(results[3]["event"], results[1]["event"]);
+    assert_eq!(results[1]["event"]["payload"], json!({"n": 2}));
+    // And in a later commit, each tenant's repeat finds its own event.
+    let (status, again) = app.publish(&producer, &item("beta", 5)).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["id"], results[1]["event"]["id"]);
+    assert_eq!(again["payload"], json!({"n": 2}));
+}
+
+#[tokio::test]
 async fn a_batch_must_hold_1_to_1000_events() {
     let Some(app) = super::spawn(&[]).await else {
         return;

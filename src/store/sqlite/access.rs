@@ -8,7 +8,28 @@ use super::*;
 #[async_trait]
 impl AccessStore for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
-        MIGRATOR.run(&self.writer).await?;
+        // Foreign keys off while migrating: a migration that rebuilds a table (SQLite's way
+        // to change a constraint) drops the old one, which would otherwise cascade to every
+        // row referring to it. The pragma only takes effect outside a transaction, so it is
+        // set around the migrator, and the references are checked before it is set back.
+        let mut connection = self.writer.acquire().await?;
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut *connection)
+            .await?;
+        let migrated = MIGRATOR.run_direct(&mut *connection).await;
+        let dangling: Result<Vec<(String,)>, _> =
+            sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+                .fetch_all(&mut *connection)
+                .await;
+        sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&mut *connection)
+            .await?;
+        migrated?;
+        if let Some((table,)) = dangling?.first() {
+            return Err(StoreError::Invalid(format!(
+                "after migrating, rows of {table} refer to rows that do not exist"
+            )));
+        }
         Ok(())
     }
 

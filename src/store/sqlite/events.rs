@@ -7,6 +7,14 @@ use uuid::Uuid;
 
 use super::*;
 
+/// The index key of a business id (a UUID, as [`crate::domain::event`] renders it): its first
+/// 60 bits, so the key of a time-ordered id (UUIDv7) grows with time. Migration 0004 computes
+/// the same from the text of stored ids. A text that is not a UUID cannot be stored, and
+/// gets a key no stored event has.
+fn event_key(event_id: &str) -> i64 {
+    Uuid::parse_str(event_id).map_or(-1, |id| (id.as_u128() >> 68) as i64)
+}
+
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn publish_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<PublishOutcome>> {
@@ -30,82 +38,86 @@ impl EventStore for SqliteStore {
         .await?
         .into_iter()
         .collect();
-        let rows: Vec<_> = events
+        // Which keys are taken: the stored events whose key matches, compared in full here
+        // (the key is not unique), then the batch itself in order, where the first wins.
+        let keyed: Vec<(&NewEvent, i64)> = events
             .iter()
             .filter(|e| known.contains(&e.tenant))
-            .map(|e| {
-                (
-                    e.id.to_string(),
-                    &e.tenant,
-                    &e.event_id,
-                    &e.event_type,
-                    &e.payload,
-                    &e.user_id,
-                    &e.source_service,
-                    e.occurred_at_ms,
-                )
-            })
+            .map(|e| (e, event_key(&e.event_id)))
             .collect();
-        // A few statements for the whole batch, in order (so `seq` follows it); a key already
-        // stored (or repeated within the batch) inserts nothing and is answered with the
-        // stored event below.
-        let mut inserted: HashSet<String> = HashSet::with_capacity(rows.len());
-        for chunk in chunks(&rows) {
+        let mut keys: Vec<i64> = keyed.iter().map(|(_, key)| *key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut existing: HashMap<(String, String), Event> = HashMap::new();
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE event_key IN (SELECT value FROM json_each(?))"
+        ))
+        .bind(json_list(&keys))
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in rows {
+            let event = Event::try_from(row)?;
+            existing.insert((event.tenant.clone(), event.event_id.clone()), event);
+        }
+        let is_stored = |event: &NewEvent| {
+            !existing.is_empty()
+                && existing.contains_key(&(event.tenant.clone(), event.event_id.clone()))
+        };
+        let mut first_of: HashMap<(&str, &str), usize> = HashMap::with_capacity(keyed.len());
+        let mut new_rows: Vec<(&NewEvent, i64)> = Vec::with_capacity(keyed.len());
+        for &(event, key) in &keyed {
+            let name = (event.tenant.as_str(), event.event_id.as_str());
+            if !first_of.contains_key(&name) && !is_stored(event) {
+                first_of.insert(name, new_rows.len());
+                new_rows.push((event, key));
+            }
+        }
+        // A few statements for the whole batch, in order (so `seq` follows it). `OR IGNORE`
+        // (see [`super`]): nothing here can break a constraint, the keys were checked above
+        // and record ids are fresh, and a row refused anyway shows in the count.
+        for chunk in chunks(&new_rows) {
             let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO events (id, tenant, event_id, event_type, payload, user_id, \
-                 source_service, occurred_at, status, created_at) ",
+                "INSERT OR IGNORE INTO events (id, tenant, event_id, event_key, event_type, payload, \
+                 user_id, source_service, occurred_at, status, created_at) ",
             );
-            insert.push_values(chunk, |mut row, event| {
-                row.push_bind(event.0.as_str())
-                    .push_bind(event.1.as_str())
-                    .push_bind(event.2.as_str())
-                    .push_bind(event.3.as_str())
-                    .push_bind(event.4.as_str())
-                    .push_bind(event.5.as_deref())
-                    .push_bind(event.6.as_deref())
-                    .push_bind(event.7)
+            insert.push_values(chunk, |mut row, (event, key)| {
+                row.push_bind(event.id.to_string())
+                    .push_bind(event.tenant.as_str())
+                    .push_bind(event.event_id.as_str())
+                    .push_bind(*key)
+                    .push_bind(event.event_type.as_str())
+                    .push_bind(event.payload.as_str())
+                    .push_bind(event.user_id.as_deref())
+                    .push_bind(event.source_service.as_deref())
+                    .push_bind(event.occurred_at_ms)
                     .push_bind("pending")
                     .push_bind(created_at);
             });
-            insert.push(" ON CONFLICT (tenant, event_id) DO NOTHING");
             let stored = insert.build().execute(&mut *tx).await?.rows_affected();
-            let ids = chunk.iter().map(|event| event.0.clone());
-            if stored as usize == chunk.len() {
-                inserted.extend(ids);
-            } else {
-                // Some were repeats: which of this chunk's new ids made it in. Asking only
-                // then (rather than `RETURNING id` always) spares the common case a row per
-                // event streamed back from sqlx's worker thread.
-                let ids: Vec<String> = ids.collect();
-                inserted.extend(
-                    sqlx::query_scalar::<_, String>(
-                        "SELECT id FROM events WHERE id IN (SELECT value FROM json_each(?))",
-                    )
-                    .bind(json_list(&ids))
-                    .fetch_all(&mut *tx)
-                    .await?,
-                );
+            if stored != chunk.len() as u64 {
+                return Err(StoreError::Invalid(format!(
+                    "{} of {} new events were refused by the database",
+                    chunk.len() as u64 - stored,
+                    chunk.len()
+                )));
             }
         }
-        let repeated: Vec<(&str, &str)> = events
+        let inserted: HashSet<String> = new_rows
             .iter()
-            .filter(|e| known.contains(&e.tenant) && !inserted.contains(&e.id.to_string()))
-            .map(|e| (e.tenant.as_str(), e.event_id.as_str()))
+            .map(|(event, _)| event.id.to_string())
             .collect();
-        let mut existing = HashMap::new();
-        if !repeated.is_empty() {
-            let rows: Vec<EventRow> = sqlx::query_as(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE (tenant, event_id) IN \
-                 (SELECT j.value ->> '$[0]', j.value ->> '$[1]' FROM json_each(?) AS j)"
-            ))
-            .bind(json_list(&repeated))
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in rows {
-                let event = Event::try_from(row)?;
-                existing.insert((event.tenant.clone(), event.event_id.clone()), event);
-            }
-        }
+        // A key repeated within the batch is answered with the event stored just now.
+        let repeats: Vec<((String, String), Event)> = keyed
+            .iter()
+            .filter(|(event, _)| !inserted.contains(&event.id.to_string()) && !is_stored(event))
+            .filter_map(|(event, _)| {
+                let first = first_of.get(&(event.tenant.as_str(), event.event_id.as_str()))?;
+                let (first, _) = new_rows[*first];
+                let name = (first.tenant.clone(), first.event_id.clone());
+                Some((name, pending_event(first.clone(), created_at)))
+            })
+            .collect();
+        existing.extend(repeats);
         tx.commit().await?;
         Ok(publish_outcomes(
             events, &known, &inserted, &existing, created_at,
@@ -162,13 +174,19 @@ impl EventStore for SqliteStore {
     }
 
     async fn find_event(&self, tenant: &str, id: &str) -> StoreResult<Option<Event>> {
-        // A record id wins over a business id that happens to be equal to it.
+        // A record id wins over a business id that happens to be equal to it. Only a UUID
+        // can be either; a business id is found through its key.
+        let Ok(id) = Uuid::parse_str(id) else {
+            return Ok(None);
+        };
+        let id = id.to_string();
         let row: Option<EventRow> = sqlx::query_as(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant = ?1 AND (id = ?2 OR event_id = ?2) \
-             ORDER BY id = ?2 DESC LIMIT 1"
+            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant = ?1 \
+             AND (id = ?2 OR (event_key = ?3 AND event_id = ?2)) ORDER BY id = ?2 DESC LIMIT 1"
         ))
         .bind(tenant)
-        .bind(id)
+        .bind(&id)
+        .bind(event_key(&id))
         .fetch_optional(&self.reader)
         .await?;
         row.map(Event::try_from).transpose()
@@ -275,5 +293,31 @@ impl EventStore for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(RetryOutcome::Queued(targets.len() as u32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_of_a_business_id_is_its_first_fifteen_hex_digits() {
+        assert_eq!(
+            event_key("4f9c2a1e-7b3d-4c58-9e21-0a6b8d3f5c77"),
+            0x04f9_c2a1_e7b3_d4c5
+        );
+        assert_eq!(
+            event_key("ffffffff-ffff-4fff-bfff-ffffffffffff"),
+            0xfff_ffff_ffff_f4ff
+        );
+        assert_eq!(event_key("not a uuid"), -1);
+    }
+
+    #[test]
+    fn keys_of_time_ordered_ids_grow_with_time() {
+        let ids: Vec<String> = (0..1_000).map(|_| Uuid::now_v7().to_string()).collect();
+        let keys: Vec<i64> = ids.iter().map(|id| event_key(id)).collect();
+        assert!(keys.is_sorted(), "keys of UUIDv7 ids keep their order");
+        assert!(keys.iter().all(|key| *key >= 0));
     }
 }
