@@ -9,6 +9,10 @@
 -- unique: the publishing transaction looks the keys up and compares tenant and eventId, and
 -- SQLite's single writer makes that check and the insert one step.
 --
+-- The rebuilt table also goes without the old (tenant, status, seq) index: no query used it
+-- (lists filter on status while walking events_by_tenant in seq order), and every status
+-- change rewrote an entry of it.
+--
 -- SQLite cannot drop a table constraint, so the table is rebuilt (the documented way: a new
 -- table, a copy, the old one dropped, the new one renamed). Herald runs its migrations with
 -- foreign keys off so the drop does not cascade to deliveries and attempts.
@@ -52,6 +56,5 @@ ALTER TABLE events_new RENAME TO events;
 
 CREATE INDEX events_by_key ON events (event_key);
 CREATE INDEX events_by_tenant ON events (tenant, seq);
-CREATE INDEX events_by_tenant_status ON events (tenant, status, seq);
 -- The fan-out queue: events stored but not yet matched to webhooks.
 CREATE INDEX events_pending ON events (seq) WHERE status = 'pending';

@@ -180,9 +180,14 @@ impl EventStore for SqliteStore {
             return Ok(None);
         };
         let id = id.to_string();
+        // Two lookups in that order, each through its own index (`+tenant` keeps SQLite from
+        // walking the tenant's events instead).
         let row: Option<EventRow> = sqlx::query_as(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant = ?1 \
-             AND (id = ?2 OR (event_key = ?3 AND event_id = ?2)) ORDER BY id = ?2 DESC LIMIT 1"
+            "SELECT {EVENT_COLUMNS} FROM events WHERE id = ?2 AND +tenant = ?1 \
+             UNION ALL \
+             SELECT {EVENT_COLUMNS} FROM events \
+             WHERE event_key = ?3 AND event_id = ?2 AND +tenant = ?1 \
+             LIMIT 1"
         ))
         .bind(tenant)
         .bind(&id)
