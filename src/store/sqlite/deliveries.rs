@@ -89,6 +89,21 @@ async fn fan_out(tx: &mut Transaction<'_, Sqlite>, now: i64, limit: usize) -> St
     Ok(pending.len())
 }
 
+/// Each webhook with queued deliveries and its first due time, found by stepping through the
+/// per-webhook queue index one webhook at a time: a few index seeks per webhook, whatever
+/// their backlogs. Scanning the queue in due order instead read past every due delivery of
+/// a webhook at its in-flight limit on every tick, so one dead endpoint's growing backlog
+/// slowed everyone (herald bench h, i).
+const QUEUED_WEBHOOKS: &str = "WITH RECURSIVE hooks (id) AS ( \
+       SELECT (SELECT MIN(webhook_id) FROM deliveries WHERE state = 'queued') \
+       UNION ALL \
+       SELECT (SELECT MIN(webhook_id) FROM deliveries \
+               WHERE state = 'queued' AND webhook_id > hooks.id) \
+       FROM hooks WHERE hooks.id IS NOT NULL) \
+     SELECT id, (SELECT MIN(next_attempt_at) FROM deliveries \
+                 WHERE state = 'queued' AND webhook_id = hooks.id) \
+     FROM hooks WHERE id IS NOT NULL";
+
 #[async_trait]
 impl DeliveryStore for SqliteStore {
     async fn claim_work(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork> {
@@ -104,24 +119,8 @@ impl DeliveryStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
 
-        // Webhooks with queued deliveries, found by stepping through the per-webhook queue
-        // index one webhook at a time, with the first due time of each. This costs a few
-        // index seeks per webhook, whatever their backlogs: scanning the queue in due order
-        // instead read past every due delivery of a webhook at its in-flight limit on every
-        // tick, so one dead endpoint's growing backlog slowed everyone (herald bench h, i).
-        let queued: Vec<(String, i64)> = sqlx::query_as(
-            "WITH RECURSIVE hooks (id) AS ( \
-               SELECT (SELECT MIN(webhook_id) FROM deliveries WHERE state = 'queued') \
-               UNION ALL \
-               SELECT (SELECT MIN(webhook_id) FROM deliveries \
-                       WHERE state = 'queued' AND webhook_id > hooks.id) \
-               FROM hooks WHERE hooks.id IS NOT NULL) \
-             SELECT id, (SELECT MIN(next_attempt_at) FROM deliveries \
-                         WHERE state = 'queued' AND webhook_id = hooks.id) \
-             FROM hooks WHERE id IS NOT NULL",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+        let queued: Vec<(String, i64)> =
+            sqlx::query_as(QUEUED_WEBHOOKS).fetch_all(&mut *tx).await?;
         let ready = webhooks_ready(queued, request);
         let candidates: Vec<Candidate> = if ready.is_empty() || request.limit == 0 {
             Vec::new()
@@ -307,12 +306,13 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn next_wake_at(&self) -> StoreResult<Option<i64>> {
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(at) FROM ( \
+        let next: Option<i64> = sqlx::query_scalar(&format!(
+            "WITH queued (webhook_id, due) AS ({QUEUED_WEBHOOKS}) \
+             SELECT MIN(at) FROM ( \
                SELECT (SELECT 0 FROM events WHERE status = 'pending' LIMIT 1) AS at \
-               UNION ALL SELECT MIN(next_attempt_at) FROM deliveries WHERE state = 'queued' \
-               UNION ALL SELECT MIN(locked_until) FROM deliveries WHERE state = 'in_flight')",
-        )
+               UNION ALL SELECT MIN(due) FROM queued \
+               UNION ALL SELECT MIN(locked_until) FROM deliveries WHERE state = 'in_flight')"
+        ))
         .fetch_one(&self.writer)
         .await?;
         Ok(next)

@@ -192,15 +192,21 @@ async fn end_unfinished_deliveries(
     webhook_id: &str,
     now: i64,
 ) -> StoreResult<()> {
-    let mut events: Vec<i64> = sqlx::query_scalar(
-        "UPDATE deliveries SET state = 'failed', locked_until = NULL, locked_by = NULL, \
-         updated_at = ? WHERE webhook_id = ? AND state IN ('queued', 'in_flight') \
-         RETURNING event_seq",
-    )
-    .bind(now)
-    .bind(webhook_id)
-    .fetch_all(&mut **tx)
-    .await?;
+    // One state at a time, so each finds its rows through its own partial index (the queue
+    // per webhook, the leases) instead of scanning every delivery.
+    let mut events: Vec<i64> = Vec::new();
+    for state in ["'queued'", "'in_flight'"] {
+        events.extend(
+            sqlx::query_scalar::<_, i64>(&format!(
+                "UPDATE deliveries SET state = 'failed', locked_until = NULL, locked_by = NULL, \
+                 updated_at = ? WHERE webhook_id = ? AND state = {state} RETURNING event_seq"
+            ))
+            .bind(now)
+            .bind(webhook_id)
+            .fetch_all(&mut **tx)
+            .await?,
+        );
+    }
     events.sort_unstable();
     events.dedup();
     refresh_event_statuses(tx, &events, now).await
