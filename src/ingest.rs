@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use crate::delivery::Wakeup;
@@ -62,10 +62,19 @@ async fn write_batches(
     wakeup: Wakeup,
     mut requests: mpsc::Receiver<PublishRequest>,
 ) {
-    let mut batch: Vec<PublishRequest> = Vec::new();
-    while let Some(first) = requests.recv().await {
+    // A batch gathers what queued while the commits before it ran; with several commits
+    // allowed at once (PostgreSQL), the next batch starts as soon as a slot is free.
+    let slots = Arc::new(Semaphore::new(store.concurrent_publishes().max(1)));
+    let commits = TaskTracker::new();
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let Some(first) = requests.recv().await else {
+            break;
+        };
         let mut queued_events = first.events.len();
-        batch.push(first);
+        let mut batch = vec![first];
         while queued_events < MAX_EVENTS_PER_COMMIT {
             match requests.try_recv() {
                 Ok(next) => {
@@ -75,37 +84,49 @@ async fn write_batches(
                 Err(_) => break,
             }
         }
-        let sizes: Vec<usize> = batch.iter().map(|r| r.events.len()).collect();
-        let mut replies = Vec::with_capacity(batch.len());
-        let mut events = Vec::with_capacity(queued_events);
-        for request in batch.drain(..) {
-            events.extend(request.events);
-            replies.push(request.reply);
-        }
-        match store.publish_events(events).await {
-            Ok(outcomes) => {
-                if outcomes
-                    .iter()
-                    .any(|o| matches!(o, PublishOutcome::Created(_)))
-                {
-                    wakeup.wake();
-                }
-                let mut outcomes = outcomes.into_iter();
-                for (reply, size) in replies.into_iter().zip(sizes) {
-                    let _ = reply.send(Ok(outcomes.by_ref().take(size).collect()));
-                }
+        let (store, wakeup) = (store.clone(), wakeup.clone());
+        commits.spawn(async move {
+            commit(store.as_ref(), &wakeup, batch).await;
+            drop(slot);
+        });
+    }
+    commits.close();
+    commits.wait().await;
+}
+
+/// Commits one batch and answers each of its requests.
+async fn commit(store: &dyn Store, wakeup: &Wakeup, batch: Vec<PublishRequest>) {
+    let queued_events: usize = batch.iter().map(|r| r.events.len()).sum();
+    let sizes: Vec<usize> = batch.iter().map(|r| r.events.len()).collect();
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut events = Vec::with_capacity(queued_events);
+    for request in batch {
+        events.extend(request.events);
+        replies.push(request.reply);
+    }
+    match store.publish_events(events).await {
+        Ok(outcomes) => {
+            if outcomes
+                .iter()
+                .any(|o| matches!(o, PublishOutcome::Created(_)))
+            {
+                wakeup.wake();
             }
-            Err(error) => {
-                tracing::error!(%error, events = queued_events, "commit of published events failed");
-                let unavailable = error.is_unavailable();
-                for reply in replies {
-                    let error = if unavailable {
-                        IngestError::Unavailable(error.to_string())
-                    } else {
-                        IngestError::Store(error.to_string())
-                    };
-                    let _ = reply.send(Err(error));
-                }
+            let mut outcomes = outcomes.into_iter();
+            for (reply, size) in replies.into_iter().zip(sizes) {
+                let _ = reply.send(Ok(outcomes.by_ref().take(size).collect()));
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, events = queued_events, "commit of published events failed");
+            let unavailable = error.is_unavailable();
+            for reply in replies {
+                let error = if unavailable {
+                    IngestError::Unavailable(error.to_string())
+                } else {
+                    IngestError::Store(error.to_string())
+                };
+                let _ = reply.send(Err(error));
             }
         }
     }

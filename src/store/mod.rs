@@ -418,6 +418,10 @@ pub trait EventStore: Send + Sync {
     /// Stores events durably (committed when this returns), idempotent on `(tenant, eventId)`.
     /// One outcome per input, in order.
     async fn publish_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<PublishOutcome>>;
+    /// How many `publish_events` calls may usefully run at once.
+    fn concurrent_publishes(&self) -> usize {
+        1
+    }
     async fn list_events(&self, query: &EventQuery) -> StoreResult<EventPage>;
     /// The tenant's event whose record id or business eventId is `id`.
     async fn find_event(&self, tenant: &str, id: &str) -> StoreResult<Option<Event>>;

@@ -9,6 +9,9 @@ use super::*;
 use crate::domain::event_type::any_pattern_matches;
 use crate::domain::time::now_ms;
 
+/// Publish commits in flight at once on one node (of the pool's connections).
+const CONCURRENT_PUBLISHES: usize = 4;
+
 #[async_trait]
 impl EventStore for PostgresStore {
     async fn publish_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<PublishOutcome>> {
@@ -88,6 +91,12 @@ impl EventStore for PostgresStore {
         Ok(publish_outcomes(
             events, &known, &inserted, &existing, created_at,
         ))
+    }
+
+    /// Batches commit side by side: one's inserts run while another's commit waits for
+    /// its WAL flush, and several nodes publish at once anyway.
+    fn concurrent_publishes(&self) -> usize {
+        CONCURRENT_PUBLISHES
     }
 
     async fn list_events(&self, query: &EventQuery) -> StoreResult<EventPage> {
