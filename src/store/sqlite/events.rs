@@ -77,8 +77,8 @@ impl EventStore for SqliteStore {
         // and record ids are fresh, and a row refused anyway shows in the count.
         for chunk in chunks(&new_rows) {
             let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO events (id, tenant, event_id, event_key, event_type, payload, \
-                 user_id, source_service, occurred_at, status, created_at) ",
+                "INSERT OR IGNORE INTO events (id, tenant, event_id, event_key, event_type, \
+                 payload, user_id, source_service, occurred_at, status, created_at) ",
             );
             insert.push_values(chunk, |mut row, (event, key)| {
                 row.push_bind(event.id.to_string())

@@ -35,8 +35,8 @@ use crate::domain::time::now_ms;
 const READ_CONNECTIONS: u32 = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The writer's page cache. SQLite's default (2 MiB) is smaller than the pages a batch of
-/// inserts touches in the randomly keyed index of business ids (`event_key`): dirty pages were spilled
-/// and re-read within one transaction.
+/// inserts touches in the randomly keyed index of business ids (`event_key`): dirty pages
+/// were spilled and re-read within one transaction.
 const WRITER_CACHE_KIB: u32 = 32 * 1024;
 /// Rows sqlx's SQLite worker thread may hand over before it waits for the task reading them.
 /// At sqlx's default (50) a fan-out reading 500 pending events stalled the single writer
