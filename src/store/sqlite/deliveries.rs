@@ -110,14 +110,17 @@ impl DeliveryStore for SqliteStore {
         let now = request.now_ms;
         let mut tx = self.write_transaction(Commit::Relaxed).await?;
         let fanned_out = fan_out(&mut tx, now, request.fan_out_limit).await?;
-        // A lease that ran out means its node died or hung: the delivery is due again.
-        sqlx::query(
-            "UPDATE deliveries SET state = 'queued', locked_until = NULL, locked_by = NULL, \
-             updated_at = ?1 WHERE state = 'in_flight' AND locked_until < ?1",
-        )
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        // A lease that ran out means its attempt hung: the delivery is due again.
+        if now - self.leases_checked_at.load(Ordering::Relaxed) >= LEASE_CHECK_EVERY_MS {
+            sqlx::query(
+                "UPDATE deliveries SET state = 'queued', locked_until = NULL, locked_by = NULL, \
+                 updated_at = ?1 WHERE state = 'in_flight' AND locked_until < ?1",
+            )
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            self.leases_checked_at.store(now, Ordering::Relaxed);
+        }
 
         let queued: Vec<(String, i64)> =
             sqlx::query_as(QUEUED_WEBHOOKS).fetch_all(&mut *tx).await?;

@@ -19,42 +19,49 @@ fn event_key(event_id: &str) -> i64 {
 impl EventStore for SqliteStore {
     async fn publish_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<PublishOutcome>> {
         let mut tx = self.write_transaction(Commit::Durable).await?;
-        // One instant for the whole commit, never earlier than the last one, so `createdAt`
-        // agrees with the newest-first order of lists.
-        let created_at: i64 = sqlx::query_scalar(
-            "SELECT MAX(?, COALESCE((SELECT created_at FROM events ORDER BY seq DESC LIMIT 1), 0))",
-        )
-        .bind(now_ms())
-        .fetch_one(&mut *tx)
-        .await?;
         let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant.as_str()).collect();
         tenants.sort_unstable();
         tenants.dedup();
-        let known: HashSet<String> = sqlx::query_scalar::<_, String>(
-            "SELECT name FROM tenants WHERE name IN (SELECT value FROM json_each(?))",
+        let mut keys: Vec<i64> = events.iter().map(|e| event_key(&e.event_id)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        // One question for what the batch needs to know, since each statement is a round
+        // trip to sqlx's worker thread while the writer is held: the commit's instant (never
+        // earlier than the last one, so `createdAt` agrees with the newest-first order of
+        // lists), which tenants exist, and which events hold one of the batch's keys (the
+        // key is not unique: those are compared in full below).
+        let (created_at, known, taken): (i64, String, String) = sqlx::query_as(
+            "SELECT MAX(?1, COALESCE((SELECT created_at FROM events ORDER BY seq DESC LIMIT 1), 0)), \
+             (SELECT json_group_array(name) FROM tenants \
+              WHERE name IN (SELECT value FROM json_each(?2))), \
+             (SELECT json_group_array(seq) FROM events \
+              WHERE event_key IN (SELECT value FROM json_each(?3)))",
         )
+        .bind(now_ms())
         .bind(json_list(&tenants))
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
-        // Which keys are taken: the stored events whose key matches, compared in full here
-        // (the key is not unique), then the batch itself in order, where the first wins.
+        .bind(json_list(&keys))
+        .fetch_one(&mut *tx)
+        .await?;
+        let known: HashSet<String> = serde_json::from_str(&known)
+            .map_err(|e| StoreError::Invalid(format!("tenant names: {e}")))?;
+        let taken: Vec<i64> = serde_json::from_str(&taken)
+            .map_err(|e| StoreError::Invalid(format!("taken keys: {e}")))?;
         let keyed: Vec<(&NewEvent, i64)> = events
             .iter()
             .filter(|e| known.contains(&e.tenant))
             .map(|e| (e, event_key(&e.event_id)))
             .collect();
-        let mut keys: Vec<i64> = keyed.iter().map(|(_, key)| *key).collect();
-        keys.sort_unstable();
-        keys.dedup();
         let mut existing: HashMap<(String, String), Event> = HashMap::new();
-        let rows: Vec<EventRow> = sqlx::query_as(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE event_key IN (SELECT value FROM json_each(?))"
-        ))
-        .bind(json_list(&keys))
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows: Vec<EventRow> = if taken.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT value FROM json_each(?))"
+            ))
+            .bind(json_list(&taken))
+            .fetch_all(&mut *tx)
+            .await?
+        };
         for row in rows {
             let event = Event::try_from(row)?;
             existing.insert((event.tenant.clone(), event.event_id.clone()), event);

@@ -10,6 +10,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -45,6 +46,10 @@ const ROW_BUFFER_ROWS: usize = 8_192;
 /// WAL size (4 KiB pages) at which the writer checkpoints in its own commit; normally the
 /// background checkpointer keeps the WAL far below it.
 const WRITER_CHECKPOINT_PAGES: u32 = 16_384;
+/// How often claims look for leases that ran out. A lease outlives the delivery timeout by
+/// seconds, and on SQLite one process owns every claim, so a lease runs out only if an
+/// attempt outlived its own timeout: a safety net, not worth a statement on every claim.
+const LEASE_CHECK_EVERY_MS: i64 = 1_000;
 /// How long the checkpointer lets writes gather before it copies them.
 const CHECKPOINT_DELAY: Duration = Duration::from_millis(100);
 
@@ -57,6 +62,8 @@ pub struct SqliteStore {
     wrote: Arc<Notify>,
     /// Stops the checkpointer when the store goes.
     _checkpointer: DropGuard,
+    /// When claims last looked for expired leases; see [`LEASE_CHECK_EVERY_MS`].
+    leases_checked_at: AtomicI64,
 }
 
 impl SqliteStore {
@@ -100,6 +107,7 @@ impl SqliteStore {
             reader,
             wrote,
             _checkpointer: stop.drop_guard(),
+            leases_checked_at: AtomicI64::new(0),
         })
     }
 }
