@@ -22,7 +22,9 @@ impl EventStore for SqliteStore {
         let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant.as_str()).collect();
         tenants.sort_unstable();
         tenants.dedup();
-        let mut keys: Vec<i64> = events.iter().map(|e| event_key(&e.event_id)).collect();
+        let keyed: Vec<(&NewEvent, i64)> =
+            events.iter().map(|e| (e, event_key(&e.event_id))).collect();
+        let mut keys: Vec<i64> = keyed.iter().map(|(_, key)| *key).collect();
         keys.sort_unstable();
         keys.dedup();
         // One question for what the batch needs to know, since each statement is a round
@@ -46,11 +48,6 @@ impl EventStore for SqliteStore {
             .map_err(|e| StoreError::Invalid(format!("tenant names: {e}")))?;
         let taken: Vec<i64> = serde_json::from_str(&taken)
             .map_err(|e| StoreError::Invalid(format!("taken keys: {e}")))?;
-        let keyed: Vec<(&NewEvent, i64)> = events
-            .iter()
-            .filter(|e| known.contains(&e.tenant))
-            .map(|e| (e, event_key(&e.event_id)))
-            .collect();
         let mut existing: HashMap<(String, String), Event> = HashMap::new();
         let rows: Vec<EventRow> = if taken.is_empty() {
             Vec::new()
@@ -70,11 +67,16 @@ impl EventStore for SqliteStore {
             !existing.is_empty()
                 && existing.contains_key(&(event.tenant.clone(), event.event_id.clone()))
         };
+        // The first event of each new name is stored; a later one with the same name is
+        // answered with it (`repeated`: the indexes in `new_rows` of names seen again).
         let mut first_of: HashMap<(&str, &str), usize> = HashMap::with_capacity(keyed.len());
         let mut new_rows: Vec<(&NewEvent, i64)> = Vec::with_capacity(keyed.len());
-        for &(event, key) in &keyed {
+        let mut repeated: Vec<usize> = Vec::new();
+        for &(event, key) in keyed.iter().filter(|(e, _)| known.contains(&e.tenant)) {
             let name = (event.tenant.as_str(), event.event_id.as_str());
-            if !first_of.contains_key(&name) && !is_stored(event) {
+            if let Some(&first) = first_of.get(&name) {
+                repeated.push(first);
+            } else if !is_stored(event) {
                 first_of.insert(name, new_rows.len());
                 new_rows.push((event, key));
             }
@@ -113,18 +115,13 @@ impl EventStore for SqliteStore {
             .iter()
             .map(|(event, _)| event.id.to_string())
             .collect();
-        // A key repeated within the batch is answered with the event stored just now.
-        let repeats: Vec<((String, String), Event)> = keyed
-            .iter()
-            .filter(|(event, _)| !inserted.contains(&event.id.to_string()) && !is_stored(event))
-            .filter_map(|(event, _)| {
-                let first = first_of.get(&(event.tenant.as_str(), event.event_id.as_str()))?;
-                let (first, _) = new_rows[*first];
-                let name = (first.tenant.clone(), first.event_id.clone());
-                Some((name, pending_event(first.clone(), created_at)))
-            })
-            .collect();
-        existing.extend(repeats);
+        for first in repeated {
+            let (first, _) = new_rows[first];
+            let name = (first.tenant.clone(), first.event_id.clone());
+            existing
+                .entry(name)
+                .or_insert_with(|| pending_event(first.clone(), created_at));
+        }
         tx.commit().await?;
         Ok(publish_outcomes(
             events, &known, &inserted, &existing, created_at,
