@@ -76,7 +76,8 @@ async fn lock_events(tx: &mut Transaction<'_, Postgres>, seqs: &[i64]) -> StoreR
 }
 
 /// Re-derives the statuses of fanned-out events from their deliveries. The caller holds the
-/// events' locks ([`lock_events`]).
+/// events' locks ([`lock_events`]). An event whose status stays the same is not updated
+/// (an update that changes nothing still writes a new row version).
 async fn refresh_event_statuses(
     tx: &mut Transaction<'_, Postgres>,
     seqs: &[i64],
@@ -108,7 +109,7 @@ async fn refresh_event_statuses(
         "UPDATE events e SET status = u.status, \
          processed_at = CASE WHEN u.final THEN COALESCE(e.processed_at, $4) ELSE NULL END \
          FROM UNNEST($1::bigint[], $2::text[], $3::bool[]) AS u(seq, status, final) \
-         WHERE e.seq = u.seq AND e.status NOT IN ('pending', 'skipped')",
+         WHERE e.seq = u.seq AND e.status NOT IN ('pending', 'skipped') AND e.status <> u.status",
     )
     .bind(&ids)
     .bind(&statuses)
