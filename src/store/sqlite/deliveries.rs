@@ -55,17 +55,21 @@ async fn fan_out(tx: &mut Transaction<'_, Sqlite>, now: i64, limit: usize) -> St
     for chunk in chunks(&deliveries) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO deliveries (event_seq, webhook_id, cycle, state, next_attempt_at, \
-             created_at, updated_at) ",
+             created_at, updated_at) SELECT column1, column2, 1, 'queued', ",
         );
-        insert.push_values(chunk, |mut row, (seq, webhook_id)| {
-            row.push_bind(*seq)
-                .push_bind(*webhook_id)
-                .push_bind(1_i64)
-                .push_bind("queued")
-                .push_bind(now)
-                .push_bind(now)
-                .push_bind(now);
+        insert
+            .separated(", ")
+            .push_bind(now)
+            .push_bind(now)
+            .push_bind(now);
+        insert.push(" FROM (");
+        insert.push_values(chunk, |mut row, delivery| match delivery {
+            Some((seq, webhook_id)) => {
+                row.push_bind(*seq).push_bind(*webhook_id);
+            }
+            None => push_nulls(&mut row, 2),
         });
+        insert.push(") WHERE column1 IS NOT NULL");
         insert.build().execute(&mut **tx).await?;
     }
     for (seqs, status, processed_at) in [
@@ -195,12 +199,15 @@ impl DeliveryStore for SqliteStore {
         for chunk in chunks(&moves) {
             let mut update =
                 QueryBuilder::<Sqlite>::new("WITH u (id, state, attempts, next_at, at) AS (");
-            update.push_values(chunk, |mut row, (id, state, attempts, next_at, at)| {
-                row.push_bind(*id)
-                    .push_bind(*state)
-                    .push_bind(*attempts)
-                    .push_bind(*next_at)
-                    .push_bind(*at);
+            update.push_values(chunk, |mut row, change| match change {
+                Some((id, state, attempts, next_at, at)) => {
+                    row.push_bind(*id)
+                        .push_bind(*state)
+                        .push_bind(*attempts)
+                        .push_bind(*next_at)
+                        .push_bind(*at);
+                }
+                None => push_nulls(&mut row, 5),
             });
             update
                 .push(
@@ -253,9 +260,12 @@ impl DeliveryStore for SqliteStore {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO attempts (id, delivery_id, event_seq, webhook_id, attempt_number, \
                  request_url, request_headers, response_status, response_body, error_message, \
-                 status, duration_ms, created_at, next_retry_at) ",
+                 status, duration_ms, created_at, next_retry_at) SELECT * FROM (",
             );
             insert.push_values(chunk, |mut row, log| {
+                let Some(log) = log else {
+                    return push_nulls(&mut row, 14);
+                };
                 row.push_bind(log.0.as_str())
                     .push_bind(log.1)
                     .push_bind(log.2)
@@ -271,6 +281,7 @@ impl DeliveryStore for SqliteStore {
                     .push_bind(log.12)
                     .push_bind(log.13);
             });
+            insert.push(") WHERE column1 IS NOT NULL");
             insert.build().execute(&mut *tx).await?;
         }
         let finished = finished_events(&records, &steps, &moved);

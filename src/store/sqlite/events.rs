@@ -87,9 +87,14 @@ impl EventStore for SqliteStore {
         for chunk in chunks(&new_rows) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT OR IGNORE INTO events (id, tenant, event_id, event_key, event_type, \
-                 payload, user_id, source_service, occurred_at, status, created_at) ",
+                 payload, user_id, source_service, occurred_at, status, created_at) \
+                 SELECT * FROM (",
             );
-            insert.push_values(chunk, |mut row, (event, key)| {
+            let rows = chunk.iter().flatten().count();
+            insert.push_values(chunk, |mut row, new_row| {
+                let Some((event, key)) = new_row else {
+                    return push_nulls(&mut row, 11);
+                };
                 row.push_bind(event.id.to_string())
                     .push_bind(event.tenant.as_str())
                     .push_bind(event.event_id.as_str())
@@ -102,12 +107,12 @@ impl EventStore for SqliteStore {
                     .push_bind("pending")
                     .push_bind(created_at);
             });
+            insert.push(") WHERE column1 IS NOT NULL");
             let stored = insert.build().execute(&mut *tx).await?.rows_affected();
-            if stored != chunk.len() as u64 {
+            if stored != rows as u64 {
                 return Err(StoreError::Invalid(format!(
-                    "{} of {} new events were refused by the database",
-                    chunk.len() as u64 - stored,
-                    chunk.len()
+                    "{} of {rows} new events were refused by the database",
+                    rows as u64 - stored,
                 )));
             }
         }

@@ -47,7 +47,7 @@ const ROW_BUFFER_ROWS: usize = 8_192;
 /// background checkpointer keeps the WAL far below it.
 const WRITER_CHECKPOINT_PAGES: u32 = 16_384;
 /// Prepared statements the writer keeps: every chunk size of every multi-row statement
-/// ([`CHUNK_SIZES`]) besides the rest, so none is prepared again after being evicted.
+/// (see [`chunks`]) besides the rest, so none is prepared again after being evicted.
 const STATEMENT_CACHE: usize = 256;
 /// How often claims look for leases that ran out. A lease outlives the delivery timeout by
 /// seconds, and on SQLite one process owns every claim, so a lease runs out only if an
@@ -178,27 +178,35 @@ fn json_list<T: serde::Serialize>(items: &[T]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
 }
 
-/// The sizes a batch of rows is cut into for multi-row `VALUES` statements. Each size is one
-/// statement text, which sqlx prepares once per connection and then reuses. Bound parameters
-/// cost SQLite much less than decoding rows of several columns out of JSON: `json_each` with
-/// `->>` was about a tenth of all of Herald's CPU in herald bench d. Powers of two, so a batch
-/// of n rows takes at most log2(n) + 1 statements, each a round trip to sqlx's worker thread
-/// while the writer is held (with 256/32/4/1, a batch of 63 took 11; herald bench d measured
-/// about 10% more deliveries/s with the powers of two).
-const CHUNK_SIZES: [usize; 9] = [256, 128, 64, 32, 16, 8, 4, 2, 1];
+/// The most rows one multi-row statement takes.
+const CHUNK_ROWS: usize = 256;
 
-/// `rows` cut into consecutive chunks whose sizes are all in [`CHUNK_SIZES`], largest first.
-fn chunks<T>(rows: &[T]) -> Vec<&[T]> {
-    let mut cut = Vec::new();
-    let mut rest = rows;
-    for size in CHUNK_SIZES {
-        while rest.len() >= size {
-            let (chunk, tail) = rest.split_at(size);
-            cut.push(chunk);
-            rest = tail;
-        }
+/// A batch of rows cut for multi-row `VALUES` statements: chunks of [`CHUNK_ROWS`], the last
+/// one filled up with `None` to the next power of two. Each row count is one statement
+/// text, which sqlx prepares once per connection and then reuses, and a batch of n rows is
+/// n / 256 + 1 statements at most. Every statement is a round trip to sqlx's worker thread
+/// while the writer is held: cut exactly into powers of two, a batch of 63 rows took six;
+/// one statement with a few rows of NULLs, which the statements skip, costs less. Bound
+/// parameters cost SQLite much less than decoding rows of several columns out of JSON
+/// (`json_each` with `->>` was about a tenth of all of Herald's CPU in herald bench d).
+fn chunks<T>(rows: &[T]) -> Vec<Vec<Option<&T>>> {
+    rows.chunks(CHUNK_ROWS)
+        .map(|chunk| {
+            let mut padded: Vec<Option<&T>> = chunk.iter().map(Some).collect();
+            padded.resize(chunk.len().next_power_of_two(), None);
+            padded
+        })
+        .collect()
+}
+
+/// Binds `columns` NULLs: the columns of a padding row (see [`chunks`]).
+fn push_nulls(
+    row: &mut sqlx::query_builder::Separated<'_, '_, Sqlite, &'static str>,
+    columns: usize,
+) {
+    for _ in 0..columns {
+        row.push_bind(None::<i64>);
     }
-    cut
 }
 
 /// Fails a webhook's queued and in-flight deliveries (it was deleted or deactivated) and
@@ -260,8 +268,11 @@ async fn refresh_event_statuses(
         .collect();
     for chunk in chunks(&updates) {
         let mut update = QueryBuilder::<Sqlite>::new("WITH u (seq, status, final) AS (");
-        update.push_values(chunk, |mut row, (seq, status, is_final)| {
-            row.push_bind(*seq).push_bind(*status).push_bind(*is_final);
+        update.push_values(chunk, |mut row, update| match update {
+            Some((seq, status, is_final)) => {
+                row.push_bind(*seq).push_bind(*status).push_bind(*is_final);
+            }
+            None => push_nulls(&mut row, 3),
         });
         update
             .push(
@@ -283,14 +294,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunks_cover_the_rows_in_order_with_the_fixed_sizes() {
-        let rows: Vec<usize> = (0..2_000).collect();
+    fn chunks_cover_the_rows_in_order_and_pad_the_last_to_a_power_of_two() {
+        let rows: Vec<usize> = (0..600).collect();
         let cut = chunks(&rows);
         let sizes: Vec<usize> = cut.iter().map(|c| c.len()).collect();
-        assert_eq!(sizes, [vec![256; 7], vec![128, 64, 16]].concat());
-        assert_eq!(cut.concat(), rows);
-        assert_eq!(chunks(&[1, 2, 3]).len(), 2);
-        assert_eq!(chunks(&[0u8; 63]).len(), 6);
+        assert_eq!(sizes, [256, 256, 128]);
+        let real: Vec<usize> = cut.iter().flatten().flatten().copied().copied().collect();
+        assert_eq!(real, rows);
+        assert!(cut[2][88..].iter().all(Option::is_none));
+        assert_eq!(chunks(&[1, 2, 3])[0], [Some(&1), Some(&2), Some(&3), None]);
+        assert_eq!(chunks(&[7; 32]).concat().len(), 32);
         assert!(chunks::<u8>(&[]).is_empty());
     }
 }
