@@ -291,9 +291,26 @@ pub(super) fn webhooks_ready(queued: Vec<(String, i64)>, request: &ClaimRequest)
 /// few are ready, fewer as more are (at least one each), so a tick reads about four times
 /// what it may claim however many webhooks have work.
 pub(super) fn per_webhook_quota(request: &ClaimRequest, ready_webhooks: usize) -> usize {
-    (request.limit * 4)
-        .div_ceil(ready_webhooks.max(1))
-        .clamp(1, request.per_webhook_limit.min(request.limit).max(1))
+    let QuotaBounds { reads, most } = QuotaBounds::of(request);
+    reads.div_ceil(ready_webhooks.max(1)).clamp(1, most)
+}
+
+/// The two numbers [`per_webhook_quota`] divides and caps by, for a backend that does the
+/// division in SQL (PostgreSQL counts the ready webhooks in the claim statement itself).
+pub(super) struct QuotaBounds {
+    /// Due deliveries one claim reads in all.
+    pub reads: usize,
+    /// The most one webhook gives.
+    pub most: usize,
+}
+
+impl QuotaBounds {
+    pub(super) fn of(request: &ClaimRequest) -> QuotaBounds {
+        QuotaBounds {
+            reads: request.limit * 4,
+            most: request.per_webhook_limit.min(request.limit).max(1),
+        }
+    }
 }
 
 /// The state each attempt moves its delivery to, and when it is due again.

@@ -123,6 +123,7 @@ impl DeliveryStore for PostgresStore {
         // locks): the webhooks with due work that are below their limit on this node, then
         // each one's share of its due deliveries (`per_webhook_quota`'s rule; the number
         // of ready webhooks is known only here). Rows another node has locked are skipped.
+        let quota = QuotaBounds::of(request);
         let candidates: Vec<Candidate> = if request.limit == 0 {
             Vec::new()
         } else {
@@ -145,8 +146,8 @@ impl DeliveryStore for PostgresStore {
             ))
             .bind(now)
             .bind(&saturated)
-            .bind((request.limit * 4) as i64)
-            .bind(request.per_webhook_limit.min(request.limit).max(1) as i64)
+            .bind(quota.reads as i64)
+            .bind(quota.most as i64)
             .fetch_all(&mut *tx)
             .await?
         };

@@ -63,11 +63,8 @@ async fn fan_out(tx: &mut Transaction<'_, Sqlite>, now: i64, limit: usize) -> St
             .push_bind(now)
             .push_bind(now);
         insert.push(" FROM (");
-        insert.push_values(chunk, |mut row, delivery| match delivery {
-            Some((seq, webhook_id)) => {
-                row.push_bind(*seq).push_bind(*webhook_id);
-            }
-            None => push_nulls(&mut row, 2),
+        push_rows(&mut insert, &chunk, 2, |row, (seq, webhook_id)| {
+            row.push_bind(*seq).push_bind(*webhook_id);
         });
         insert.push(") WHERE column1 IS NOT NULL");
         insert.build().execute(&mut **tx).await?;
@@ -199,16 +196,18 @@ impl DeliveryStore for SqliteStore {
         for chunk in chunks(&moves) {
             let mut update =
                 QueryBuilder::<Sqlite>::new("WITH u (id, state, attempts, next_at, at) AS (");
-            update.push_values(chunk, |mut row, change| match change {
-                Some((id, state, attempts, next_at, at)) => {
+            push_rows(
+                &mut update,
+                &chunk,
+                5,
+                |row, (id, state, attempts, next_at, at)| {
                     row.push_bind(*id)
                         .push_bind(*state)
                         .push_bind(*attempts)
                         .push_bind(*next_at)
                         .push_bind(*at);
-                }
-                None => push_nulls(&mut row, 5),
-            });
+                },
+            );
             update
                 .push(
                     ") UPDATE OR IGNORE deliveries SET state = u.state, attempts = u.attempts, \
@@ -262,10 +261,7 @@ impl DeliveryStore for SqliteStore {
                  request_url, request_headers, response_status, response_body, error_message, \
                  status, duration_ms, created_at, next_retry_at) SELECT * FROM (",
             );
-            insert.push_values(chunk, |mut row, log| {
-                let Some(log) = log else {
-                    return push_nulls(&mut row, 14);
-                };
+            push_rows(&mut insert, &chunk, 14, |row, log| {
                 row.push_bind(log.0.as_str())
                     .push_bind(log.1)
                     .push_bind(log.2)

@@ -91,10 +91,7 @@ impl EventStore for SqliteStore {
                  SELECT * FROM (",
             );
             let rows = chunk.iter().flatten().count();
-            insert.push_values(chunk, |mut row, new_row| {
-                let Some((event, key)) = new_row else {
-                    return push_nulls(&mut row, 11);
-                };
+            push_rows(&mut insert, &chunk, 11, |row, (event, key)| {
                 row.push_bind(event.id.to_string())
                     .push_bind(event.tenant.as_str())
                     .push_bind(event.event_id.as_str())

@@ -199,14 +199,22 @@ fn chunks<T>(rows: &[T]) -> Vec<Vec<Option<&T>>> {
         .collect()
 }
 
-/// Binds `columns` NULLs: the columns of a padding row (see [`chunks`]).
-fn push_nulls(
-    row: &mut sqlx::query_builder::Separated<'_, '_, Sqlite, &'static str>,
+/// Pushes one chunk from [`chunks`] as a `VALUES` list: `bind` binds the columns of each real
+/// row, and a padding row gets `columns` NULLs.
+fn push_rows<'args, T>(
+    query: &mut QueryBuilder<'args, Sqlite>,
+    chunk: &[Option<&'args T>],
     columns: usize,
+    mut bind: impl FnMut(&mut sqlx::query_builder::Separated<'_, 'args, Sqlite, &'static str>, &'args T),
 ) {
-    for _ in 0..columns {
-        row.push_bind(None::<i64>);
-    }
+    query.push_values(chunk, |mut row, item| match item {
+        Some(item) => bind(&mut row, item),
+        None => {
+            for _ in 0..columns {
+                row.push_bind(None::<i64>);
+            }
+        }
+    });
 }
 
 /// Fails a webhook's queued and in-flight deliveries (it was deleted or deactivated) and
@@ -268,11 +276,8 @@ async fn refresh_event_statuses(
         .collect();
     for chunk in chunks(&updates) {
         let mut update = QueryBuilder::<Sqlite>::new("WITH u (seq, status, final) AS (");
-        update.push_values(chunk, |mut row, update| match update {
-            Some((seq, status, is_final)) => {
-                row.push_bind(*seq).push_bind(*status).push_bind(*is_final);
-            }
-            None => push_nulls(&mut row, 3),
+        push_rows(&mut update, &chunk, 3, |row, (seq, status, is_final)| {
+            row.push_bind(*seq).push_bind(*status).push_bind(*is_final);
         });
         update
             .push(
