@@ -1,7 +1,12 @@
-//! The dispatcher: each tick fans out pending events and claims due deliveries (one store
-//! transaction), then sends every claimed delivery as its own task. Limits per webhook and
-//! per node keep a slow endpoint from holding up the others. It sleeps until woken (new
-//! work, a freed slot) or until the next delivery falls due: no busy polling.
+//! The dispatcher: each tick fans out pending events, records the attempts finished since
+//! the last tick and claims due deliveries (one store transaction), then sends every claimed
+//! delivery as its own task. Limits per webhook and per node keep a slow endpoint from
+//! holding up the others. It sleeps until woken (new work, a finished attempt) or until the
+//! next delivery falls due: no busy polling.
+//!
+//! Where the store asks for it (`DeliveryStore::records_with_claims`), results are written
+//! by the next tick rather than by the recorder: a finished attempt wakes the dispatcher
+//! anyway (its slot is free), so one transaction does what took two.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,6 +38,13 @@ const LEASE_MARGIN: Duration = Duration::from_secs(5);
 const MAX_IDLE: Duration = Duration::from_secs(5);
 /// How long a graceful shutdown waits for attempts in flight before releasing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Most finished attempts recorded per tick.
+const RECORD_BATCH: usize = 1_000;
+/// Consecutive failed ticks after which the results waiting to be recorded are dropped, so
+/// that one the store keeps refusing cannot stop the dispatcher for good. Their deliveries
+/// stay claimed until the lease runs out and are then attempted again: nothing is lost, an
+/// attempt is only logged twice.
+const RECORD_TRIES: u32 = 20;
 
 /// Attempts in flight on this node: per webhook, and which deliveries.
 #[derive(Default)]
@@ -65,11 +77,15 @@ pub struct Dispatcher {
     config: Arc<Config>,
     policy: RetryPolicy,
     sender: Arc<Sender>,
+    /// Each attempt task sends its result here.
     results: mpsc::UnboundedSender<AttemptRecord>,
+    /// The results, when this dispatcher records them (else the recorder has them).
+    finished: Option<mpsc::UnboundedReceiver<AttemptRecord>>,
     wakeup: Wakeup,
     node: String,
     in_flight: Arc<Mutex<InFlight>>,
-    slot_freed: Arc<Notify>,
+    /// An attempt finished: its slot is free and its result waits to be recorded.
+    attempt_done: Arc<Notify>,
 }
 
 impl Dispatcher {
@@ -78,6 +94,7 @@ impl Dispatcher {
         config: Arc<Config>,
         sender: Arc<Sender>,
         results: mpsc::UnboundedSender<AttemptRecord>,
+        finished: Option<mpsc::UnboundedReceiver<AttemptRecord>>,
         wakeup: Wakeup,
         node: String,
     ) -> Dispatcher {
@@ -87,17 +104,20 @@ impl Dispatcher {
             config,
             sender,
             results,
+            finished,
             wakeup,
             node,
             in_flight: Default::default(),
-            slot_freed: Default::default(),
+            attempt_done: Default::default(),
         }
     }
 
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let mut sends = JoinSet::new();
         let lease_ms = (self.config.delivery_timeout + LEASE_MARGIN).as_millis() as i64;
         let mut failures = 0u32;
+        // Results not yet recorded: received, or kept from a tick that failed.
+        let mut finished = Vec::new();
         while !shutdown.is_cancelled() {
             while sends.try_join_next().is_some() {}
             let (free, busy) = {
@@ -108,6 +128,7 @@ impl Dispatcher {
             };
             metrics::gauge!("herald_deliveries_in_flight_node")
                 .set((self.config.max_in_flight as usize - free) as f64);
+            self.receive_results(&mut finished);
             let request = ClaimRequest {
                 node: self.node.clone(),
                 now_ms: now_ms(),
@@ -116,6 +137,7 @@ impl Dispatcher {
                 limit: free.min(CLAIM_BATCH),
                 per_webhook_limit: self.config.max_in_flight_per_webhook as usize,
                 in_flight: busy,
+                finished: std::mem::take(&mut finished),
             };
             let work = match self.store.claim_work(&request).await {
                 Ok(work) => {
@@ -125,6 +147,14 @@ impl Dispatcher {
                 Err(error) => {
                     failures += 1;
                     tracing::warn!(%error, failures, "dispatcher could not claim work");
+                    finished = request.finished;
+                    if failures % RECORD_TRIES == 0 && !finished.is_empty() {
+                        tracing::error!(
+                            count = finished.len(),
+                            "dropping attempt results after repeated failures"
+                        );
+                        finished.clear();
+                    }
                     let pause = Duration::from_millis(100 * u64::from(failures.min(30)));
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -149,11 +179,24 @@ impl Dispatcher {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.wakeup.woken() => {}
-                _ = self.slot_freed.notified() => {}
+                _ = self.attempt_done.notified() => {}
                 _ = tokio::time::sleep(idle) => {}
             }
         }
-        self.drain(sends).await;
+        self.drain(sends, finished).await;
+    }
+
+    /// Moves the results that arrived since the last tick into `finished`, up to a batch.
+    fn receive_results(&mut self, finished: &mut Vec<AttemptRecord>) {
+        let Some(queue) = self.finished.as_mut() else {
+            return;
+        };
+        while finished.len() < RECORD_BATCH {
+            match queue.try_recv() {
+                Ok(record) => finished.push(record),
+                Err(_) => break,
+            }
+        }
     }
 
     /// How long to sleep when there is nothing to claim now.
@@ -186,7 +229,7 @@ impl Dispatcher {
         let results = self.results.clone();
         let node = self.node.clone();
         let in_flight = self.in_flight.clone();
-        let slot_freed = self.slot_freed.clone();
+        let attempt_done = self.attempt_done.clone();
         async move {
             let started_ms = now_ms();
             if delivery.attempt_number == 1 && delivery.cycle == 1 {
@@ -229,13 +272,14 @@ impl Dispatcher {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .finish(delivery.delivery_id);
-            slot_freed.notify_one();
+            attempt_done.notify_one();
         }
     }
 
-    /// Graceful shutdown: attempts in flight may finish within the grace period; the rest are
-    /// cancelled and their deliveries released untried, for the next run or another node.
-    async fn drain(self, mut sends: JoinSet<()>) {
+    /// Graceful shutdown: attempts in flight may finish within the grace period and are
+    /// recorded; the rest are cancelled and their deliveries released untried, for the next
+    /// run or another node.
+    async fn drain(mut self, mut sends: JoinSet<()>, mut finished: Vec<AttemptRecord>) {
         let deadline =
             tokio::time::Instant::now() + SHUTDOWN_GRACE.min(self.config.delivery_timeout);
         while !sends.is_empty() {
@@ -245,6 +289,16 @@ impl Dispatcher {
                     sends.abort_all();
                     while sends.join_next().await.is_some() {}
                 }
+            }
+        }
+        if let Some(queue) = self.finished.as_mut() {
+            while let Ok(record) = queue.try_recv() {
+                finished.push(record);
+            }
+        }
+        if !finished.is_empty() {
+            if let Err(error) = self.store.record_attempts(&finished).await {
+                tracing::warn!(%error, count = finished.len(), "could not record attempt results at shutdown; their leases will expire");
             }
         }
         let unfinished: Vec<i64> = {

@@ -1,6 +1,7 @@
 //! Delivery: the dispatcher claims due work under leases and sends each attempt as its own
-//! task within per-webhook and global limits; the recorder writes results in batches; a
-//! retention task deletes old logs. Nothing here holds a transaction across an HTTP call.
+//! task within per-webhook and global limits; results are written in batches, by the
+//! dispatcher's next claim or by a recorder beside it, depending on the store; a retention
+//! task deletes old logs. Nothing here holds a transaction across an HTTP call.
 
 mod dispatcher;
 mod recorder;
@@ -33,8 +34,8 @@ impl Wakeup {
     }
 }
 
-/// Takes back this node's leftover claims, then starts the dispatcher, the recorder and the
-/// retention task on `tracker`; they stop when `shutdown` is cancelled.
+/// Takes back this node's leftover claims, then starts the dispatcher (and the recorder, if
+/// the store wants one) and the retention task on `tracker`; they stop when `shutdown` is cancelled.
 pub async fn start(
     store: Arc<dyn Store>,
     config: Arc<Config>,
@@ -55,15 +56,21 @@ pub async fn start(
         let on_work = Arc::new(move || listening.wake());
         notifications.listen_for_work(on_work, stop_listening).await;
     });
-    let (results, recorder) = recorder::Recorder::new(store.clone(), wakeup.clone());
-    tracker.spawn(recorder.run());
+    let (results, finished) = tokio::sync::mpsc::unbounded_channel();
+    let finished = if store.records_with_claims() {
+        Some(finished)
+    } else {
+        tracker.spawn(recorder::run(store.clone(), finished, wakeup.clone()));
+        None
+    };
     tracker.spawn(retention::run(
         store.clone(),
         config.log_retention,
         shutdown.clone(),
     ));
     tracker.spawn(report_queue_depth(store.clone(), shutdown.clone()));
-    let dispatcher = dispatcher::Dispatcher::new(store, config, sender, results, wakeup, node);
+    let dispatcher =
+        dispatcher::Dispatcher::new(store, config, sender, results, finished, wakeup, node);
     tracker.spawn(dispatcher.run(shutdown));
     Ok(())
 }

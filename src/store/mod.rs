@@ -302,6 +302,9 @@ pub struct ClaimRequest {
     pub per_webhook_limit: usize,
     /// This node's deliveries in flight, per webhook.
     pub in_flight: HashMap<Uuid, usize>,
+    /// Attempts this node finished since its last tick, recorded in the same transaction
+    /// before the claim (a due retry among them may be claimed again at once).
+    pub finished: Vec<AttemptRecord>,
 }
 
 /// A delivery claimed for one attempt, with everything needed to send it.
@@ -439,11 +442,18 @@ pub trait EventStore: Send + Sync {
 /// The delivery queue: fan-out, claims under leases, attempt results, retention.
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
-    /// One dispatcher tick in one transaction: fans out pending events, requeues deliveries
-    /// whose lease expired, and claims due deliveries under a lease.
+    /// One dispatcher tick in one transaction: fans out pending events, records the
+    /// finished attempts, requeues deliveries whose lease expired, and claims due deliveries
+    /// under a lease.
     async fn claim_work(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork>;
-    /// Logs finished attempts and moves their deliveries on (and their events' statuses).
-    async fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreResult<()>;
+    /// Logs finished attempts and moves their deliveries on (and their events' statuses) in
+    /// a transaction of their own.
+    async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<()>;
+    /// Whether the dispatcher should hand finished attempts to its next claim
+    /// ([`ClaimRequest::finished`]) rather than to a recorder writing them beside the claims.
+    fn records_with_claims(&self) -> bool {
+        false
+    }
     /// Puts claimed deliveries back in the queue untried (graceful shutdown).
     async fn release_deliveries(&self, node: &str, delivery_ids: &[i64]) -> StoreResult<()>;
     /// At start-up: takes back claims a previous run of this node left behind. On SQLite,

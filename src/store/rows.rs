@@ -356,6 +356,7 @@ mod tests {
             limit,
             per_webhook_limit,
             in_flight: busy.iter().copied().collect(),
+            finished: Vec::new(),
         }
     }
 

@@ -161,6 +161,15 @@ impl TestApp {
         }
     }
 
+    /// The database this app runs on.
+    pub fn database_url(&self) -> &str {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == "HERALD_DATABASE_URL")
+            .map(|(_, v)| v.as_str())
+            .expect("a database URL")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.address, path)
     }

@@ -98,12 +98,98 @@ async fn fan_out(
     Ok((pending.len(), delivery_events.len()))
 }
 
+/// Logs finished attempts and moves their deliveries on, and their events' statuses with
+/// them. Locks the events first, in `seq` order.
+async fn record(tx: &mut Transaction<'_, Postgres>, records: &[AttemptRecord]) -> StoreResult<()> {
+    let Some(node) = records.first().map(|r| r.node.clone()) else {
+        return Ok(());
+    };
+    let mut seqs: Vec<i64> = records.iter().map(|r| r.event_seq).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    lock_events(tx, &seqs).await?;
+    let steps = next_states(records);
+    // Only the claim holder moves a delivery on: one superseded by a manual retry, ended
+    // by a deleted webhook or taken over after its lease keeps its state.
+    let moved: Vec<i64> = sqlx::query_scalar(
+        "UPDATE deliveries d SET state = u.state, attempts = u.attempts, \
+         next_attempt_at = COALESCE(u.next_at, d.next_attempt_at), locked_until = NULL, \
+         locked_by = NULL, updated_at = u.at \
+         FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) \
+              AS u(id, state, attempts, next_at, at) \
+         WHERE d.id = u.id AND d.state = 'in_flight' AND d.locked_by = $6 RETURNING d.id",
+    )
+    .bind(records.iter().map(|r| r.delivery_id).collect::<Vec<_>>())
+    .bind(
+        steps
+            .iter()
+            .map(|(state, _)| state.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        records
+            .iter()
+            .map(|r| i64::from(r.attempt_number))
+            .collect::<Vec<_>>(),
+    )
+    .bind(steps.iter().map(|(_, at)| *at).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.created_at_ms).collect::<Vec<_>>())
+    .bind(&node)
+    .fetch_all(&mut **tx)
+    .await?;
+    let moved: std::collections::HashSet<i64> = moved.into_iter().collect();
+    sqlx::query(
+        "INSERT INTO attempts (id, delivery_id, event_seq, webhook_id, attempt_number, request_url, \
+         request_headers, response_status, response_body, error_message, status, duration_ms, \
+         created_at, next_retry_at) \
+         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], \
+                              $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], \
+                              $11::text[], $12::bigint[], $13::bigint[], $14::bigint[])",
+    )
+    .bind(records.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.delivery_id).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.event_seq).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.webhook_id.to_string()).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| i64::from(r.attempt_number)).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.request_url.clone()).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.request_headers.clone()).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.response_status.map(i64::from)).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.response_body.clone()).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.error_message.clone()).collect::<Vec<_>>())
+    .bind(
+        records
+            .iter()
+            .map(|r| if r.next == NextStep::Succeeded { "success" } else { "failed" })
+            .collect::<Vec<_>>(),
+    )
+    .bind(records.iter().map(|r| r.duration_ms).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.created_at_ms).collect::<Vec<_>>())
+    .bind(
+        records
+            .iter()
+            .zip(&steps)
+            .map(|(r, (_, at))| if moved.contains(&r.delivery_id) { *at } else { None })
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut **tx)
+    .await?;
+    let finished = finished_events(records, &steps, &moved);
+    let now = records
+        .iter()
+        .map(|r| r.created_at_ms)
+        .max()
+        .unwrap_or_default();
+    refresh_event_statuses(tx, &finished, now).await?;
+    Ok(())
+}
+
 #[async_trait]
 impl DeliveryStore for PostgresStore {
     async fn claim_work(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork> {
         let now = request.now_ms;
         let mut tx = self.pool.begin().await?;
         let (fanned_out, queued) = fan_out(&mut tx, now, request.fan_out_limit).await?;
+        record(&mut tx, &request.finished).await?;
         // A lease that ran out means its node died or hung: the delivery is due again.
         sqlx::query(
             "UPDATE deliveries SET state = 'queued', locked_until = NULL, locked_by = NULL, updated_at = $1 \
@@ -176,87 +262,9 @@ impl DeliveryStore for PostgresStore {
         })
     }
 
-    async fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreResult<()> {
-        let Some(node) = records.first().map(|r| r.node.clone()) else {
-            return Ok(());
-        };
+    async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        let mut seqs: Vec<i64> = records.iter().map(|r| r.event_seq).collect();
-        seqs.sort_unstable();
-        seqs.dedup();
-        lock_events(&mut tx, &seqs).await?;
-        let steps = next_states(&records);
-        // Only the claim holder moves a delivery on: one superseded by a manual retry, ended
-        // by a deleted webhook or taken over after its lease keeps its state.
-        let moved: Vec<i64> = sqlx::query_scalar(
-            "UPDATE deliveries d SET state = u.state, attempts = u.attempts, \
-             next_attempt_at = COALESCE(u.next_at, d.next_attempt_at), locked_until = NULL, \
-             locked_by = NULL, updated_at = u.at \
-             FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) \
-                  AS u(id, state, attempts, next_at, at) \
-             WHERE d.id = u.id AND d.state = 'in_flight' AND d.locked_by = $6 RETURNING d.id",
-        )
-        .bind(records.iter().map(|r| r.delivery_id).collect::<Vec<_>>())
-        .bind(
-            steps
-                .iter()
-                .map(|(state, _)| state.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            records
-                .iter()
-                .map(|r| i64::from(r.attempt_number))
-                .collect::<Vec<_>>(),
-        )
-        .bind(steps.iter().map(|(_, at)| *at).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.created_at_ms).collect::<Vec<_>>())
-        .bind(&node)
-        .fetch_all(&mut *tx)
-        .await?;
-        let moved: std::collections::HashSet<i64> = moved.into_iter().collect();
-        sqlx::query(
-            "INSERT INTO attempts (id, delivery_id, event_seq, webhook_id, attempt_number, request_url, \
-             request_headers, response_status, response_body, error_message, status, duration_ms, \
-             created_at, next_retry_at) \
-             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], \
-                                  $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], \
-                                  $11::text[], $12::bigint[], $13::bigint[], $14::bigint[])",
-        )
-        .bind(records.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.delivery_id).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.event_seq).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.webhook_id.to_string()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| i64::from(r.attempt_number)).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.request_url.clone()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.request_headers.clone()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.response_status.map(i64::from)).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.response_body.clone()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.error_message.clone()).collect::<Vec<_>>())
-        .bind(
-            records
-                .iter()
-                .map(|r| if r.next == NextStep::Succeeded { "success" } else { "failed" })
-                .collect::<Vec<_>>(),
-        )
-        .bind(records.iter().map(|r| r.duration_ms).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.created_at_ms).collect::<Vec<_>>())
-        .bind(
-            records
-                .iter()
-                .zip(&steps)
-                .map(|(r, (_, at))| if moved.contains(&r.delivery_id) { *at } else { None })
-                .collect::<Vec<_>>(),
-        )
-        .execute(&mut *tx)
-        .await?;
-        let finished = finished_events(&records, &steps, &moved);
-        let now = records
-            .iter()
-            .map(|r| r.created_at_ms)
-            .max()
-            .unwrap_or_default();
-        refresh_event_statuses(&mut tx, &finished, now).await?;
+        record(&mut tx, records).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -105,12 +105,132 @@ const QUEUED_WEBHOOKS: &str = "WITH RECURSIVE hooks (id) AS ( \
                  WHERE state = 'queued' AND webhook_id = hooks.id) \
      FROM hooks WHERE id IS NOT NULL";
 
+/// Logs finished attempts and moves their deliveries on, and their events' statuses with them.
+async fn record(tx: &mut Transaction<'_, Sqlite>, records: &[AttemptRecord]) -> StoreResult<()> {
+    let Some(node) = records.first().map(|r| r.node.clone()) else {
+        return Ok(());
+    };
+    let steps = next_states(records);
+    let moves: Vec<_> = records
+        .iter()
+        .zip(&steps)
+        .map(|(r, (state, at))| {
+            (
+                r.delivery_id,
+                state.as_str(),
+                r.attempt_number,
+                *at,
+                r.created_at_ms,
+            )
+        })
+        .collect();
+    // Only the claim holder moves a delivery on: one superseded by a manual retry, ended
+    // by a deleted webhook or taken over after its lease keeps its state.
+    let mut moved: HashSet<i64> = HashSet::with_capacity(moves.len());
+    for chunk in chunks(&moves) {
+        let mut update =
+            QueryBuilder::<Sqlite>::new("WITH u (id, state, attempts, next_at, at) AS (");
+        push_rows(
+            &mut update,
+            &chunk,
+            5,
+            |row, (id, state, attempts, next_at, at)| {
+                row.push_bind(*id)
+                    .push_bind(*state)
+                    .push_bind(*attempts)
+                    .push_bind(*next_at)
+                    .push_bind(*at);
+            },
+        );
+        update
+            .push(
+                ") UPDATE OR IGNORE deliveries SET state = u.state, attempts = u.attempts, \
+                 next_attempt_at = COALESCE(u.next_at, deliveries.next_attempt_at), \
+                 locked_until = NULL, locked_by = NULL, updated_at = u.at FROM u \
+                 WHERE deliveries.id = u.id AND deliveries.state = 'in_flight' \
+                 AND deliveries.locked_by = ",
+            )
+            .push_bind(node.as_str())
+            .push(" RETURNING deliveries.id");
+        moved.extend(
+            update
+                .build_query_scalar::<i64>()
+                .fetch_all(&mut **tx)
+                .await?,
+        );
+    }
+    let logs: Vec<_> = records
+        .iter()
+        .zip(&steps)
+        .map(|(r, (_, at))| {
+            (
+                r.id.to_string(),
+                r.delivery_id,
+                r.event_seq,
+                r.webhook_id.to_string(),
+                r.attempt_number,
+                &r.request_url,
+                &r.request_headers,
+                r.response_status,
+                &r.response_body,
+                &r.error_message,
+                if r.next == NextStep::Succeeded {
+                    "success"
+                } else {
+                    "failed"
+                },
+                r.duration_ms,
+                r.created_at_ms,
+                if moved.contains(&r.delivery_id) {
+                    *at
+                } else {
+                    None
+                },
+            )
+        })
+        .collect();
+    for chunk in chunks(&logs) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO attempts (id, delivery_id, event_seq, webhook_id, attempt_number, \
+             request_url, request_headers, response_status, response_body, error_message, \
+             status, duration_ms, created_at, next_retry_at) SELECT * FROM (",
+        );
+        push_rows(&mut insert, &chunk, 14, |row, log| {
+            row.push_bind(log.0.as_str())
+                .push_bind(log.1)
+                .push_bind(log.2)
+                .push_bind(log.3.as_str())
+                .push_bind(log.4)
+                .push_bind(log.5.as_str())
+                .push_bind(log.6.as_str())
+                .push_bind(log.7)
+                .push_bind(log.8.as_deref())
+                .push_bind(log.9.as_deref())
+                .push_bind(log.10)
+                .push_bind(log.11)
+                .push_bind(log.12)
+                .push_bind(log.13);
+        });
+        insert.push(") WHERE column1 IS NOT NULL");
+        insert.build().execute(&mut **tx).await?;
+    }
+    let finished = finished_events(records, &steps, &moved);
+    let now = records
+        .iter()
+        .map(|r| r.created_at_ms)
+        .max()
+        .unwrap_or_default();
+    refresh_event_statuses(tx, &finished, now).await?;
+    Ok(())
+}
+
 #[async_trait]
 impl DeliveryStore for SqliteStore {
     async fn claim_work(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork> {
         let now = request.now_ms;
         let mut tx = self.write_transaction(Commit::Relaxed).await?;
         let fanned_out = fan_out(&mut tx, now, request.fan_out_limit).await?;
+        record(&mut tx, &request.finished).await?;
         // A lease that ran out means its attempt hung: the delivery is due again.
         if now - self.leases_checked_at.load(Ordering::Relaxed) >= LEASE_CHECK_EVERY_MS {
             sqlx::query(
@@ -171,124 +291,19 @@ impl DeliveryStore for SqliteStore {
         })
     }
 
-    async fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreResult<()> {
-        let Some(node) = records.first().map(|r| r.node.clone()) else {
-            return Ok(());
-        };
+    async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<()> {
         let mut tx = self.write_transaction(Commit::Relaxed).await?;
-        let steps = next_states(&records);
-        let moves: Vec<_> = records
-            .iter()
-            .zip(&steps)
-            .map(|(r, (state, at))| {
-                (
-                    r.delivery_id,
-                    state.as_str(),
-                    r.attempt_number,
-                    *at,
-                    r.created_at_ms,
-                )
-            })
-            .collect();
-        // Only the claim holder moves a delivery on: one superseded by a manual retry, ended
-        // by a deleted webhook or taken over after its lease keeps its state.
-        let mut moved: HashSet<i64> = HashSet::with_capacity(moves.len());
-        for chunk in chunks(&moves) {
-            let mut update =
-                QueryBuilder::<Sqlite>::new("WITH u (id, state, attempts, next_at, at) AS (");
-            push_rows(
-                &mut update,
-                &chunk,
-                5,
-                |row, (id, state, attempts, next_at, at)| {
-                    row.push_bind(*id)
-                        .push_bind(*state)
-                        .push_bind(*attempts)
-                        .push_bind(*next_at)
-                        .push_bind(*at);
-                },
-            );
-            update
-                .push(
-                    ") UPDATE OR IGNORE deliveries SET state = u.state, attempts = u.attempts, \
-                     next_attempt_at = COALESCE(u.next_at, deliveries.next_attempt_at), \
-                     locked_until = NULL, locked_by = NULL, updated_at = u.at FROM u \
-                     WHERE deliveries.id = u.id AND deliveries.state = 'in_flight' \
-                     AND deliveries.locked_by = ",
-                )
-                .push_bind(node.as_str())
-                .push(" RETURNING deliveries.id");
-            moved.extend(
-                update
-                    .build_query_scalar::<i64>()
-                    .fetch_all(&mut *tx)
-                    .await?,
-            );
-        }
-        let logs: Vec<_> = records
-            .iter()
-            .zip(&steps)
-            .map(|(r, (_, at))| {
-                (
-                    r.id.to_string(),
-                    r.delivery_id,
-                    r.event_seq,
-                    r.webhook_id.to_string(),
-                    r.attempt_number,
-                    &r.request_url,
-                    &r.request_headers,
-                    r.response_status,
-                    &r.response_body,
-                    &r.error_message,
-                    if r.next == NextStep::Succeeded {
-                        "success"
-                    } else {
-                        "failed"
-                    },
-                    r.duration_ms,
-                    r.created_at_ms,
-                    if moved.contains(&r.delivery_id) {
-                        *at
-                    } else {
-                        None
-                    },
-                )
-            })
-            .collect();
-        for chunk in chunks(&logs) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO attempts (id, delivery_id, event_seq, webhook_id, attempt_number, \
-                 request_url, request_headers, response_status, response_body, error_message, \
-                 status, duration_ms, created_at, next_retry_at) SELECT * FROM (",
-            );
-            push_rows(&mut insert, &chunk, 14, |row, log| {
-                row.push_bind(log.0.as_str())
-                    .push_bind(log.1)
-                    .push_bind(log.2)
-                    .push_bind(log.3.as_str())
-                    .push_bind(log.4)
-                    .push_bind(log.5.as_str())
-                    .push_bind(log.6.as_str())
-                    .push_bind(log.7)
-                    .push_bind(log.8.as_deref())
-                    .push_bind(log.9.as_deref())
-                    .push_bind(log.10)
-                    .push_bind(log.11)
-                    .push_bind(log.12)
-                    .push_bind(log.13);
-            });
-            insert.push(") WHERE column1 IS NOT NULL");
-            insert.build().execute(&mut *tx).await?;
-        }
-        let finished = finished_events(&records, &steps, &moved);
-        let now = records
-            .iter()
-            .map(|r| r.created_at_ms)
-            .max()
-            .unwrap_or_default();
-        refresh_event_statuses(&mut tx, &finished, now).await?;
+        record(&mut tx, records).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// One writer does everything, so a recorder's transaction would only queue behind the
+    /// claims, and each transaction costs round trips to sqlx's worker thread while the writer
+    /// is held. Recording in the claim made healthy webhooks beside a dead one (herald bench
+    /// h) keep 93-94% of their throughput alone instead of 90-91%, d and e unchanged.
+    fn records_with_claims(&self) -> bool {
+        true
     }
 
     async fn release_deliveries(&self, node: &str, delivery_ids: &[i64]) -> StoreResult<()> {
