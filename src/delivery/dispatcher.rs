@@ -175,7 +175,7 @@ impl Dispatcher {
                 tokio::task::yield_now().await;
                 continue;
             }
-            let idle = self.idle_time(free > claimed).await;
+            let idle = self.idle_time(free > claimed, request.now_ms).await;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.wakeup.woken() => {}
@@ -199,21 +199,17 @@ impl Dispatcher {
         }
     }
 
-    /// How long to sleep when there is nothing to claim now.
-    async fn idle_time(&self, has_free_slots: bool) -> Duration {
+    /// How long to sleep when the claim at `claimed_at` took everything it could.
+    async fn idle_time(&self, has_free_slots: bool, claimed_at: i64) -> Duration {
         if !has_free_slots {
             return MAX_IDLE;
         }
         match self.store.next_wake_at().await {
-            // Due work that could not be claimed belongs to webhooks at their limit: a freed
-            // slot will wake us.
-            Ok(Some(at)) => Duration::from_millis((at - now_ms()).max(0) as u64)
-                .max(Duration::from_millis(if at <= now_ms() {
-                    1_000
-                } else {
-                    0
-                }))
-                .min(MAX_IDLE),
+            // Work due at the claim that it did not take belongs to webhooks at their limit:
+            // a freed slot will wake us. Work that fell due since (a retry recorded by the
+            // claim, say) is claimed at once.
+            Ok(Some(at)) if at <= claimed_at => Duration::from_secs(1),
+            Ok(Some(at)) => Duration::from_millis((at - now_ms()).max(0) as u64).min(MAX_IDLE),
             Ok(None) => MAX_IDLE,
             Err(error) => {
                 tracing::warn!(%error, "dispatcher could not read the next due time");
