@@ -16,48 +16,53 @@ const CONCURRENT_PUBLISHES: usize = 4;
 impl EventStore for PostgresStore {
     async fn publish_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<PublishOutcome>> {
         let created_at = now_ms();
-        let mut tx = self.pool.begin().await?;
         let tenants: Vec<&str> = events.iter().map(|e| e.tenant.as_str()).collect();
-        let known: HashSet<String> =
-            sqlx::query_scalar::<_, String>("SELECT name FROM tenants WHERE name = ANY($1)")
-                .bind(&tenants)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
-        let storable: Vec<&NewEvent> = events
-            .iter()
-            .filter(|e| known.contains(&e.tenant))
-            .collect();
-        let column = |f: fn(&NewEvent) -> String| storable.iter().map(|e| f(e)).collect::<Vec<_>>();
-        // One statement for the whole batch; a key already stored (or repeated within the
-        // batch) inserts nothing and is answered with the stored event below.
-        let inserted: Vec<(String, String)> = sqlx::query_as(
-            "INSERT INTO events (id, tenant, event_id, event_type, payload, user_id, source_service, \
-             occurred_at, status, created_at) \
-             SELECT u.id, u.tenant, u.event_id, u.event_type, u.payload, u.user_id, u.source_service, \
-                    u.occurred_at, 'pending', $9 \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                         $7::text[], $8::bigint[]) WITH ORDINALITY \
-                  AS u(id, tenant, event_id, event_type, payload, user_id, source_service, occurred_at, n) \
-             ORDER BY u.n \
-             ON CONFLICT (tenant, event_id) DO NOTHING RETURNING tenant, id",
+        let column = |f: fn(&NewEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
+        // One statement, committed on its own: each statement is a round trip and work for
+        // the server, whose CPU is what limits publishing (a transaction of a tenant lookup,
+        // the insert and the notification was five). Events of unknown tenants are not
+        // stored; a repeated (tenant, eventId) is skipped and looked up below. The
+        // notification wakes the dispatchers of every node when the statement commits.
+        let (known, inserted): (Vec<String>, Vec<String>) = sqlx::query_as(
+            "WITH known AS (SELECT name FROM tenants WHERE name = ANY($1)), \
+             ins AS ( \
+               INSERT INTO events (id, tenant, event_id, event_type, payload, user_id, \
+                                   source_service, occurred_at, status, created_at) \
+               SELECT u.id, u.tenant, u.event_id, u.event_type, u.payload, u.user_id, \
+                      u.source_service, u.occurred_at, 'pending', $9 \
+               FROM UNNEST($2::text[], $1::text[], $3::text[], $4::text[], $5::text[], \
+                           $6::text[], $7::text[], $8::bigint[]) WITH ORDINALITY \
+                    AS u(id, tenant, event_id, event_type, payload, user_id, source_service, \
+                         occurred_at, n) \
+               WHERE u.tenant IN (SELECT name FROM known) \
+               ORDER BY u.n \
+               ON CONFLICT (tenant, event_id) DO NOTHING RETURNING id), \
+             woken AS (SELECT pg_notify($10, '') WHERE EXISTS (SELECT 1 FROM ins)) \
+             SELECT ARRAY(SELECT name FROM known), ARRAY(SELECT id FROM ins) \
+             FROM (SELECT COUNT(*) FROM woken) AS w",
         )
+        .bind(&tenants)
         .bind(column(|e| e.id.to_string()))
-        .bind(column(|e| e.tenant.clone()))
         .bind(column(|e| e.event_id.clone()))
         .bind(column(|e| e.event_type.clone()))
         .bind(column(|e| e.payload.clone()))
-        .bind(storable.iter().map(|e| e.user_id.clone()).collect::<Vec<_>>())
-        .bind(storable.iter().map(|e| e.source_service.clone()).collect::<Vec<_>>())
-        .bind(storable.iter().map(|e| e.occurred_at_ms).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.user_id.clone()).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.source_service.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|e| e.occurred_at_ms).collect::<Vec<_>>())
         .bind(created_at)
-        .fetch_all(&mut *tx)
+        .bind(&self.channel)
+        .fetch_one(&self.pool)
         .await?;
-        let inserted: HashSet<String> = inserted.into_iter().map(|(_, id)| id).collect();
-        let repeated: Vec<&&NewEvent> = storable
+        let known: HashSet<String> = known.into_iter().collect();
+        let inserted: HashSet<String> = inserted.into_iter().collect();
+        let repeated: Vec<&NewEvent> = events
             .iter()
-            .filter(|e| !inserted.contains(&e.id.to_string()))
+            .filter(|e| known.contains(&e.tenant) && !inserted.contains(&e.id.to_string()))
             .collect();
         let mut existing: HashMap<(String, String), Event> = HashMap::new();
         if !repeated.is_empty() {
@@ -77,17 +82,13 @@ impl EventStore for PostgresStore {
                     .map(|e| e.event_id.clone())
                     .collect::<Vec<_>>(),
             )
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.pool)
             .await?;
             for row in rows {
                 let event = Event::try_from(row)?;
                 existing.insert((event.tenant.clone(), event.event_id.clone()), event);
             }
         }
-        if !inserted.is_empty() {
-            self.notify_work(&mut tx).await?;
-        }
-        tx.commit().await?;
         Ok(publish_outcomes(
             events, &known, &inserted, &existing, created_at,
         ))
