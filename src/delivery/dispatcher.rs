@@ -205,12 +205,7 @@ impl Dispatcher {
             return MAX_IDLE;
         }
         match self.store.next_wake_at().await {
-            // Work due at the claim that it did not take belongs to webhooks at their limit:
-            // a freed slot will wake us. Work that fell due since (a retry recorded by the
-            // claim, say) is claimed at once.
-            Ok(Some(at)) if at <= claimed_at => Duration::from_secs(1),
-            Ok(Some(at)) => Duration::from_millis((at - now_ms()).max(0) as u64).min(MAX_IDLE),
-            Ok(None) => MAX_IDLE,
+            Ok(next) => sleep_until_due(next, claimed_at, now_ms()),
             Err(error) => {
                 tracing::warn!(%error, "dispatcher could not read the next due time");
                 Duration::from_secs(1)
@@ -315,6 +310,19 @@ impl Dispatcher {
     }
 }
 
+/// How long to sleep after a claim at `claimed_at` that took everything it could, when the
+/// next work falls due at `next`. Work due at the claim that it did not take belongs to
+/// webhooks at their limit: a finished attempt will wake the dispatcher, so a second is a
+/// safety net. Work that fell due since (a retry the claim recorded, say) is taken at once;
+/// treating it as the first kind delayed every retry by up to a second (herald bench g).
+fn sleep_until_due(next: Option<i64>, claimed_at: i64, now: i64) -> Duration {
+    match next {
+        Some(at) if at <= claimed_at => Duration::from_secs(1),
+        Some(at) => Duration::from_millis((at - now).max(0) as u64).min(MAX_IDLE),
+        None => MAX_IDLE,
+    }
+}
+
 /// Where the delivery goes after this attempt, per the outcome rules and the retry policy.
 fn next_step(policy: &RetryPolicy, delivery: &ClaimedDelivery, sent: &SentAttempt) -> NextStep {
     match classify(&sent.result) {
@@ -340,4 +348,37 @@ fn headers_json(headers: &[(&'static str, String)]) -> String {
 
 fn seconds_between(from_ms: i64, to_ms: i64) -> f64 {
     (to_ms - from_ms).max(0) as f64 / 1_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_due_since_the_claim_is_taken_at_once() {
+        // A retry recorded by the claim at 1,000 fell due at 1,004; it is now 1,010.
+        assert_eq!(sleep_until_due(Some(1_004), 1_000, 1_010), Duration::ZERO);
+    }
+
+    #[test]
+    fn work_the_claim_left_waits_for_a_free_slot() {
+        assert_eq!(
+            sleep_until_due(Some(990), 1_000, 1_010),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            sleep_until_due(Some(1_000), 1_000, 1_010),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn later_work_is_slept_for_up_to_the_idle_cap() {
+        assert_eq!(
+            sleep_until_due(Some(1_250), 1_000, 1_010),
+            Duration::from_millis(240)
+        );
+        assert_eq!(sleep_until_due(Some(60_000), 1_000, 1_010), MAX_IDLE);
+        assert_eq!(sleep_until_due(None, 1_000, 1_010), MAX_IDLE);
+    }
 }
