@@ -291,12 +291,13 @@ impl DeliveryStore for PostgresStore {
     }
 
     async fn next_wake_at(&self) -> StoreResult<Option<i64>> {
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(at) FROM ( \
+        let next: Option<i64> = sqlx::query_scalar(&format!(
+            "WITH RECURSIVE {QUEUED_WEBHOOKS} \
+             SELECT MIN(at) FROM ( \
                SELECT (SELECT 0::bigint FROM events WHERE status = 'pending' LIMIT 1) AS at \
-               UNION ALL SELECT MIN(next_attempt_at) FROM deliveries WHERE state = 'queued' \
-               UNION ALL SELECT MIN(locked_until) FROM deliveries WHERE state = 'in_flight') AS t",
-        )
+               UNION ALL SELECT MIN(first_due) FROM queued \
+               UNION ALL SELECT MIN(locked_until) FROM deliveries WHERE state = 'in_flight') AS t"
+        ))
         .fetch_one(&self.pool)
         .await?;
         Ok(next)

@@ -128,21 +128,33 @@ async fn end_unfinished_deliveries(
     webhook_id: &str,
     now: i64,
 ) -> StoreResult<()> {
-    let seqs: Vec<i64> = sqlx::query_scalar(
-        "SELECT DISTINCT event_seq FROM deliveries \
-         WHERE webhook_id = $1 AND state IN ('queued', 'in_flight') ORDER BY event_seq",
-    )
-    .bind(webhook_id)
-    .fetch_all(&mut **tx)
-    .await?;
+    // One state at a time, so each finds its rows through its own partial index (the queue
+    // per webhook, the leases) instead of scanning every delivery.
+    let mut seqs: Vec<i64> = Vec::new();
+    for state in ["queued", "in_flight"] {
+        seqs.extend(
+            sqlx::query_scalar::<_, i64>(
+                "SELECT event_seq FROM deliveries WHERE webhook_id = $1 AND state = $2",
+            )
+            .bind(webhook_id)
+            .bind(state)
+            .fetch_all(&mut **tx)
+            .await?,
+        );
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
     lock_events(tx, &seqs).await?;
-    sqlx::query(
-        "UPDATE deliveries SET state = 'failed', locked_until = NULL, locked_by = NULL, \
-         updated_at = $1 WHERE webhook_id = $2 AND state IN ('queued', 'in_flight')",
-    )
-    .bind(now)
-    .bind(webhook_id)
-    .execute(&mut **tx)
-    .await?;
+    for state in ["queued", "in_flight"] {
+        sqlx::query(
+            "UPDATE deliveries SET state = 'failed', locked_until = NULL, locked_by = NULL, \
+             updated_at = $1 WHERE webhook_id = $2 AND state = $3",
+        )
+        .bind(now)
+        .bind(webhook_id)
+        .bind(state)
+        .execute(&mut **tx)
+        .await?;
+    }
     refresh_event_statuses(tx, &seqs, now).await
 }
