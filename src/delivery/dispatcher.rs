@@ -17,8 +17,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::Wakeup;
 use super::sender::{Sender, SentAttempt};
+use super::{RECORD_BATCH, RECORD_TRIES, Wakeup};
 use crate::config::Config;
 use crate::domain::outcome::{Verdict, classify};
 use crate::domain::retry::RetryPolicy;
@@ -38,13 +38,6 @@ const LEASE_MARGIN: Duration = Duration::from_secs(5);
 const MAX_IDLE: Duration = Duration::from_secs(5);
 /// How long a graceful shutdown waits for attempts in flight before releasing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// Most finished attempts recorded per tick.
-const RECORD_BATCH: usize = 1_000;
-/// Consecutive failed ticks after which the results waiting to be recorded are dropped, so
-/// that one the store keeps refusing cannot stop the dispatcher for good. Their deliveries
-/// stay claimed until the lease runs out and are then attempted again: nothing is lost, an
-/// attempt is only logged twice.
-const RECORD_TRIES: u32 = 20;
 
 /// Attempts in flight on this node: per webhook, and which deliveries.
 #[derive(Default)]

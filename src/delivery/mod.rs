@@ -19,6 +19,14 @@ use crate::config::Config;
 use crate::domain::time::now_ms;
 use crate::store::Store;
 
+/// Most finished attempts recorded in one transaction (by the dispatcher or the recorder).
+const RECORD_BATCH: usize = 1_000;
+/// Failed tries after which results waiting to be recorded are dropped, so that a batch the
+/// store keeps refusing cannot stop delivery for good. Their deliveries stay claimed until
+/// the lease runs out and are then attempted again: nothing is lost, an attempt is only
+/// logged twice.
+const RECORD_TRIES: u32 = 20;
+
 /// Wakes the dispatcher when new work exists (an event committed, a retry queued), so the
 /// first attempt starts at once instead of at the next timer. Wake-ups coalesce.
 #[derive(Clone, Default)]

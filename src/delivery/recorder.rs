@@ -8,11 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::Wakeup;
+use super::{RECORD_BATCH, RECORD_TRIES, Wakeup};
 use crate::store::{AttemptRecord, NextStep, Store};
-
-const MAX_BATCH: usize = 1_000;
-const MAX_TRIES: u32 = 20;
 
 /// Records results until every sender (the dispatcher and its attempt tasks) is gone.
 pub async fn run(
@@ -20,8 +17,8 @@ pub async fn run(
     mut queue: mpsc::UnboundedReceiver<AttemptRecord>,
     wakeup: Wakeup,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while queue.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         let mut tries = 0;
         loop {
             match store.record_attempts(&batch).await {
@@ -33,14 +30,12 @@ pub async fn run(
                     }
                     break;
                 }
-                Err(error) if tries < MAX_TRIES => {
+                Err(error) if tries < RECORD_TRIES => {
                     tries += 1;
                     tracing::warn!(%error, tries, "could not record attempt results; retrying");
                     tokio::time::sleep(Duration::from_millis(50 * u64::from(tries.min(20)))).await;
                 }
                 Err(error) => {
-                    // The claims stay leased: when the leases run out the deliveries are
-                    // attempted again, so nothing is lost, only logged twice.
                     tracing::error!(%error, count = batch.len(), "dropping attempt results after repeated failures");
                     break;
                 }

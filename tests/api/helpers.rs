@@ -33,6 +33,14 @@ pub enum Backend {
     Postgres,
 }
 
+/// The `HERALD_DATABASE_URL` among an app's settings.
+fn database_url_of(vars: &[(String, String)]) -> &str {
+    vars.iter()
+        .find(|(k, _)| k == "HERALD_DATABASE_URL")
+        .map(|(_, v)| v.as_str())
+        .expect("a database URL")
+}
+
 /// The PostgreSQL server tests use, from `HERALD_TEST_DATABASE_URL`; `None` (after saying so
 /// loudly) when it is not set.
 pub fn test_database_url() -> Option<String> {
@@ -137,11 +145,7 @@ impl TestApp {
     }
 
     async fn start(vars: Vec<(String, String)>, dir: TempDir) -> TestApp {
-        let database_url = vars
-            .iter()
-            .find(|(k, _)| k == "HERALD_DATABASE_URL")
-            .map(|(_, v)| v.clone())
-            .expect("a database URL");
+        let database_url = database_url_of(&vars).to_string();
         let config = Config::load(None, vars.clone(), &[]).expect("test configuration is valid");
         let app = App::build(config).await.expect("app builds");
         let address = app.local_addr();
@@ -163,11 +167,7 @@ impl TestApp {
 
     /// The database this app runs on.
     pub fn database_url(&self) -> &str {
-        self.vars
-            .iter()
-            .find(|(k, _)| k == "HERALD_DATABASE_URL")
-            .map(|(_, v)| v.as_str())
-            .expect("a database URL")
+        database_url_of(&self.vars)
     }
 
     pub fn url(&self, path: &str) -> String {
