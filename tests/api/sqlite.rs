@@ -83,3 +83,87 @@ async fn an_attempt_result_outlasts_a_locked_database_file() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.received().len(), 1, "attempted once");
 }
+
+/// On SQLite the index of business ids is written in runs (every 32,768 events); the events
+/// since the last run are found through the writer's memory, and after a restart by a scan of
+/// them. A repeated eventId must be answered with the stored event wherever it sits: in the
+/// index, in the tail the writer knows, or in a tail read back after a restart.
+#[tokio::test]
+async fn a_repeated_event_id_is_found_in_the_index_and_in_the_tail_after_a_restart() {
+    use serde_json::{Value, json};
+
+    use crate::helpers::{Partner, read};
+
+    let app = TestApp::spawn_with(&[]).await;
+    let acme = app.partner("acme").await;
+    app.create_tenant("umbrella").await;
+    let producer = app.producer_token().await;
+    let batch = |app: &TestApp, events: Vec<Value>| {
+        let request = app
+            .request(reqwest::Method::POST, "/v1/events/batch", &producer)
+            .json(&json!({ "events": events }));
+        async move {
+            let (status, body) = read(request.send().await.unwrap()).await;
+            assert_eq!(status, 200, "{body}");
+            body["results"].as_array().unwrap().clone()
+        }
+    };
+    let event = |tenant: &str, n: usize, id: &str| json!({"tenant": tenant, "eventType": "a.b", "payload": {"n": n}, "eventId": id});
+    // 34 batches of 1,000: the first 32,768 events go into the index in one run, the rest
+    // stay in the tail.
+    let ids: Vec<String> = (0..34_000)
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    let mut records = Vec::with_capacity(ids.len());
+    for (n, chunk) in ids.chunks(1_000).enumerate() {
+        let events = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, id)| event("acme", n * 1_000 + i, id))
+            .collect();
+        let results = batch(&app, events).await;
+        assert!(results.iter().all(|r| r["status"] == 201));
+        records.extend(results.into_iter().map(|r| r["event"]["id"].clone()));
+    }
+
+    let (early, late) = (&ids[5], &ids[33_999]);
+    let repeat = || {
+        vec![
+            event("acme", 0, early),
+            event("acme", 0, late),
+            // The same business id under another tenant is another event.
+            event("umbrella", 0, early),
+        ]
+    };
+    let results = batch(&app, repeat()).await;
+    assert_eq!(results[0]["status"], 200);
+    assert_eq!(results[0]["event"]["payload"], json!({"n": 5}));
+    assert_eq!(results[1]["status"], 200);
+    assert_eq!(results[1]["event"]["payload"], json!({"n": 33_999}));
+    assert_eq!(results[2]["status"], 201);
+
+    for (id, n) in [(early, 5), (late, 33_999)] {
+        let (status, found) = acme.get(&format!("/v1/webhooks/events/{id}/status")).await;
+        assert_eq!(status, 200, "{found}");
+        assert_eq!(found["id"], records[n], "{found}");
+    }
+
+    // A new process knows nothing of the tail until its first publish reads it; a lookup
+    // before that scans it.
+    let app = app.restart().await;
+    let acme = Partner {
+        app: &app,
+        token: app.partner_token("acme", &[]).await,
+    };
+    let (status, found) = acme
+        .get(&format!("/v1/webhooks/events/{late}/status"))
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["id"], records[33_999], "{found}");
+    let results = batch(&app, repeat()).await;
+    let statuses: Vec<&Value> = results.iter().map(|r| &r["status"]).collect();
+    assert_eq!(statuses, [200, 200, 200], "{results:?}");
+    assert_eq!(results[1]["event"]["payload"], json!({"n": 33_999}));
+    let (_, list) = acme.get("/v1/webhooks/events?limit=1").await;
+    assert_eq!(list["total"], 34_000, "{list}");
+}

@@ -5,15 +5,8 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use super::event_keys::event_key;
 use super::*;
-
-/// The index key of a business id (a UUID, as [`crate::domain::event`] renders it): its first
-/// 60 bits, so the key of a time-ordered id (UUIDv7) grows with time. Migration 0004 computes
-/// the same from the text of stored ids. A text that is not a UUID cannot be stored, and
-/// gets a key no stored event has.
-fn event_key(event_id: &str) -> i64 {
-    Uuid::parse_str(event_id).map_or(-1, |id| (id.as_u128() >> 68) as i64)
-}
 
 #[async_trait]
 impl EventStore for SqliteStore {
@@ -30,24 +23,30 @@ impl EventStore for SqliteStore {
         // One question for what the batch needs to know, since each statement is a round
         // trip to sqlx's worker thread while the writer is held: the commit's instant (never
         // earlier than the last one, so `createdAt` agrees with the newest-first order of
-        // lists), which tenants exist, and which events hold one of the batch's keys (the
-        // key is not unique: those are compared in full below).
-        let (created_at, known, taken): (i64, String, String) = sqlx::query_as(
-            "SELECT MAX(?1, COALESCE((SELECT created_at FROM events ORDER BY seq DESC LIMIT 1), 0)), \
-             (SELECT json_group_array(name) FROM tenants \
-              WHERE name IN (SELECT value FROM json_each(?2))), \
-             (SELECT json_group_array(seq) FROM events \
-              WHERE event_key IN (SELECT value FROM json_each(?3)))",
-        )
-        .bind(now_ms())
-        .bind(json_list(&tenants))
-        .bind(json_list(&keys))
-        .fetch_one(&mut *tx)
-        .await?;
+        // lists), the last event stored and how far `event_keys` reaches, which tenants exist,
+        // and which indexed events hold one of the batch's keys (the key is not unique: those
+        // are compared in full below). Events after `through` are in the writer's memory.
+        let (created_at, last_seq, through, known, indexed): (i64, i64, i64, String, String) =
+            sqlx::query_as(
+                "SELECT MAX(?1, COALESCE((SELECT created_at FROM events ORDER BY seq DESC LIMIT 1), 0)), \
+                 COALESCE((SELECT seq FROM events ORDER BY seq DESC LIMIT 1), 0), \
+                 (SELECT through_seq FROM event_keys_merged), \
+                 (SELECT json_group_array(name) FROM tenants \
+                  WHERE name IN (SELECT value FROM json_each(?2))), \
+                 (SELECT json_group_array(seq) FROM event_keys \
+                  WHERE event_key IN (SELECT value FROM json_each(?3)))",
+            )
+            .bind(now_ms())
+            .bind(json_list(&tenants))
+            .bind(json_list(&keys))
+            .fetch_one(&mut *tx)
+            .await?;
+        let covered = self.recent_keys.cover(&mut tx, through, last_seq).await?;
         let known: HashSet<String> = serde_json::from_str(&known)
             .map_err(|e| StoreError::Invalid(format!("tenant names: {e}")))?;
-        let taken: Vec<i64> = serde_json::from_str(&taken)
+        let mut taken: Vec<i64> = serde_json::from_str(&indexed)
             .map_err(|e| StoreError::Invalid(format!("taken keys: {e}")))?;
+        taken.extend(self.recent_keys.seqs_of(&keys));
         let mut existing: HashMap<(String, String), Event> = HashMap::new();
         let rows: Vec<EventRow> = if taken.is_empty() {
             Vec::new()
@@ -84,6 +83,7 @@ impl EventStore for SqliteStore {
         // A few statements for the whole batch, in order (so `seq` follows it). `OR IGNORE`
         // (see [`super`]): nothing here can break a constraint, the keys were checked above
         // and record ids are fresh, and a row refused anyway shows in the count.
+        let mut stored: Vec<(i64, i64)> = Vec::with_capacity(new_rows.len());
         for chunk in chunks(&new_rows) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT OR IGNORE INTO events (id, tenant, event_id, event_key, event_type, \
@@ -104,12 +104,18 @@ impl EventStore for SqliteStore {
                     .push_bind("pending")
                     .push_bind(created_at);
             });
-            insert.push(") WHERE column1 IS NOT NULL");
-            let stored = insert.build().execute(&mut *tx).await?.rows_affected();
-            if stored != rows as u64 {
+            insert.push(") WHERE column1 IS NOT NULL RETURNING event_key, seq");
+            let before = stored.len();
+            stored.extend(
+                insert
+                    .build_query_as::<(i64, i64)>()
+                    .fetch_all(&mut *tx)
+                    .await?,
+            );
+            let refused = rows - (stored.len() - before);
+            if refused > 0 {
                 return Err(StoreError::Invalid(format!(
-                    "{} of {rows} new events were refused by the database",
-                    rows as u64 - stored,
+                    "{refused} of {rows} new events were refused by the database",
                 )));
             }
         }
@@ -125,6 +131,7 @@ impl EventStore for SqliteStore {
                 .or_insert_with(|| pending_event(first.clone(), created_at));
         }
         tx.commit().await?;
+        self.recent_keys.committed(covered, stored);
         Ok(publish_outcomes(
             events, &known, &inserted, &existing, created_at,
         ))
@@ -186,18 +193,31 @@ impl EventStore for SqliteStore {
             return Ok(None);
         };
         let id = id.to_string();
-        // Two lookups in that order, each through its own index (`+tenant` keeps SQLite from
-        // walking the tenant's events instead).
+        // The lookups in that order, each through its own index (`+tenant` keeps SQLite from
+        // walking the tenant's events instead): the record id, then the business id in
+        // `event_keys`, in the tail this process knows, and in the rows after that (see
+        // [`super::event_keys`]). The memory is read before the statement starts, so an event
+        // it no longer holds has been merged into `event_keys` by then.
+        let key = event_key(&id);
+        let (recent, known) = self.recent_keys.lookup(key);
         let row: Option<EventRow> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE id = ?2 AND +tenant = ?1 \
              UNION ALL \
              SELECT {EVENT_COLUMNS} FROM events \
-             WHERE event_key = ?3 AND event_id = ?2 AND +tenant = ?1 \
+             WHERE seq IN (SELECT seq FROM event_keys WHERE event_key = ?3 \
+                           UNION ALL SELECT value FROM json_each(?4)) \
+             AND event_id = ?2 AND +tenant = ?1 \
+             UNION ALL \
+             SELECT {EVENT_COLUMNS} FROM events \
+             WHERE seq > COALESCE(?5, (SELECT through_seq FROM event_keys_merged)) \
+             AND event_key = ?3 AND event_id = ?2 AND +tenant = ?1 \
              LIMIT 1"
         ))
         .bind(tenant)
         .bind(&id)
-        .bind(event_key(&id))
+        .bind(key)
+        .bind(json_list(&recent))
+        .bind(known)
         .fetch_optional(&self.reader)
         .await?;
         row.map(Event::try_from).transpose()
@@ -304,31 +324,5 @@ impl EventStore for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(RetryOutcome::Queued(targets.len() as u32))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_key_of_a_business_id_is_its_first_fifteen_hex_digits() {
-        assert_eq!(
-            event_key("4f9c2a1e-7b3d-4c58-9e21-0a6b8d3f5c77"),
-            0x04f9_c2a1_e7b3_d4c5
-        );
-        assert_eq!(
-            event_key("ffffffff-ffff-4fff-bfff-ffffffffffff"),
-            0xfff_ffff_ffff_f4ff
-        );
-        assert_eq!(event_key("not a uuid"), -1);
-    }
-
-    #[test]
-    fn keys_of_time_ordered_ids_grow_with_time() {
-        let ids: Vec<String> = (0..1_000).map(|_| Uuid::now_v7().to_string()).collect();
-        let keys: Vec<i64> = ids.iter().map(|id| event_key(id)).collect();
-        assert!(keys.is_sorted(), "keys of UUIDv7 ids keep their order");
-        assert!(keys.iter().all(|key| *key >= 0));
     }
 }

@@ -26,6 +26,7 @@ use super::rows::*;
 
 mod access;
 mod deliveries;
+mod event_keys;
 mod events;
 mod webhooks;
 use crate::domain::event_type::any_pattern_matches;
@@ -35,9 +36,9 @@ use crate::domain::time::now_ms;
 
 const READ_CONNECTIONS: u32 = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// The writer's page cache. SQLite's default (2 MiB) is smaller than the pages a batch of
-/// inserts touches in the randomly keyed index of business ids (`event_key`): dirty pages
-/// were spilled and re-read within one transaction.
+/// The writer's page cache. SQLite's default (2 MiB) is smaller than the pages a run of keys
+/// touches in the randomly keyed index of business ids (`event_keys`): dirty pages were
+/// spilled and re-read within one transaction.
 const WRITER_CACHE_KIB: u32 = 32 * 1024;
 /// Rows sqlx's SQLite worker thread may hand over before it waits for the task reading them.
 /// At sqlx's default (50) a fan-out reading 500 pending events stalled the single writer
@@ -67,6 +68,8 @@ pub struct SqliteStore {
     _checkpointer: DropGuard,
     /// When claims last looked for expired leases; see [`LEASE_CHECK_EVERY_MS`].
     leases_checked_at: AtomicI64,
+    /// The keys of the events not yet in `event_keys`; see [`event_keys`].
+    recent_keys: event_keys::RecentKeys,
 }
 
 impl SqliteStore {
@@ -112,6 +115,7 @@ impl SqliteStore {
             wrote,
             _checkpointer: stop.drop_guard(),
             leases_checked_at: AtomicI64::new(0),
+            recent_keys: event_keys::RecentKeys::default(),
         })
     }
 }
