@@ -19,7 +19,7 @@ use super::StoreResult;
 
 /// Tail length at which the next publish moves the tail's keys into `event_keys`. A run of n
 /// keys dirties each index page at most once, so the larger the run, the fewer pages per
-/// event; the memory held is about 40 bytes a key.
+/// event; the memory held is a few dozen bytes a key.
 pub(super) const MERGE_AT: usize = 32_768;
 
 /// The index key of a business id (a UUID, as [`crate::domain::event`] renders it): its first
@@ -49,8 +49,8 @@ struct Tail {
 pub(super) struct Covered {
     through: i64,
     known: i64,
-    /// The tail is due to be moved into `event_keys` in this transaction.
-    pub merge: bool,
+    /// The tail is moved into `event_keys` in this transaction.
+    merge: bool,
 }
 
 impl RecentKeys {
