@@ -45,6 +45,15 @@ struct Tail {
     keys: BTreeSet<(i64, i64)>,
 }
 
+impl Tail {
+    /// The `seq` of every tail event holding `key`.
+    fn seqs(&self, key: i64) -> impl Iterator<Item = i64> + '_ {
+        self.keys
+            .range((key, i64::MIN)..=(key, i64::MAX))
+            .map(|&(_, seq)| seq)
+    }
+}
+
 /// What a lookup in a publishing transaction starts from; see [`RecentKeys::cover`].
 pub(super) struct Covered {
     through: i64,
@@ -129,10 +138,7 @@ impl RecentKeys {
         let Some(tail) = tail.as_ref() else {
             return Vec::new();
         };
-        keys.iter()
-            .flat_map(|&key| tail.keys.range((key, i64::MIN)..=(key, i64::MAX)))
-            .map(|&(_, seq)| seq)
-            .collect()
+        keys.iter().flat_map(|&key| tail.seqs(key)).collect()
     }
 
     /// Notes a committed publishing transaction: what [`Self::cover`] merged, and the events
@@ -164,13 +170,7 @@ impl RecentKeys {
     pub fn lookup(&self, key: i64) -> (Vec<i64>, Option<i64>) {
         let tail = self.tail();
         match tail.as_ref() {
-            Some(tail) => (
-                tail.keys
-                    .range((key, i64::MIN)..=(key, i64::MAX))
-                    .map(|&(_, seq)| seq)
-                    .collect(),
-                Some(tail.known),
-            ),
+            Some(tail) => (tail.seqs(key).collect(), Some(tail.known)),
             None => (Vec::new(), None),
         }
     }
