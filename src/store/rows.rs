@@ -343,6 +343,16 @@ pub(super) fn finished_events(
     seqs
 }
 
+/// The instant a batch of attempt results is recorded at (events' `processedAt` when their
+/// status becomes final): the start of its latest attempt.
+pub(super) fn latest_attempt_at(records: &[AttemptRecord]) -> i64 {
+    records
+        .iter()
+        .map(|r| r.created_at_ms)
+        .max()
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

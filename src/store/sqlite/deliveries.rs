@@ -215,12 +215,7 @@ async fn record(tx: &mut Transaction<'_, Sqlite>, records: &[AttemptRecord]) -> 
         insert.build().execute(&mut **tx).await?;
     }
     let finished = finished_events(records, &steps, &moved);
-    let now = records
-        .iter()
-        .map(|r| r.created_at_ms)
-        .max()
-        .unwrap_or_default();
-    refresh_event_statuses(tx, &finished, now).await?;
+    refresh_event_statuses(tx, &finished, latest_attempt_at(records)).await?;
     Ok(())
 }
 
