@@ -24,6 +24,9 @@ const MAX_CONNECTIONS: u32 = 16;
 /// How long a request waits for a connection before the store counts as unavailable (503).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// A pooled connection idle this long is pinged before it is used again.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub struct PostgresStore {
@@ -41,6 +44,19 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // sqlx pings every connection it hands out: a round trip before each transaction.
+            // A connection in use moments ago is alive; one idle for a while may have been
+            // cut (a database restart, a proxy's timeout), and a failed ping makes the pool
+            // take another instead of failing the caller's statement.
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_BEFORE_PING {
+                        sqlx::Connection::ping(connection).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await?;
         let schema: String = sqlx::query_scalar("SELECT current_schema()")
