@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::domain::envelope::{EnvelopeFields, render_body};
+use crate::domain::event_type::any_pattern_matches;
 use crate::domain::scope::scopes_from_text;
 use crate::domain::status::DeliveryState;
 
@@ -196,6 +197,45 @@ pub(super) struct PendingEvent {
     pub(super) seq: i64,
     pub(super) tenant: String,
     pub(super) event_type: String,
+}
+
+/// What fanning out decides for a batch of pending events: a delivery for each active
+/// webhook of the event's tenant with a pattern matching its type; an event with at least
+/// one is `processing`, the others are `skipped`.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct FanOutPlan {
+    /// (event seq, webhook id)
+    pub(super) deliveries: Vec<(i64, String)>,
+    pub(super) processing: Vec<i64>,
+    pub(super) skipped: Vec<i64>,
+}
+
+/// Plans the fan-out of `pending` to `webhooks`: (tenant, id, event type patterns as a JSON
+/// array), the active webhooks of the pending events' tenants.
+pub(super) fn plan_fan_out(
+    pending: &[PendingEvent],
+    webhooks: Vec<(String, String, String)>,
+) -> FanOutPlan {
+    let mut subscribers: HashMap<String, Vec<(String, Vec<String>)>> = HashMap::new();
+    for (tenant, id, patterns) in webhooks {
+        let patterns: Vec<String> = serde_json::from_str(&patterns).unwrap_or_default();
+        subscribers.entry(tenant).or_default().push((id, patterns));
+    }
+    let mut plan = FanOutPlan::default();
+    for event in pending {
+        let before = plan.deliveries.len();
+        for (webhook_id, patterns) in subscribers.get(&event.tenant).into_iter().flatten() {
+            if any_pattern_matches(patterns, &event.event_type) {
+                plan.deliveries.push((event.seq, webhook_id.clone()));
+            }
+        }
+        if plan.deliveries.len() > before {
+            plan.processing.push(event.seq);
+        } else {
+            plan.skipped.push(event.seq);
+        }
+    }
+    plan
 }
 
 #[derive(FromRow)]
@@ -402,5 +442,37 @@ mod tests {
         assert_eq!(per_webhook_quota(&request(128, 128, &[]), 10_000), 1);
         // A claim with no room reads nothing more than one row per webhook.
         assert_eq!(per_webhook_quota(&request(0, 128, &[]), 3), 1);
+    }
+
+    #[test]
+    fn fan_out_plans_a_delivery_per_matching_webhook_of_the_tenant() {
+        let event = |seq: i64, tenant: &str, event_type: &str| PendingEvent {
+            seq,
+            tenant: tenant.into(),
+            event_type: event_type.into(),
+        };
+        let pending = [
+            event(1, "acme", "card.issued"),
+            event(2, "acme", "kyc.approved"),
+            event(3, "globex", "card.issued"),
+            event(4, "initech", "card.issued"),
+        ];
+        let webhook = |tenant: &str, id: &str, patterns: &str| {
+            (tenant.to_string(), id.to_string(), patterns.to_string())
+        };
+        let webhooks = vec![
+            webhook("acme", "cards", r#"["card.*"]"#),
+            webhook("acme", "all", r#"["*"]"#),
+            webhook("globex", "kyc", r#"["kyc.approved"]"#),
+        ];
+        assert_eq!(
+            plan_fan_out(&pending, webhooks),
+            FanOutPlan {
+                deliveries: vec![(1, "cards".into()), (1, "all".into()), (2, "all".into())],
+                processing: vec![1, 2],
+                // globex subscribes to another type; initech has no webhook.
+                skipped: vec![3, 4],
+            }
+        );
     }
 }

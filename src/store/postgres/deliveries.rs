@@ -2,7 +2,6 @@
 //! retention. Rows are taken with `FOR UPDATE SKIP LOCKED`, so nodes claiming at the same
 //! moment take different work instead of waiting for each other.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -10,7 +9,6 @@ use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::domain::event_type::any_pattern_matches;
 
 /// The CTEs `hooks` and `queued (id, first_due)`: each webhook with queued deliveries and
 /// its first due time, found by stepping through `deliveries_queued_by_webhook` one webhook
@@ -26,76 +24,113 @@ const QUEUED_WEBHOOKS: &str = "hooks (id) AS ( \
                  WHERE state = 'queued' AND webhook_id = hooks.id) \
        FROM hooks WHERE id IS NOT NULL)";
 
-/// Matches pending events to the active webhooks of their tenants and queues a delivery per
-/// match; events nobody subscribes to are `skipped`. Returns the events fanned out and the
-/// deliveries queued.
-async fn fan_out(
+/// A row of [`plan_pending`]'s result: a pending event (with a seq) or an active webhook of
+/// its tenant (with an id).
+#[derive(sqlx::FromRow)]
+struct PendingOrWebhook {
+    seq: Option<i64>,
+    tenant: String,
+    event_type: Option<String>,
+    webhook_id: Option<String>,
+    patterns: Option<String>,
+}
+
+/// Matches pending events to the active webhooks of their tenants: the events, locked, and
+/// their deliveries and statuses to write. Returns how many events it took and the plan.
+async fn plan_pending(
     tx: &mut Transaction<'_, Postgres>,
-    now: i64,
     limit: usize,
-) -> StoreResult<(usize, usize)> {
-    let pending: Vec<PendingEvent> = sqlx::query_as(
-        "SELECT seq, tenant, event_type FROM events WHERE status = 'pending' \
-         ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+) -> StoreResult<(usize, FanOutPlan)> {
+    // One statement for both (each is a round trip while the dispatcher holds its locks).
+    // Shared locks on the webhooks: one being deleted or deactivated waits for this fan-out,
+    // then ends the deliveries it created.
+    let rows: Vec<PendingOrWebhook> = sqlx::query_as(
+        "WITH pending AS (SELECT seq, tenant, event_type FROM events \
+                          WHERE status = 'pending' ORDER BY seq LIMIT $1 \
+                          FOR UPDATE SKIP LOCKED), \
+         hooks AS (SELECT tenant, id, event_types FROM webhooks \
+                   WHERE tenant IN (SELECT tenant FROM pending) AND is_active \
+                   ORDER BY id FOR SHARE) \
+         SELECT seq, tenant, event_type, NULL AS webhook_id, NULL AS patterns FROM pending \
+         UNION ALL SELECT NULL, tenant, NULL, id, event_types FROM hooks",
     )
     .bind(limit as i64)
     .fetch_all(&mut **tx)
     .await?;
-    if pending.is_empty() {
-        return Ok((0, 0));
-    }
-    let tenants: Vec<&str> = pending.iter().map(|e| e.tenant.as_str()).collect();
-    // Shared locks: a webhook being deleted or deactivated waits for this fan-out, then ends
-    // the deliveries it created.
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT tenant, id, event_types FROM webhooks WHERE tenant = ANY($1) AND is_active \
-         ORDER BY id FOR SHARE",
-    )
-    .bind(&tenants)
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut subscribers: HashMap<String, Vec<(String, Vec<String>)>> = HashMap::new();
-    for (tenant, id, patterns) in rows {
-        let patterns: Vec<String> = serde_json::from_str(&patterns).unwrap_or_default();
-        subscribers.entry(tenant).or_default().push((id, patterns));
-    }
-    let (mut delivery_events, mut delivery_webhooks) = (Vec::new(), Vec::new());
-    let (mut seqs, mut statuses) = (
-        Vec::with_capacity(pending.len()),
-        Vec::with_capacity(pending.len()),
-    );
-    for event in &pending {
-        let mut matched = false;
-        for (webhook_id, patterns) in subscribers.get(&event.tenant).into_iter().flatten() {
-            if any_pattern_matches(patterns, &event.event_type) {
-                delivery_events.push(event.seq);
-                delivery_webhooks.push(webhook_id.clone());
-                matched = true;
-            }
+    let (mut pending, mut webhooks) = (Vec::new(), Vec::new());
+    for row in rows {
+        match row {
+            PendingOrWebhook {
+                seq: Some(seq),
+                event_type: Some(event_type),
+                tenant,
+                ..
+            } => pending.push(PendingEvent {
+                seq,
+                tenant,
+                event_type,
+            }),
+            PendingOrWebhook {
+                webhook_id: Some(id),
+                patterns: Some(patterns),
+                tenant,
+                ..
+            } => webhooks.push((tenant, id, patterns)),
+            _ => {}
         }
-        seqs.push(event.seq);
-        statuses.push(if matched { "processing" } else { "skipped" });
     }
+    pending.sort_unstable_by_key(|e| e.seq);
+    Ok((pending.len(), plan_fan_out(&pending, webhooks)))
+}
+
+/// Writes a fan-out (the deliveries it queues, the statuses of its events) and puts back in
+/// the queue the deliveries whose lease ran out (their node died or hung), in one statement.
+async fn queue_fanned_out(
+    tx: &mut Transaction<'_, Postgres>,
+    plan: &FanOutPlan,
+    now: i64,
+) -> StoreResult<()> {
+    let (seqs, statuses): (Vec<i64>, Vec<&str>) = plan
+        .processing
+        .iter()
+        .map(|seq| (*seq, "processing"))
+        .chain(plan.skipped.iter().map(|seq| (*seq, "skipped")))
+        .unzip();
     sqlx::query(
-        "INSERT INTO deliveries (event_seq, webhook_id, cycle, state, next_attempt_at, created_at, updated_at) \
-         SELECT u.seq, u.webhook, 1, 'queued', $3, $3, $3 FROM UNNEST($1::bigint[], $2::text[]) AS u(seq, webhook)",
+        "WITH queued AS ( \
+           INSERT INTO deliveries (event_seq, webhook_id, cycle, state, next_attempt_at, \
+                                   created_at, updated_at) \
+           SELECT u.seq, u.webhook, 1, 'queued', $5, $5, $5 \
+           FROM UNNEST($1::bigint[], $2::text[]) AS u(seq, webhook)), \
+         fanned_out AS ( \
+           UPDATE events e SET status = u.status, queued_at = $5, \
+                  processed_at = CASE WHEN u.status = 'skipped' THEN $5 END \
+           FROM UNNEST($3::bigint[], $4::text[]) AS u(seq, status) WHERE e.seq = u.seq), \
+         expired AS ( \
+           UPDATE deliveries SET state = 'queued', locked_until = NULL, locked_by = NULL, \
+                  updated_at = $5 \
+           WHERE id IN (SELECT id FROM deliveries WHERE state = 'in_flight' \
+                        AND locked_until < $5 FOR UPDATE SKIP LOCKED)) \
+         SELECT 1",
     )
-    .bind(&delivery_events)
-    .bind(&delivery_webhooks)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE events e SET status = u.status, queued_at = $3, \
-         processed_at = CASE WHEN u.status = 'skipped' THEN $3 END \
-         FROM UNNEST($1::bigint[], $2::text[]) AS u(seq, status) WHERE e.seq = u.seq",
+    .bind(
+        plan.deliveries
+            .iter()
+            .map(|(seq, _)| *seq)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        plan.deliveries
+            .iter()
+            .map(|(_, webhook)| webhook.as_str())
+            .collect::<Vec<_>>(),
     )
     .bind(&seqs)
     .bind(&statuses)
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    Ok((pending.len(), delivery_events.len()))
+    Ok(())
 }
 
 /// Logs finished attempts and moves their deliveries on, and their events' statuses with
@@ -183,17 +218,11 @@ impl DeliveryStore for PostgresStore {
     async fn claim_work(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork> {
         let now = request.now_ms;
         let mut tx = self.pool.begin().await?;
-        let (fanned_out, queued) = fan_out(&mut tx, now, request.fan_out_limit).await?;
+        let (fanned_out, plan) = plan_pending(&mut tx, request.fan_out_limit).await?;
+        // Every tick, even without pending events: the same statement takes back expired
+        // leases, so that the claim below sees them.
+        queue_fanned_out(&mut tx, &plan, now).await?;
         record(&mut tx, &request.finished).await?;
-        // A lease that ran out means its node died or hung: the delivery is due again.
-        sqlx::query(
-            "UPDATE deliveries SET state = 'queued', locked_until = NULL, locked_by = NULL, updated_at = $1 \
-             WHERE id IN (SELECT id FROM deliveries WHERE state = 'in_flight' AND locked_until < $1 \
-                          FOR UPDATE SKIP LOCKED)",
-        )
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
         let saturated: Vec<String> = request
             .in_flight
             .iter()
@@ -233,22 +262,24 @@ impl DeliveryStore for PostgresStore {
             .await?
         };
         let deliveries = within_limits(candidates, request)?;
-        if !deliveries.is_empty() {
+        // More was queued than this node took: the notification lets idle nodes share it.
+        let notify = plan.deliveries.len() > deliveries.len();
+        if !deliveries.is_empty() || notify {
             let ids: Vec<i64> = deliveries.iter().map(|d| d.delivery_id).collect();
             sqlx::query(
-                "UPDATE deliveries SET state = 'in_flight', locked_until = $1, locked_by = $2, updated_at = $3 \
-                 WHERE id = ANY($4)",
+                "WITH claimed AS ( \
+                   UPDATE deliveries SET state = 'in_flight', locked_until = $1, locked_by = $2, \
+                          updated_at = $3 WHERE id = ANY($4)) \
+                 SELECT pg_notify($5, '') WHERE $6",
             )
             .bind(now + request.lease_ms)
             .bind(&request.node)
             .bind(now)
             .bind(&ids)
+            .bind(&self.channel)
+            .bind(notify)
             .execute(&mut *tx)
             .await?;
-        }
-        if queued > deliveries.len() {
-            // More was queued than this node took: let idle nodes share it.
-            self.notify_work(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(ClaimedWork {

@@ -2,7 +2,7 @@
 //! Every statement here runs on the single writer connection, so a tick's fan-out and claim
 //! see each other and no two claims can take the same row.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use std::sync::Arc;
 
@@ -26,33 +26,15 @@ async fn fan_out(tx: &mut Transaction<'_, Sqlite>, now: i64, limit: usize) -> St
     let mut tenants: Vec<&str> = pending.iter().map(|e| e.tenant.as_str()).collect();
     tenants.sort_unstable();
     tenants.dedup();
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
+    let webhooks: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT tenant, id, event_types FROM webhooks \
          WHERE is_active = 1 AND tenant IN (SELECT value FROM json_each(?))",
     )
     .bind(json_list(&tenants))
     .fetch_all(&mut **tx)
     .await?;
-    let mut subscribers: HashMap<String, Vec<(String, Vec<String>)>> = HashMap::new();
-    for (tenant, id, patterns) in rows {
-        let patterns: Vec<String> = serde_json::from_str(&patterns).unwrap_or_default();
-        subscribers.entry(tenant).or_default().push((id, patterns));
-    }
-    let (mut deliveries, mut processing, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
-    for event in &pending {
-        let before = deliveries.len();
-        for (webhook_id, patterns) in subscribers.get(&event.tenant).into_iter().flatten() {
-            if any_pattern_matches(patterns, &event.event_type) {
-                deliveries.push((event.seq, webhook_id.as_str()));
-            }
-        }
-        if deliveries.len() > before {
-            processing.push(event.seq);
-        } else {
-            skipped.push(event.seq);
-        }
-    }
-    for chunk in chunks(&deliveries) {
+    let plan = plan_fan_out(&pending, webhooks);
+    for chunk in chunks(&plan.deliveries) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO deliveries (event_seq, webhook_id, cycle, state, next_attempt_at, \
              created_at, updated_at) SELECT column1, column2, 1, 'queued', ",
@@ -64,14 +46,14 @@ async fn fan_out(tx: &mut Transaction<'_, Sqlite>, now: i64, limit: usize) -> St
             .push_bind(now);
         insert.push(" FROM (");
         push_rows(&mut insert, &chunk, 2, |row, (seq, webhook_id)| {
-            row.push_bind(*seq).push_bind(*webhook_id);
+            row.push_bind(*seq).push_bind(webhook_id.as_str());
         });
         insert.push(") WHERE column1 IS NOT NULL");
         insert.build().execute(&mut **tx).await?;
     }
     for (seqs, status, processed_at) in [
-        (&processing, "processing", None),
-        (&skipped, "skipped", Some(now)),
+        (&plan.processing, "processing", None),
+        (&plan.skipped, "skipped", Some(now)),
     ] {
         if seqs.is_empty() {
             continue;
