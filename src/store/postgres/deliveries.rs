@@ -233,6 +233,9 @@ impl DeliveryStore for PostgresStore {
         // locks): the webhooks with due work that are below their limit on this node, then
         // each one's share of its due deliveries (`per_webhook_quota`'s rule; the number
         // of ready webhooks is known only here). Rows another node has locked are skipped.
+        // Each webhook's share is read in the order of its index (due time): ordering by
+        // `id` as well sorted all of its due deliveries first, on every claim (herald bench
+        // d: ~850 rows read a tick for ~65 taken).
         let quota = QuotaBounds::of(request);
         let candidates: Vec<Candidate> = if request.limit == 0 {
             Vec::new()
@@ -244,7 +247,7 @@ impl DeliveryStore for PostgresStore {
                  c AS (SELECT q.id FROM ready h CROSS JOIN LATERAL ( \
                          SELECT id FROM deliveries WHERE state = 'queued' \
                          AND webhook_id = h.id AND next_attempt_at <= $1 \
-                         ORDER BY next_attempt_at, id \
+                         ORDER BY next_attempt_at \
                          LIMIT (SELECT GREATEST(1, LEAST($4, ($3 + COUNT(*) - 1) / GREATEST(COUNT(*), 1))) \
                                 FROM ready) \
                          FOR UPDATE SKIP LOCKED) q) \
