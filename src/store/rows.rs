@@ -210,6 +210,13 @@ pub(super) struct FanOutPlan {
     pub(super) skipped: Vec<i64>,
 }
 
+impl FanOutPlan {
+    /// How many events the plan fans out.
+    pub(super) fn events(&self) -> usize {
+        self.processing.len() + self.skipped.len()
+    }
+}
+
 /// Plans the fan-out of `pending` to `webhooks`: (tenant, id, event type patterns as a JSON
 /// array), the active webhooks of the pending events' tenants.
 pub(super) fn plan_fan_out(

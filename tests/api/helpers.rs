@@ -222,6 +222,11 @@ impl TestApp {
     /// A tenant with a full partner token.
     pub async fn partner(&self, tenant: &str) -> Partner<'_> {
         self.create_tenant(tenant).await;
+        self.partner_of(tenant).await
+    }
+
+    /// A full partner token for a tenant that exists (after a restart, in an old database).
+    pub async fn partner_of(&self, tenant: &str) -> Partner<'_> {
         let token = self.partner_token(tenant, &[]).await;
         Partner { app: self, token }
     }

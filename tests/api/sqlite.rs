@@ -92,7 +92,7 @@ async fn an_attempt_result_outlasts_a_locked_database_file() {
 async fn a_repeated_event_id_is_found_in_the_index_and_in_the_tail_after_a_restart() {
     use serde_json::{Value, json};
 
-    use crate::helpers::{Partner, read};
+    use crate::helpers::read;
 
     let app = TestApp::spawn_with(&[]).await;
     let acme = app.partner("acme").await;
@@ -151,10 +151,7 @@ async fn a_repeated_event_id_is_found_in_the_index_and_in_the_tail_after_a_resta
     // A new process knows nothing of the tail until its first publish reads it; a lookup
     // before that scans it.
     let app = app.restart().await;
-    let acme = Partner {
-        app: &app,
-        token: app.partner_token("acme", &[]).await,
-    };
+    let acme = app.partner_of("acme").await;
     let (status, found) = acme
         .get(&format!("/v1/webhooks/events/{late}/status"))
         .await;

@@ -5,7 +5,7 @@ use serde_json::json;
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 
-use crate::helpers::{Partner, TestApp};
+use crate::helpers::TestApp;
 
 /// Migrations up to this version make the schema the database is written in.
 const OLD_SCHEMA: i64 = 3;
@@ -21,10 +21,7 @@ async fn events_written_before_the_key_index_survive_the_upgrade() {
 
     let url = format!("sqlite://{}", path.display());
     let app = TestApp::spawn_on_database(&url, &[]).await;
-    let acme = Partner {
-        app: &app,
-        token: app.partner_token("acme", &[]).await,
-    };
+    let acme = app.partner_of("acme").await;
 
     // Found by its business id (through the new key) and by its record id.
     let (status, by_business_id) = acme

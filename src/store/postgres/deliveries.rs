@@ -36,11 +36,8 @@ struct PendingOrWebhook {
 }
 
 /// Matches pending events to the active webhooks of their tenants: the events, locked, and
-/// their deliveries and statuses to write. Returns how many events it took and the plan.
-async fn plan_pending(
-    tx: &mut Transaction<'_, Postgres>,
-    limit: usize,
-) -> StoreResult<(usize, FanOutPlan)> {
+/// their deliveries and statuses to write.
+async fn plan_pending(tx: &mut Transaction<'_, Postgres>, limit: usize) -> StoreResult<FanOutPlan> {
     // One statement for both (each is a round trip while the dispatcher holds its locks).
     // Shared locks on the webhooks: one being deleted or deactivated waits for this fan-out,
     // then ends the deliveries it created.
@@ -80,7 +77,7 @@ async fn plan_pending(
         }
     }
     pending.sort_unstable_by_key(|e| e.seq);
-    Ok((pending.len(), plan_fan_out(&pending, webhooks)))
+    Ok(plan_fan_out(&pending, webhooks))
 }
 
 /// Writes a fan-out (the deliveries it queues, the statuses of its events) and puts back in
@@ -218,7 +215,7 @@ impl DeliveryStore for PostgresStore {
     async fn claim_work(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork> {
         let now = request.now_ms;
         let mut tx = self.pool.begin().await?;
-        let (fanned_out, plan) = plan_pending(&mut tx, request.fan_out_limit).await?;
+        let plan = plan_pending(&mut tx, request.fan_out_limit).await?;
         // Every tick, even without pending events: the same statement takes back expired
         // leases, so that the claim below sees them.
         queue_fanned_out(&mut tx, &plan, now).await?;
@@ -286,7 +283,7 @@ impl DeliveryStore for PostgresStore {
         }
         tx.commit().await?;
         Ok(ClaimedWork {
-            fanned_out,
+            fanned_out: plan.events(),
             deliveries,
         })
     }

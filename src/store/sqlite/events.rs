@@ -28,13 +28,14 @@ impl EventStore for SqliteStore {
         // are compared in full below). Events after `through` are in the writer's memory.
         let (created_at, last_seq, through, known, indexed): (i64, i64, i64, String, String) =
             sqlx::query_as(
-                "SELECT MAX(?1, COALESCE((SELECT created_at FROM events ORDER BY seq DESC LIMIT 1), 0)), \
-                 COALESCE((SELECT seq FROM events ORDER BY seq DESC LIMIT 1), 0), \
+                "SELECT MAX(?1, COALESCE(last.created_at, 0)), COALESCE(last.seq, 0), \
                  (SELECT through_seq FROM event_keys_merged), \
                  (SELECT json_group_array(name) FROM tenants \
                   WHERE name IN (SELECT value FROM json_each(?2))), \
                  (SELECT json_group_array(seq) FROM event_keys \
-                  WHERE event_key IN (SELECT value FROM json_each(?3)))",
+                  WHERE event_key IN (SELECT value FROM json_each(?3))) \
+                 FROM (SELECT 1) LEFT JOIN \
+                      (SELECT seq, created_at FROM events ORDER BY seq DESC LIMIT 1) AS last",
             )
             .bind(now_ms())
             .bind(json_list(&tenants))
