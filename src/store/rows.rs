@@ -201,29 +201,40 @@ pub(super) struct PendingEvent {
 
 /// What fanning out decides for a batch of pending events: a delivery for each active
 /// webhook of the event's tenant with a pattern matching its type; an event with at least
-/// one is `processing`, the others are `skipped`.
-#[derive(Debug, Default, PartialEq)]
-pub(super) struct FanOutPlan {
-    /// (event seq, webhook id)
-    pub(super) deliveries: Vec<(i64, String)>,
+/// one is `processing`, the others are `skipped`. `W` is how the backend's deliveries name
+/// their webhook (its id on PostgreSQL, its integer key on SQLite).
+#[derive(Debug, PartialEq)]
+pub(super) struct FanOutPlan<W> {
+    /// (event seq, webhook)
+    pub(super) deliveries: Vec<(i64, W)>,
     pub(super) processing: Vec<i64>,
     pub(super) skipped: Vec<i64>,
 }
 
-impl FanOutPlan {
+impl<W> Default for FanOutPlan<W> {
+    fn default() -> Self {
+        FanOutPlan {
+            deliveries: Vec::new(),
+            processing: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+}
+
+impl<W> FanOutPlan<W> {
     /// How many events the plan fans out.
     pub(super) fn events(&self) -> usize {
         self.processing.len() + self.skipped.len()
     }
 }
 
-/// Plans the fan-out of `pending` to `webhooks`: (tenant, id, event type patterns as a JSON
-/// array), the active webhooks of the pending events' tenants.
-pub(super) fn plan_fan_out(
+/// Plans the fan-out of `pending` to `webhooks`: (tenant, webhook, event type patterns as a
+/// JSON array), the active webhooks of the pending events' tenants.
+pub(super) fn plan_fan_out<W: Clone>(
     pending: &[PendingEvent],
-    webhooks: Vec<(String, String, String)>,
-) -> FanOutPlan {
-    let mut subscribers: HashMap<String, Vec<(String, Vec<String>)>> = HashMap::new();
+    webhooks: Vec<(String, W, String)>,
+) -> FanOutPlan<W> {
+    let mut subscribers: HashMap<String, Vec<(W, Vec<String>)>> = HashMap::new();
     for (tenant, id, patterns) in webhooks {
         let patterns: Vec<String> = serde_json::from_str(&patterns).unwrap_or_default();
         subscribers.entry(tenant).or_default().push((id, patterns));

@@ -1,23 +1,31 @@
 //! A SQLite database written by an earlier Herald keeps its events, deliveries and logs when
-//! the current one migrates it, and the events it holds still answer to their business ids.
+//! the current one migrates it: the events it holds still answer to their business ids, and
+//! the deliveries waiting in it are sent.
+
+use std::time::Duration;
 
 use serde_json::json;
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 
 use crate::helpers::TestApp;
+use crate::receiver::TestReceiver;
 
 /// Migrations up to this version make the schema the database is written in.
 const OLD_SCHEMA: i64 = 3;
 
 const EVENT_ID: &str = "4f9c2a1e-7b3d-4c58-9e21-0a6b8d3f5c77";
 const WEBHOOK_ID: &str = "018f6d2e-1c3a-7b4d-8e9f-0a1b2c3d4e5f";
+/// A webhook deleted before the upgrade: only its finished deliveries are left.
+const DELETED_WEBHOOK_ID: &str = "018f6d2e-1c3a-7b4d-8e9f-0a1b2c3d4e60";
+/// An event still waiting for its delivery to [`WEBHOOK_ID`] when the old Herald stopped.
+const WAITING_EVENT_ID: &str = "7d1e0c4b-2a9f-4e3d-8b6a-5c4d3e2f1a09";
 
 #[tokio::test]
 async fn events_written_before_the_key_index_survive_the_upgrade() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("herald.db");
-    write_old_database(&path).await;
+    write_old_database(&path, "https://partner.example/hook").await;
 
     let url = format!("sqlite://{}", path.display());
     let app = TestApp::spawn_on_database(&url, &[]).await;
@@ -69,9 +77,80 @@ async fn events_written_before_the_key_index_survive_the_upgrade() {
     app.stop().await;
 }
 
-/// A database at schema version [`OLD_SCHEMA`] holding one completed event of tenant `acme`,
-/// delivered once to one webhook.
-async fn write_old_database(path: &std::path::Path) {
+#[tokio::test]
+async fn deliveries_waiting_in_an_old_database_are_sent_to_their_webhooks() {
+    let receiver = TestReceiver::answering(200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.db");
+    write_old_database(&path, &receiver.url("/hook")).await;
+
+    let url = format!("sqlite://{}", path.display());
+    let dev = [
+        ("HERALD_ALLOW_HTTP", "true"),
+        ("HERALD_ALLOW_PRIVATE_TARGETS", "true"),
+    ];
+    let app = TestApp::spawn_on_database(&url, &dev).await;
+    let acme = app.partner_of("acme").await;
+
+    // The waiting delivery reaches its webhook. The event ends `failed`: its delivery to the
+    // webhook deleted before the upgrade had failed, and still counts.
+    let waiting = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert!(
+        waiting[0].body.contains(WAITING_EVENT_ID),
+        "{}",
+        waiting[0].body
+    );
+    let done = acme.wait_for_status(WAITING_EVENT_ID, "failed").await;
+    assert_eq!(done["status"], "failed", "{done}");
+    let (status, logs) = acme.get(&format!("/v1/webhooks/{WEBHOOK_ID}/logs")).await;
+    assert_eq!(status, 200, "{logs}");
+    assert_eq!(logs["logs"].as_array().map(Vec::len), Some(2), "{logs}");
+
+    // A manual retry of the completed event opens a new cycle for the same webhook.
+    let (status, retried) = acme
+        .post(
+            &format!("/v1/webhooks/events/{EVENT_ID}/retry"),
+            &json!({"webhookId": WEBHOOK_ID}),
+        )
+        .await;
+    assert_eq!(status, 200, "{retried}");
+    let requests = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert!(requests[1].body.contains(EVENT_ID), "{}", requests[1].body);
+    acme.wait_for_status(EVENT_ID, "completed").await;
+
+    // A webhook created after the upgrade gets deliveries of its own, not the deleted one's.
+    let created = acme
+        .create_webhook(&json!({"name": "new", "url": receiver.url("/new"),
+                                "event_types": ["*"], "is_active": true}))
+        .await;
+    let new_id = created["id"].as_str().unwrap().to_string();
+    let producer = app.producer_token().await;
+    let (status, event) = app
+        .publish(
+            &producer,
+            &json!({"tenant": "acme", "eventType": "kyc.status.changed", "payload": {}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{event}");
+    let requests = receiver.wait_for(4, Duration::from_secs(10)).await;
+    assert_eq!(
+        requests.iter().filter(|r| r.path == "/new").count(),
+        1,
+        "{:?}",
+        requests.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    acme.wait_for_status(event["id"].as_str().unwrap(), "completed")
+        .await;
+    let (status, logs) = acme.get(&format!("/v1/webhooks/{new_id}/logs")).await;
+    assert_eq!(status, 200, "{logs}");
+    assert_eq!(logs["logs"].as_array().map(Vec::len), Some(1), "{logs}");
+    app.stop().await;
+}
+
+/// A database at schema version [`OLD_SCHEMA`] of tenant `acme` with one webhook at
+/// `webhook_url`: one event completed (delivered once), one waiting for its delivery to the
+/// webhook, whose delivery to a webhook deleted since had failed.
+async fn write_old_database(path: &std::path::Path, webhook_url: &str) {
     let migrations = tempfile::tempdir().unwrap();
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
     for entry in std::fs::read_dir(&source).unwrap() {
@@ -98,8 +177,7 @@ async fn write_old_database(path: &std::path::Path) {
         format!(
             "INSERT INTO webhooks (id, tenant, name, url, api_key, event_types, is_active, \
              metadata, created_at, updated_at) VALUES ('{WEBHOOK_ID}', 'acme', 'old', \
-             'https://partner.example/hook', 'whk_old', '[\"*\"]', 1, '{{}}', \
-             1767002400000, 1767002400000)"
+             '{webhook_url}', 'whk_old', '[\"*\"]', 1, '{{}}', 1767002400000, 1767002400000)"
         ),
         format!(
             "INSERT INTO events (seq, id, tenant, event_id, event_type, payload, occurred_at, \
@@ -112,6 +190,21 @@ async fn write_old_database(path: &std::path::Path) {
             "INSERT INTO deliveries (id, event_seq, webhook_id, cycle, state, attempts, \
              next_attempt_at, created_at, updated_at) VALUES (3, 7, '{WEBHOOK_ID}', 1, \
              'succeeded', 1, 1767002400001, 1767002400001, 1767002400002)"
+        ),
+        format!(
+            "INSERT INTO events (seq, id, tenant, event_id, event_type, payload, occurred_at, \
+             status, created_at, queued_at) VALUES (8, \
+             '018f6d2e-0000-7000-8000-000000000002', 'acme', '{WAITING_EVENT_ID}', \
+             'kyc.status.changed', '{{}}', 1767002400000, 'processing', 1767002400000, \
+             1767002400001)"
+        ),
+        format!(
+            "INSERT INTO deliveries (id, event_seq, webhook_id, cycle, state, attempts, \
+             next_attempt_at, created_at, updated_at) VALUES \
+             (4, 8, '{WEBHOOK_ID}', 1, 'queued', 0, 1767002400001, 1767002400001, \
+              1767002400001), \
+             (5, 8, '{DELETED_WEBHOOK_ID}', 1, 'failed', 1, 1767002400001, 1767002400001, \
+              1767002400002)"
         ),
         format!(
             "INSERT INTO attempts (id, delivery_id, event_seq, webhook_id, attempt_number, \

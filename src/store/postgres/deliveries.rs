@@ -37,7 +37,10 @@ struct PendingOrWebhook {
 
 /// Matches pending events to the active webhooks of their tenants: the events, locked, and
 /// their deliveries and statuses to write.
-async fn plan_pending(tx: &mut Transaction<'_, Postgres>, limit: usize) -> StoreResult<FanOutPlan> {
+async fn plan_pending(
+    tx: &mut Transaction<'_, Postgres>,
+    limit: usize,
+) -> StoreResult<FanOutPlan<String>> {
     // One statement for both (each is a round trip while the dispatcher holds its locks).
     // Shared locks on the webhooks: one being deleted or deactivated waits for this fan-out,
     // then ends the deliveries it created.
@@ -84,7 +87,7 @@ async fn plan_pending(tx: &mut Transaction<'_, Postgres>, limit: usize) -> Store
 /// the queue the deliveries whose lease ran out (their node died or hung), in one statement.
 async fn queue_fanned_out(
     tx: &mut Transaction<'_, Postgres>,
-    plan: &FanOutPlan,
+    plan: &FanOutPlan<String>,
     now: i64,
 ) -> StoreResult<()> {
     let (seqs, statuses): (Vec<i64>, Vec<&str>) = plan

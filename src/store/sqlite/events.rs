@@ -281,33 +281,36 @@ impl EventStore for SqliteStore {
         }
         let now = now_ms();
         for target in &targets {
-            let webhook_id = target.id.to_string();
+            let webhook_seq: i64 = sqlx::query_scalar("SELECT seq FROM webhooks WHERE id = ?")
+                .bind(target.id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
             // The new cycle replaces every earlier one of this event and webhook, finished or
             // not, so the event's status reflects each delivery's latest cycle.
             sqlx::query(
                 "UPDATE deliveries SET state = 'superseded', locked_until = NULL, \
                  locked_by = NULL, updated_at = ? \
-                 WHERE event_seq = ? AND webhook_id = ? AND state <> 'superseded'",
+                 WHERE event_seq = ? AND webhook_seq = ? AND state <> 'superseded'",
             )
             .bind(now)
             .bind(event_seq)
-            .bind(&webhook_id)
+            .bind(webhook_seq)
             .execute(&mut *tx)
             .await?;
             let last_cycle: i64 = sqlx::query_scalar(
                 "SELECT COALESCE(MAX(cycle), 0) FROM deliveries \
-                 WHERE event_seq = ? AND webhook_id = ?",
+                 WHERE event_seq = ? AND webhook_seq = ?",
             )
             .bind(event_seq)
-            .bind(&webhook_id)
+            .bind(webhook_seq)
             .fetch_one(&mut *tx)
             .await?;
             sqlx::query(
-                "INSERT INTO deliveries (event_seq, webhook_id, cycle, state, next_attempt_at, \
+                "INSERT INTO deliveries (event_seq, webhook_seq, cycle, state, next_attempt_at, \
                  created_at, updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?)",
             )
             .bind(event_seq)
-            .bind(&webhook_id)
+            .bind(webhook_seq)
             .bind(last_cycle + 1)
             .bind(now)
             .bind(now)

@@ -225,7 +225,7 @@ fn push_rows<'args, T>(
 /// re-derives their events' statuses.
 async fn end_unfinished_deliveries(
     tx: &mut Transaction<'_, Sqlite>,
-    webhook_id: &str,
+    webhook_seq: i64,
     now: i64,
 ) -> StoreResult<()> {
     // One state at a time, so each finds its rows through its own partial index (the queue
@@ -235,10 +235,10 @@ async fn end_unfinished_deliveries(
         events.extend(
             sqlx::query_scalar::<_, i64>(&format!(
                 "UPDATE deliveries SET state = 'failed', locked_until = NULL, locked_by = NULL, \
-                 updated_at = ? WHERE webhook_id = ? AND state = {state} RETURNING event_seq"
+                 updated_at = ? WHERE webhook_seq = ? AND state = {state} RETURNING event_seq"
             ))
             .bind(now)
-            .bind(webhook_id)
+            .bind(webhook_seq)
             .fetch_all(&mut **tx)
             .await?,
         );

@@ -96,7 +96,11 @@ impl WebhookStore for SqliteStore {
         // Deactivating ends the webhook's unfinished deliveries, as deleting does: no
         // further attempts, and their events still reach a final status.
         if was_active && !webhook.is_active {
-            end_unfinished_deliveries(&mut tx, &webhook.id.to_string(), now_ms()).await?;
+            let seq: i64 = sqlx::query_scalar("SELECT seq FROM webhooks WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+            end_unfinished_deliveries(&mut tx, seq, now_ms()).await?;
         }
         // Strictly later than before, even within one millisecond: clients compare it.
         webhook.updated_at_ms = now_ms().max(webhook.updated_at_ms + 1);
@@ -121,15 +125,16 @@ impl WebhookStore for SqliteStore {
     async fn delete_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<bool> {
         let id = id.to_string();
         let mut tx = self.write_transaction(Commit::Durable).await?;
-        let deleted = sqlx::query("DELETE FROM webhooks WHERE tenant = ? AND id = ?")
-            .bind(tenant)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-        if deleted.rows_affected() == 0 {
+        let deleted: Option<i64> =
+            sqlx::query_scalar("DELETE FROM webhooks WHERE tenant = ? AND id = ? RETURNING seq")
+                .bind(tenant)
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(seq) = deleted else {
             return Ok(false);
-        }
-        end_unfinished_deliveries(&mut tx, &id, now_ms()).await?;
+        };
+        end_unfinished_deliveries(&mut tx, seq, now_ms()).await?;
         tx.commit().await?;
         Ok(true)
     }
