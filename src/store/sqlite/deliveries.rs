@@ -311,7 +311,7 @@ impl DeliveryStore for SqliteStore {
     /// publish commit, ~2.4 ms under load) paces the dispatcher, whose next tick then takes
     /// two publish batches instead of one. On a reader the ticks came twice as often with
     /// half the events each, spending the writer's time on more transactions: herald bench d
-    /// measured no better (6,668 deliveries/s, against 7,600-8,400 around it).
+    /// measured no better (6,668 deliveries/s, against 7,200-8,700 on the writer that hour).
     async fn next_wake_at(&self) -> StoreResult<Option<i64>> {
         let next: Option<i64> = sqlx::query_scalar(&format!(
             "WITH queued (webhook_id, due) AS ({QUEUED_WEBHOOKS}) \
