@@ -253,38 +253,36 @@ impl EventStore for SqliteStore {
                 "event {event} vanished during retry"
             )));
         };
-        let webhooks: Vec<WebhookRow> = sqlx::query_as(&format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ? AND (? IS NULL OR id = ?)"
+        let webhooks: Vec<KeyedWebhookRow> = sqlx::query_as(&format!(
+            "SELECT seq, {WEBHOOK_COLUMNS} FROM webhooks \
+             WHERE tenant = ? AND (? IS NULL OR id = ?)"
         ))
         .bind(tenant)
         .bind(webhook.map(|id| id.to_string()))
         .bind(webhook.map(|id| id.to_string()))
         .fetch_all(&mut *tx)
         .await?;
-        let webhooks: Vec<Webhook> = webhooks
+        let webhooks: Vec<(i64, Webhook)> = webhooks
             .into_iter()
-            .map(Webhook::try_from)
+            .map(KeyedWebhookRow::decode)
             .collect::<StoreResult<_>>()?;
-        let targets: Vec<&Webhook> = match webhook {
+        let targets: Vec<i64> = match webhook {
             Some(_) => match webhooks.first() {
                 None => return Ok(RetryOutcome::WebhookNotFound),
-                Some(w) if !w.is_active => return Ok(RetryOutcome::WebhookInactive),
-                Some(w) => vec![w],
+                Some((_, w)) if !w.is_active => return Ok(RetryOutcome::WebhookInactive),
+                Some((seq, _)) => vec![*seq],
             },
             None => webhooks
                 .iter()
-                .filter(|w| w.is_active && any_pattern_matches(&w.event_types, &event_type))
+                .filter(|(_, w)| w.is_active && any_pattern_matches(&w.event_types, &event_type))
+                .map(|(seq, _)| *seq)
                 .collect(),
         };
         if targets.is_empty() {
             return Ok(RetryOutcome::Queued(0));
         }
         let now = now_ms();
-        for target in &targets {
-            let webhook_seq: i64 = sqlx::query_scalar("SELECT seq FROM webhooks WHERE id = ?")
-                .bind(target.id.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
+        for &webhook_seq in &targets {
             // The new cycle replaces every earlier one of this event and webhook, finished or
             // not, so the event's status reflects each delivery's latest cycle.
             sqlx::query(

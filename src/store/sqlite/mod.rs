@@ -221,6 +221,20 @@ fn push_rows<'args, T>(
     });
 }
 
+/// A webhook with the integer key its deliveries name it by (migration 0007).
+#[derive(sqlx::FromRow)]
+struct KeyedWebhookRow {
+    seq: i64,
+    #[sqlx(flatten)]
+    webhook: WebhookRow,
+}
+
+impl KeyedWebhookRow {
+    fn decode(self) -> StoreResult<(i64, Webhook)> {
+        Ok((self.seq, Webhook::try_from(self.webhook)?))
+    }
+}
+
 /// Fails a webhook's queued and in-flight deliveries (it was deleted or deactivated) and
 /// re-derives their events' statuses.
 async fn end_unfinished_deliveries(

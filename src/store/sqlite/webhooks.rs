@@ -82,24 +82,20 @@ impl WebhookStore for SqliteStore {
         change: WebhookChange,
     ) -> StoreResult<Option<Webhook>> {
         let mut tx = self.write_transaction(Commit::Durable).await?;
-        let row: Option<WebhookRow> = sqlx::query_as(&format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ? AND id = ?"
+        let row: Option<KeyedWebhookRow> = sqlx::query_as(&format!(
+            "SELECT seq, {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ? AND id = ?"
         ))
         .bind(tenant)
         .bind(id.to_string())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let mut webhook = Webhook::try_from(row)?;
+        let (seq, mut webhook) = row.decode()?;
         let was_active = webhook.is_active;
         webhook.apply(change);
         // Deactivating ends the webhook's unfinished deliveries, as deleting does: no
         // further attempts, and their events still reach a final status.
         if was_active && !webhook.is_active {
-            let seq: i64 = sqlx::query_scalar("SELECT seq FROM webhooks WHERE id = ?")
-                .bind(id.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
             end_unfinished_deliveries(&mut tx, seq, now_ms()).await?;
         }
         // Strictly later than before, even within one millisecond: clients compare it.
