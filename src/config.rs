@@ -86,9 +86,60 @@ pub const SETTINGS: &[Setting] = &[
         default: "128",
         help: "attempts in flight at once to one webhook on this node",
     },
+    Setting {
+        key: "max_in_flight_per_tenant",
+        env: "HERALD_MAX_IN_FLIGHT_PER_TENANT",
+        default: "128",
+        help: "attempts of one tenant in flight at once on this node",
+    },
+    Setting {
+        key: "http_header_timeout",
+        env: "HERALD_HTTP_HEADER_TIMEOUT",
+        default: "10s",
+        help: "a connection that has not sent a complete request head by then is closed",
+    },
+    Setting {
+        key: "http_body_timeout",
+        env: "HERALD_HTTP_BODY_TIMEOUT",
+        default: "30s",
+        help: "a request body must arrive within this (else 408)",
+    },
+    Setting {
+        key: "http_idle_timeout",
+        env: "HERALD_HTTP_IDLE_TIMEOUT",
+        default: "60s",
+        help: "idle keep-alive connections are closed after this",
+    },
+    Setting {
+        key: "max_connections",
+        env: "HERALD_MAX_CONNECTIONS",
+        default: "10000",
+        help: "HTTP connections open at once; further ones wait to be accepted",
+    },
+    Setting {
+        key: "partner_write_rate",
+        env: "HERALD_PARTNER_WRITE_RATE",
+        default: "20/s",
+        help: "partner writes per tenant (`N/s` or `N/m`); beyond it 429",
+    },
+    Setting {
+        key: "partner_write_burst",
+        env: "HERALD_PARTNER_WRITE_BURST",
+        default: "100",
+        help: "partner writes a tenant may make at once before the rate applies",
+    },
+    Setting {
+        key: "egress_proxy",
+        env: "HERALD_EGRESS_PROXY",
+        default: "",
+        help: "`http://host:port` forward proxy for every attempt (empty: connect directly)",
+    },
 ];
 
 const MAX_RETRY_DELAYS: usize = 20;
+/// The longest delay a schedule may hold, so that every next-attempt instant stays far
+/// inside what timers and `i64` milliseconds can represent.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(7 * 86_400);
 
 /// The validated configuration of one Herald process.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +159,31 @@ pub struct Config {
     /// Attempts in flight at once to one webhook on this node, so a slow endpoint holds at
     /// most this many of the node's slots.
     pub max_in_flight_per_webhook: u32,
+    /// Attempts of one tenant in flight at once on this node, so that a tenant with several
+    /// dead endpoints cannot hold every slot.
+    pub max_in_flight_per_tenant: u32,
+    /// A connection must send a complete request head within this.
+    pub http_header_timeout: Duration,
+    /// A request body must arrive within this (else 408).
+    pub http_body_timeout: Duration,
+    /// Idle keep-alive connections are closed after this.
+    pub http_idle_timeout: Duration,
+    /// HTTP connections open at once.
+    pub max_connections: u32,
+    /// Partner writes allowed per tenant and second, on average.
+    pub partner_write_rate: WriteRate,
+    /// Partner writes a tenant may make back to back before the rate applies.
+    pub partner_write_burst: u32,
+    /// Forward proxy every attempt goes through; `None` connects directly. Proxy variables
+    /// of the environment are never read.
+    pub egress_proxy: Option<String>,
+}
+
+/// A rate of `count` requests per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct WriteRate {
+    pub count: u32,
+    pub per: Duration,
 }
 
 impl Config {
@@ -191,6 +267,22 @@ impl Config {
             max_in_flight_per_webhook: parser.get("max_in_flight_per_webhook", |v| {
                 parse_bounded(v, 1, 100_000)
             }),
+            max_in_flight_per_tenant: parser
+                .get("max_in_flight_per_tenant", |v| parse_bounded(v, 1, 100_000)),
+            http_header_timeout: parser.get("http_header_timeout", |v| {
+                parse_duration_between(v, Duration::from_millis(100), Duration::from_secs(300))
+            }),
+            http_body_timeout: parser.get("http_body_timeout", |v| {
+                parse_duration_between(v, Duration::from_millis(100), Duration::from_secs(600))
+            }),
+            http_idle_timeout: parser.get("http_idle_timeout", |v| {
+                parse_duration_between(v, Duration::from_secs(1), Duration::from_secs(3600))
+            }),
+            max_connections: parser.get("max_connections", |v| parse_bounded(v, 1, 1_000_000)),
+            partner_write_rate: parser.get("partner_write_rate", parse_rate),
+            partner_write_burst: parser
+                .get("partner_write_burst", |v| parse_bounded(v, 1, 100_000)),
+            egress_proxy: parser.get("egress_proxy", parse_proxy),
         };
         if parser.problems.is_empty() {
             Ok(config)
@@ -360,6 +452,36 @@ pub fn parse_duration(value: &str) -> Option<Duration> {
         .map(Duration::from_millis)
 }
 
+/// `N/s` or `N/m`, from one a minute to 100,000 a second.
+fn parse_rate(value: &str) -> Result<WriteRate, String> {
+    const EXPECTED: &str = "expected a rate such as 20/s or 600/m, from 1/m to 100000/s";
+    let (count, unit) = value.split_once('/').ok_or(EXPECTED)?;
+    let count: u32 = count.trim().parse().map_err(|_| EXPECTED)?;
+    let per = match unit.trim() {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        _ => return Err(EXPECTED.into()),
+    };
+    if count == 0 || count > 100_000 {
+        return Err(EXPECTED.into());
+    }
+    Ok(WriteRate { count, per })
+}
+
+/// Empty (no proxy) or `http://host:port` (port 80 when left out).
+fn parse_proxy(value: &str) -> Result<Option<String>, String> {
+    const EXPECTED: &str = "expected empty or http://HOST:PORT";
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let url = url::Url::parse(value).map_err(|_| EXPECTED)?;
+    let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+    if url.scheme() != "http" || url.host_str().is_none() || !bare {
+        return Err(EXPECTED.into());
+    }
+    Ok(Some(value.to_string()))
+}
+
 fn parse_duration_between(value: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     parse_duration(value)
         .filter(|d| (min..=max).contains(d))
@@ -383,6 +505,12 @@ fn parse_schedule(value: &str) -> Result<Vec<Duration>, String> {
         .collect::<Result<Vec<_>, _>>()?;
     if delays.len() > MAX_RETRY_DELAYS {
         return Err(format!("{EXPECTED}, at most {MAX_RETRY_DELAYS} of them"));
+    }
+    if delays.iter().any(|delay| *delay > MAX_RETRY_DELAY) {
+        return Err(format!(
+            "{EXPECTED}, none longer than {}",
+            humanize(MAX_RETRY_DELAY)
+        ));
     }
     Ok(delays)
 }
@@ -500,5 +628,62 @@ mod tests {
         assert_eq!(parse_duration("1w"), None);
         assert_eq!(parse_schedule("").unwrap(), Vec::<Duration>::new());
         assert!(parse_schedule("1s,,2s").is_err());
+        assert!(parse_schedule("1s,7d").is_ok());
+        assert!(parse_schedule("1s,8d").is_err());
+        assert!(parse_schedule("99999999999999d").is_err());
+    }
+
+    #[test]
+    fn hardening_limits_have_the_contracts_defaults() {
+        let config = Config::defaults();
+        assert_eq!(config.max_in_flight_per_tenant, 128);
+        assert_eq!(config.http_header_timeout, Duration::from_secs(10));
+        assert_eq!(config.http_body_timeout, Duration::from_secs(30));
+        assert_eq!(config.http_idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.max_connections, 10_000);
+        assert_eq!(
+            config.partner_write_rate,
+            WriteRate {
+                count: 20,
+                per: Duration::from_secs(1)
+            }
+        );
+        assert_eq!(config.partner_write_burst, 100);
+        assert_eq!(config.egress_proxy, None);
+    }
+
+    #[test]
+    fn rates_and_proxies_are_checked() {
+        assert_eq!(
+            parse_rate("600/m").unwrap(),
+            WriteRate {
+                count: 600,
+                per: Duration::from_secs(60)
+            }
+        );
+        assert!(parse_rate("0/s").is_err());
+        assert!(parse_rate("20").is_err());
+        assert!(parse_rate("20/h").is_err());
+        assert_eq!(
+            parse_proxy("http://127.0.0.1:3128").unwrap().as_deref(),
+            Some("http://127.0.0.1:3128")
+        );
+        assert!(parse_proxy("https://proxy:3128").is_err());
+        assert!(parse_proxy("http://proxy:3128/path").is_err());
+        assert!(parse_proxy("socks5://proxy:1080").is_err());
+        let err = Config::load(
+            None,
+            env(&[
+                ("HERALD_EGRESS_PROXY", "ftp://x"),
+                ("HERALD_PARTNER_WRITE_RATE", "fast"),
+            ]),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+        assert!(
+            err.to_string()
+                .contains("egress_proxy (from HERALD_EGRESS_PROXY)")
+        );
     }
 }
