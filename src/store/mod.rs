@@ -255,6 +255,10 @@ pub struct DeliveryLog {
     pub next_retry_at_ms: Option<i64>,
 }
 
+/// At most this many attempts are read for one event (the newest), so that an event retried
+/// for days cannot make one answer unbounded.
+pub const MAX_EVENT_LOGS: u32 = 1_000;
+
 /// A page of a tenant's events, newest first.
 #[derive(Debug, Clone)]
 pub struct EventQuery {
@@ -428,8 +432,11 @@ pub trait EventStore: Send + Sync {
     async fn list_events(&self, query: &EventQuery) -> StoreResult<EventPage>;
     /// The tenant's event whose record id or business eventId is `id`.
     async fn find_event(&self, tenant: &str, id: &str) -> StoreResult<Option<Event>>;
-    /// Every delivery log of an event, oldest first.
+    /// The newest [`MAX_EVENT_LOGS`] delivery logs of an event, oldest first.
     async fn event_logs(&self, tenant: &str, event: Uuid) -> StoreResult<Vec<DeliveryLog>>;
+    /// Where the tenant's event with record id `event` stands in the newest-first order of
+    /// [`EventQuery::before_cursor`]; `None` when the tenant has no such event.
+    async fn event_position(&self, tenant: &str, event: Uuid) -> StoreResult<Option<i64>>;
     /// Starts a new delivery cycle for an event, to one webhook or to every active subscriber.
     async fn retry_event(
         &self,

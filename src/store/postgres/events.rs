@@ -159,13 +159,26 @@ impl EventStore for PostgresStore {
 
     async fn event_logs(&self, tenant: &str, event: Uuid) -> StoreResult<Vec<DeliveryLog>> {
         let rows: Vec<LogRow> = sqlx::query_as(&format!(
-            "{LOG_SELECT} WHERE e.id = $1 AND e.tenant = $2 ORDER BY a.created_at, a.id"
+            "{LOG_SELECT} WHERE e.id = $1 AND e.tenant = $2 \
+             ORDER BY a.created_at DESC, a.id DESC LIMIT $3"
         ))
         .bind(event.to_string())
         .bind(tenant)
+        .bind(i64::from(MAX_EVENT_LOGS))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(DeliveryLog::try_from).collect()
+        // Read newest first to keep the newest; answered oldest first.
+        rows.into_iter().rev().map(DeliveryLog::try_from).collect()
+    }
+
+    async fn event_position(&self, tenant: &str, event: Uuid) -> StoreResult<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT seq FROM events WHERE id = $1 AND tenant = $2")
+                .bind(event.to_string())
+                .bind(tenant)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn retry_event(

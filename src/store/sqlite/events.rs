@@ -226,13 +226,26 @@ impl EventStore for SqliteStore {
 
     async fn event_logs(&self, tenant: &str, event: Uuid) -> StoreResult<Vec<DeliveryLog>> {
         let rows: Vec<LogRow> = sqlx::query_as(&format!(
-            "{LOG_SELECT} WHERE e.id = ? AND e.tenant = ? ORDER BY a.created_at, a.rowid"
+            "{LOG_SELECT} WHERE e.id = ? AND e.tenant = ? \
+             ORDER BY a.created_at DESC, a.rowid DESC LIMIT ?"
         ))
         .bind(event.to_string())
         .bind(tenant)
+        .bind(i64::from(MAX_EVENT_LOGS))
         .fetch_all(&self.reader)
         .await?;
-        rows.into_iter().map(DeliveryLog::try_from).collect()
+        // Read newest first to keep the newest; answered oldest first.
+        rows.into_iter().rev().map(DeliveryLog::try_from).collect()
+    }
+
+    async fn event_position(&self, tenant: &str, event: Uuid) -> StoreResult<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT seq FROM events WHERE id = ? AND tenant = ?")
+                .bind(event.to_string())
+                .bind(tenant)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
     }
 
     async fn retry_event(
