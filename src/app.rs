@@ -10,6 +10,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api::rate::WriteLimiter;
+use crate::api::serve::{ServeLimits, serve};
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::delivery::{self, Wakeup};
@@ -47,10 +49,14 @@ impl App {
         let state = AppState {
             store,
             ingest,
-            config: Arc::new(config),
             metrics: metrics_handle(),
             tokens: Default::default(),
             wakeup,
+            partner_writes: Arc::new(WriteLimiter::new(
+                config.partner_write_rate,
+                config.partner_write_burst,
+            )),
+            config: Arc::new(config),
         };
         Ok(App {
             listener,
@@ -82,11 +88,9 @@ impl App {
         )
         .await
         .context("cannot start delivery")?;
+        let limits = ServeLimits::of(&state.config);
         let router = api::router(state);
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .context("HTTP server failed")?;
+        serve(listener, router, limits, shutdown).await;
         // The router (and with it the last ingest handle) is gone, so the ingest writer drains
         // and stops; the dispatcher saw the same cancellation and finishes or releases its work.
         tracker.close();

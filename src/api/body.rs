@@ -13,6 +13,8 @@ use super::error::ApiError;
 pub const EVENT_BODY_LIMIT: usize = 256 * 1024;
 /// Body limit of `POST /v1/events/batch`.
 pub const BATCH_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Body limit of an event retry (`{"webhookId": ...}` needs far less).
+pub const RETRY_BODY_LIMIT: usize = 16 * 1024;
 /// Body limit of webhook create/update (metadata is at most 8 KiB of it).
 pub const WEBHOOK_BODY_LIMIT: usize = 64 * 1024;
 
@@ -34,13 +36,33 @@ pub fn declares_json(headers: &HeaderMap) -> Option<bool> {
     )
 }
 
-/// The buffered body, with an oversize body turned into 413.
+/// The error of a request body that did not arrive within `http_body_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyTimedOut;
+
+/// Whether reading the body failed because it came too slowly (the error is wrapped by
+/// axum's rejection, hence the walk down the chain).
+fn timed_out(rejection: &BytesRejection) -> bool {
+    let mut source = std::error::Error::source(rejection);
+    while let Some(error) = source {
+        if error.is::<BodyTimedOut>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+/// The buffered body, with an oversize body turned into 413 and a late one into 408.
 pub fn bytes_within_limit(
     body: Result<Bytes, BytesRejection>,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if timed_out(&rejection) {
+            ApiError::RequestTimeout
+        } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge {
                 limit_kib: limit / 1024,
             }

@@ -2,7 +2,8 @@
 //! message; internal details are logged, never sent to the client.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -31,6 +32,11 @@ pub enum ApiError {
     PayloadTooLarge { limit_kib: usize },
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
+    #[error("Request body did not arrive in time")]
+    RequestTimeout,
+    /// A partner write beyond the tenant's rate; answered with `Retry-After`.
+    #[error("Too many requests")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("Notification service is not configured for this environment")]
     NotificationsDisabled,
     #[error("The database is unavailable; try again shortly")]
@@ -62,6 +68,8 @@ impl ApiError {
             ApiError::Validation(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotificationsDisabled | ApiError::Unavailable | ApiError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -80,6 +88,8 @@ impl ApiError {
             ApiError::Validation(_) => "validation_failed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::RequestTimeout => "request_timeout",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::NotificationsDisabled => "notifications_disabled",
             ApiError::Unavailable => "store_unavailable",
             ApiError::ShuttingDown => "shutting_down",
@@ -101,7 +111,13 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "request failed");
         }
-        (self.status(), Json(self.body())).into_response()
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if let ApiError::TooManyRequests { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
     }
 }
 

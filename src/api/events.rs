@@ -14,7 +14,8 @@ use uuid::Uuid;
 use super::AppState;
 use super::ListParams;
 use super::auth::Caller;
-use super::body::{bytes_within_limit, declares_json, parse_json};
+use super::body::{RETRY_BODY_LIMIT, bytes_within_limit, declares_json, parse_json};
+use super::cursor;
 use super::error::{ApiError, ErrorBody};
 use super::views::{DeliveryLogView, EventStatusView, EventView, Success};
 use crate::domain::event_type::is_valid_type;
@@ -23,15 +24,13 @@ use crate::domain::status::EventStatus;
 use crate::domain::time::parse_iso8601_ms;
 use crate::store::{Event, EventQuery, RetryOutcome};
 
-const RETRY_BODY_LIMIT: usize = 16 * 1024;
-
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventList {
     /// Events matching the query across all pages.
     pub total: i64,
     pub events: Vec<EventView>,
-    /// Pass as `cursor` for the next page; absent on the last page.
+    /// Opaque; pass as `cursor` for the next page. Absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
@@ -39,7 +38,7 @@ pub struct EventList {
 #[derive(Serialize, ToSchema)]
 pub struct EventLogs {
     pub event: EventView,
-    /// Every attempt, oldest first.
+    /// The newest 1,000 attempts at most, oldest first.
     pub logs: Vec<DeliveryLogView>,
 }
 
@@ -72,7 +71,8 @@ async fn find_event(state: &AppState, tenant: &str, id: &str) -> Result<Event, A
            ("eventType" = Option<String>, Query, description = "Only this event type"),
            ("since" = Option<String>, Query, description = "Created at or after (ISO 8601)"),
            ("until" = Option<String>, Query, description = "Created at or before (ISO 8601)"),
-           ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
+           ("cursor" = Option<String>, Query, description = "Opaque: the nextCursor of the previous page (same tenant); \
+             anything else is a 400")),
     responses((status = 200, body = EventList), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list(
@@ -109,32 +109,46 @@ pub async fn list(
             })
             .transpose()
     };
-    let before_cursor = params
-        .get("cursor")
-        .map(|text| {
-            text.parse::<i64>().map_err(|_| {
+    let (since_ms, until_ms) = (instant("since")?, instant("until")?);
+    let before_cursor = match params.get("cursor") {
+        None => None,
+        Some(text) => {
+            let refused = || {
                 ApiError::Validation(
                     "cursor must be a nextCursor value from a previous page".into(),
                 )
-            })
-        })
-        .transpose()?;
+            };
+            let last = cursor::decode(text).ok_or_else(refused)?;
+            Some(
+                state
+                    .store
+                    .event_position(tenant, last)
+                    .await?
+                    .ok_or_else(refused)?,
+            )
+        }
+    };
     let page = state
         .store
         .list_events(&EventQuery {
             tenant: tenant.to_string(),
             status,
             event_type,
-            since_ms: instant("since")?,
-            until_ms: instant("until")?,
+            since_ms,
+            until_ms,
             before_cursor,
             limit,
         })
         .await?;
+    // The cursor names the page's last event, which the caller has just seen.
+    let next_cursor = page
+        .next_cursor
+        .and(page.events.last())
+        .map(|last| cursor::encode(last.id));
     Ok(Json(EventList {
         total: page.total,
         events: page.events.into_iter().map(EventView::from).collect(),
-        next_cursor: page.next_cursor.map(|c| c.to_string()),
+        next_cursor,
     }))
 }
 
@@ -152,7 +166,7 @@ pub async fn status(
     Ok(Json(find_event(&state, tenant, &id).await?.into()))
 }
 
-/// The event and every delivery attempt, oldest first.
+/// The event and its delivery attempts (the newest 1,000 at most), oldest first.
 #[utoipa::path(get, path = "/v1/webhooks/events/{eventId}/logs", tag = "events", security(("bearer" = [])),
     params(("eventId" = String, Path, description = "Record id or business eventId")),
     responses((status = 200, body = EventLogs), (status = 404, body = ErrorBody),
@@ -207,7 +221,11 @@ fn retry_target(headers: &HeaderMap, body: &[u8]) -> Result<Option<Uuid>, ApiErr
     request_body(content = Option<crate::api::openapi::RetryRequest>, content_type = "application/json"),
     responses((status = 200, body = Success<RetryQueued>), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody)))]
+              (status = 403, body = ErrorBody), (status = 408, body = ErrorBody),
+              (status = 413, description = "Body over 16 KiB", body = ErrorBody),
+              (status = 415, body = ErrorBody),
+              (status = 429, description = "Too many writes for this tenant", body = ErrorBody,
+               headers(("Retry-After" = u64, description = "Whole seconds (at least 1) until a write is allowed again"))), (status = 503, body = ErrorBody)))]
 pub async fn retry(
     State(state): State<AppState>,
     caller: Caller,
@@ -216,6 +234,7 @@ pub async fn retry(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Success<RetryQueued>>, ApiError> {
     let tenant = caller.partner(Scope::EventsRetry)?;
+    state.partner_writes.admit(tenant)?;
     let body = bytes_within_limit(body, RETRY_BODY_LIMIT)?;
     let webhook = retry_target(&headers, &body)?;
     let event = find_event(&state, tenant, &id).await?;

@@ -3,11 +3,14 @@
 
 pub mod auth;
 pub mod body;
+pub mod cursor;
 pub mod error;
 pub mod events;
 pub mod openapi;
 pub mod ops;
 pub mod publish;
+pub mod rate;
+pub mod serve;
 pub mod views;
 pub mod webhooks;
 
@@ -16,6 +19,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,8 +27,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::trace::TraceLayer;
 
 use self::auth::TokenCache;
-use self::body::{BATCH_BODY_LIMIT, EVENT_BODY_LIMIT, WEBHOOK_BODY_LIMIT};
+use self::body::{BATCH_BODY_LIMIT, EVENT_BODY_LIMIT, RETRY_BODY_LIMIT, WEBHOOK_BODY_LIMIT};
 use self::error::ApiError;
+use self::rate::WriteLimiter;
 use crate::config::Config;
 use crate::delivery::Wakeup;
 use crate::ingest::Ingest;
@@ -40,6 +45,8 @@ pub struct AppState {
     pub tokens: Arc<TokenCache>,
     /// Wakes the dispatcher when a retry queues work.
     pub wakeup: Wakeup,
+    /// The partner write rate, per tenant.
+    pub partner_writes: Arc<WriteLimiter>,
 }
 
 /// The whole HTTP API.
@@ -51,7 +58,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/webhooks/events", get(events::list))
         .route("/v1/webhooks/events/{event_id}/status", get(events::status))
         .route("/v1/webhooks/events/{event_id}/logs", get(events::logs))
-        .route("/v1/webhooks/events/{event_id}/retry", post(events::retry))
+        .route(
+            "/v1/webhooks/events/{event_id}/retry",
+            post(events::retry).layer(DefaultBodyLimit::max(RETRY_BODY_LIMIT)),
+        )
         .route(
             "/v1/webhooks/{id}",
             get(webhooks::get)
@@ -104,20 +114,36 @@ async fn require_notifications(
 }
 
 async fn record_metrics(request: Request, next: Next) -> Response {
+    // Labels come from fixed sets (the routes' templates, the common methods), so made-up
+    // methods and paths cannot grow the metrics without bound.
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("herald_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!("herald_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("herald_http_request_duration_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The method label: one of the common methods, else `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// Query parameters of list routes, decoded leniently (a malformed query is just absent
@@ -154,6 +180,27 @@ impl ListParams {
                 .ok_or_else(|| {
                     ApiError::Validation("limit must be an integer between 1 and 100".into())
                 }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_map_to_a_fixed_set_of_labels() {
+        for name in ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"] {
+            assert_eq!(
+                method_label(&Method::from_bytes(name.as_bytes()).unwrap()),
+                name
+            );
+        }
+        for name in ["CONNECT", "TRACE", "get", "PROPFIND", "XYZZY1234567890"] {
+            assert_eq!(
+                method_label(&Method::from_bytes(name.as_bytes()).unwrap()),
+                "other"
+            );
         }
     }
 }

@@ -36,8 +36,9 @@ fn count(outcome: &'static str, n: u64) {
     request_body(content = crate::api::openapi::PublishRequest, content_type = "application/json"),
     responses((status = 201, body = EventView), (status = 200, body = EventView),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
-              (status = 415, body = ErrorBody), (status = 503, body = ErrorBody)))]
+              (status = 403, body = ErrorBody), (status = 408, body = ErrorBody),
+              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
 pub async fn publish(
     State(state): State<AppState>,
     caller: Caller,
@@ -87,8 +88,8 @@ pub struct BatchResults {
     request_body(content = crate::api::openapi::BatchRequest, content_type = "application/json"),
     responses((status = 200, body = BatchResults), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-              (status = 503, body = ErrorBody)))]
+              (status = 408, body = ErrorBody), (status = 413, body = ErrorBody),
+              (status = 415, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn publish_batch(
     State(state): State<AppState>,
     caller: Caller,

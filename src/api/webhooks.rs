@@ -61,8 +61,10 @@ pub async fn list(
     request_body(content = crate::api::openapi::WebhookCreate, content_type = "application/json"),
     responses((status = 201, body = Success<WebhookView>), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-              (status = 503, body = ErrorBody)))]
+              (status = 408, body = ErrorBody), (status = 413, body = ErrorBody),
+              (status = 415, body = ErrorBody),
+              (status = 429, description = "Too many writes for this tenant", body = ErrorBody,
+               headers(("Retry-After" = u64, description = "Whole seconds (at least 1) until a write is allowed again"))), (status = 503, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -70,6 +72,7 @@ pub async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Success<WebhookView>>), ApiError> {
     let tenant = caller.partner(Scope::WebhooksWrite)?;
+    state.partner_writes.admit(tenant)?;
     let body = json_body(&headers, body, WEBHOOK_BODY_LIMIT)?;
     let fields =
         validate_create(&body, &state.config.destination_policy()).map_err(ApiError::Validation)?;
@@ -120,7 +123,11 @@ pub async fn get(
     request_body(content = crate::api::openapi::WebhookUpdate, content_type = "application/json"),
     responses((status = 200, body = Success<WebhookView>), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 415, body = ErrorBody)))]
+              (status = 403, body = ErrorBody), (status = 408, body = ErrorBody),
+              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+              (status = 429, description = "Too many writes for this tenant", body = ErrorBody,
+               headers(("Retry-After" = u64, description = "Whole seconds (at least 1) until a write is allowed again"))),
+              (status = 503, body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -129,6 +136,7 @@ pub async fn update(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Success<WebhookView>>, ApiError> {
     let tenant = caller.partner(Scope::WebhooksWrite)?;
+    state.partner_writes.admit(tenant)?;
     let id = webhook_id(&id)?;
     let body = json_body(&headers, body, WEBHOOK_BODY_LIMIT)?;
     let fields =
@@ -145,13 +153,17 @@ pub async fn update(
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Webhook id")),
     responses((status = 200, body = Success<Deleted>), (status = 404, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 429, description = "Too many writes for this tenant", body = ErrorBody,
+               headers(("Retry-After" = u64, description = "Whole seconds (at least 1) until a write is allowed again"))),
+              (status = 503, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Success<Deleted>>, ApiError> {
     let tenant = caller.partner(Scope::WebhooksWrite)?;
+    state.partner_writes.admit(tenant)?;
     let id = webhook_id(&id)?;
     if !state.store.delete_webhook(tenant, id).await? {
         return Err(ApiError::WebhookNotFound);
@@ -166,13 +178,17 @@ pub async fn delete(
 #[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-key", tag = "webhooks", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Webhook id")),
     responses((status = 200, body = Success<WebhookView>), (status = 404, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 429, description = "Too many writes for this tenant", body = ErrorBody,
+               headers(("Retry-After" = u64, description = "Whole seconds (at least 1) until a write is allowed again"))),
+              (status = 503, body = ErrorBody)))]
 pub async fn rotate_key(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Success<WebhookView>>, ApiError> {
     let tenant = caller.partner(Scope::WebhooksWrite)?;
+    state.partner_writes.admit(tenant)?;
     let change = WebhookChange::RotateKey {
         api_key: new_api_key(),
     };

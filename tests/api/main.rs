@@ -15,6 +15,7 @@ mod sqlite;
 // Process-level and one-backend suites.
 mod bench;
 mod cli;
+mod connections;
 mod durability;
 mod multinode;
 mod outage;
