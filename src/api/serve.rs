@@ -152,6 +152,11 @@ async fn serve_connection(
                 return;
             }
             _ = shutdown.cancelled(), if !draining => {
+                // A connection with no request in progress has nothing to finish; hyper
+                // would keep one that has not sent its first head until that arrives.
+                if !activity.busy() {
+                    return;
+                }
                 connection.as_mut().graceful_shutdown();
                 draining = true;
             }
@@ -215,6 +220,10 @@ impl Activity {
                 );
             }
         }
+    }
+
+    fn busy(&self) -> bool {
+        matches!(*self.lock(), Phase::Busy(_))
     }
 
     /// Completes when the current phase's deadline has passed.

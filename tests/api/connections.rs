@@ -298,6 +298,29 @@ async fn with_a_connection_cap_a_client_beyond_it_is_served_once_a_slot_frees() 
     );
 }
 
+#[tokio::test]
+async fn shutdown_is_not_held_up_by_connections_without_a_request_in_progress() {
+    let app = TestApp::spawn_with(&[]).await;
+    let mut silent = TcpStream::connect(app.address).await.unwrap();
+    let mut partial = TcpStream::connect(app.address).await.unwrap();
+    partial
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let mut idle = TcpStream::connect(app.address).await.unwrap();
+    idle.write_all(HEALTHZ).await.unwrap();
+    assert_eq!(read_response(&mut idle).await.0, 200);
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), app.stop())
+        .await
+        .expect("stopped well before the 10 s header timeout");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    for stream in [&mut silent, &mut partial, &mut idle] {
+        let (said, _) = closed_by_server(stream, Duration::from_secs(1)).await;
+        assert!(said.is_empty());
+    }
+}
+
 /// The series (name and labels, without the value) of a Prometheus text page.
 fn series(page: &str) -> BTreeSet<String> {
     page.lines()
