@@ -16,6 +16,7 @@ mod sqlite;
 mod bench;
 mod cli;
 mod durability;
+mod egress;
 mod multinode;
 mod outage;
 mod signatures;
