@@ -1,7 +1,7 @@
 //! The dispatcher: each tick fans out pending events, records the attempts finished since
 //! the last tick and claims due deliveries (one store transaction), then sends every claimed
-//! delivery as its own task. Limits per webhook and per node keep a slow endpoint from
-//! holding up the others. It sleeps until woken (new work, a finished attempt) or until the
+//! delivery as its own task. Limits per webhook, per tenant and per node keep a slow
+//! endpoint (or a tenant with many) from holding up the others. It sleeps until woken (new work, a finished attempt) or until the
 //! next delivery falls due: no busy polling.
 //!
 //! Where the store asks for it (`DeliveryStore::records_with_claims`), results are written
