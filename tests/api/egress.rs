@@ -229,6 +229,36 @@ async fn every_attempt_goes_through_the_egress_proxy_when_one_is_set() {
 }
 
 #[tokio::test]
+async fn an_https_destination_is_asked_for_with_connect_through_the_egress_proxy() {
+    let (herald, producer, partner) = setup().await;
+    // A recorder: it reads the CONNECT and answers nothing, so the attempt fails after it.
+    let proxy = TestProxy::start(false).await;
+    let server = serve(
+        &herald,
+        &[
+            ("HERALD_ALLOW_PRIVATE_TARGETS", "true"),
+            ("HERALD_DELIVERY_TIMEOUT", "1s"),
+            ("HERALD_RETRY_SCHEDULE", "1m"),
+            ("HERALD_EGRESS_PROXY", &proxy.url),
+        ],
+    )
+    .await;
+    create_webhook(&server, &partner, "https://127.0.0.1:9/hook").await;
+
+    publish(&server, &producer).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.seen().is_empty() {
+        assert!(Instant::now() < deadline, "the proxy saw nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seen = proxy.seen();
+    assert!(
+        seen[0].starts_with("CONNECT 127.0.0.1:9 HTTP/1.1"),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
 async fn through_the_egress_proxy_a_name_resolving_to_loopback_is_refused_before_the_proxy_sees_it()
 {
     let (herald, producer, partner) = setup().await;
