@@ -1,7 +1,7 @@
 //! The dispatcher: each tick fans out pending events, records the attempts finished since
 //! the last tick and claims due deliveries (one store transaction), then sends every claimed
-//! delivery as its own task. Limits per webhook and per node keep a slow endpoint from
-//! holding up the others. It sleeps until woken (new work, a finished attempt) or until the
+//! delivery as its own task. Limits per webhook, per tenant and per node keep a slow
+//! endpoint (or a tenant with many) from holding up the others. It sleeps until woken (new work, a finished attempt) or until the
 //! next delivery falls due: no busy polling.
 //!
 //! Where the store asks for it (`DeliveryStore::records_with_claims`), results are written
@@ -39,28 +39,68 @@ const MAX_IDLE: Duration = Duration::from_secs(5);
 /// How long a graceful shutdown waits for attempts in flight before releasing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Attempts in flight on this node: per webhook, and which deliveries.
+/// Attempts in flight on this node: per webhook, per tenant, and which deliveries.
 #[derive(Default)]
 struct InFlight {
     per_webhook: HashMap<Uuid, usize>,
-    deliveries: HashMap<i64, Uuid>,
+    per_tenant: HashMap<String, usize>,
+    deliveries: HashMap<i64, (Uuid, String)>,
 }
 
 impl InFlight {
     fn start(&mut self, delivery: &ClaimedDelivery) {
         *self.per_webhook.entry(delivery.webhook_id).or_insert(0) += 1;
-        self.deliveries
-            .insert(delivery.delivery_id, delivery.webhook_id);
+        match self.per_tenant.get_mut(&delivery.tenant) {
+            Some(count) => *count += 1,
+            None => {
+                self.per_tenant.insert(delivery.tenant.clone(), 1);
+            }
+        }
+        self.deliveries.insert(
+            delivery.delivery_id,
+            (delivery.webhook_id, delivery.tenant.clone()),
+        );
     }
 
     fn finish(&mut self, delivery_id: i64) {
-        if let Some(webhook) = self.deliveries.remove(&delivery_id) {
+        if let Some((webhook, tenant)) = self.deliveries.remove(&delivery_id) {
             if let Some(count) = self.per_webhook.get_mut(&webhook) {
                 *count -= 1;
                 if *count == 0 {
                     self.per_webhook.remove(&webhook);
                 }
             }
+            if let Some(count) = self.per_tenant.get_mut(&tenant) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_tenant.remove(&tenant);
+                }
+            }
+        }
+    }
+}
+
+/// Frees an attempt's slot if its task panics, so a bug in one attempt cannot shrink the
+/// node's capacity for good. A task cancelled at shutdown keeps its slot: the drain releases
+/// what is still in flight.
+struct SlotGuard {
+    in_flight: Arc<Mutex<InFlight>>,
+    attempt_done: Arc<Notify>,
+    delivery_id: i64,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(
+                delivery_id = self.delivery_id,
+                "an attempt panicked; its delivery is attempted again when its lease runs out"
+            );
+            self.in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .finish(self.delivery_id);
+            self.attempt_done.notify_one();
         }
     }
 }
@@ -107,17 +147,27 @@ impl Dispatcher {
 
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut sends = JoinSet::new();
-        let lease_ms = (self.config.delivery_timeout + LEASE_MARGIN).as_millis() as i64;
+        let lease_ms = i64::try_from(
+            self.config
+                .delivery_timeout
+                .saturating_add(LEASE_MARGIN)
+                .as_millis(),
+        )
+        .unwrap_or(i64::MAX);
         let mut failures = 0u32;
         // Results not yet recorded: received, or kept from a tick that failed.
         let mut finished = Vec::new();
         while !shutdown.is_cancelled() {
             while sends.try_join_next().is_some() {}
-            let (free, busy) = {
+            let (free, busy, busy_tenants) = {
                 let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
                 let free =
                     (self.config.max_in_flight as usize).saturating_sub(in_flight.deliveries.len());
-                (free, in_flight.per_webhook.clone())
+                (
+                    free,
+                    in_flight.per_webhook.clone(),
+                    in_flight.per_tenant.clone(),
+                )
             };
             metrics::gauge!("herald_deliveries_in_flight_node")
                 .set((self.config.max_in_flight as usize - free) as f64);
@@ -130,6 +180,8 @@ impl Dispatcher {
                 limit: free.min(CLAIM_BATCH),
                 per_webhook_limit: self.config.max_in_flight_per_webhook as usize,
                 in_flight: busy,
+                per_tenant_limit: self.config.max_in_flight_per_tenant as usize,
+                in_flight_per_tenant: busy_tenants,
                 finished: std::mem::take(&mut finished),
             };
             let work = match self.store.claim_work(&request).await {
@@ -215,6 +267,11 @@ impl Dispatcher {
         let in_flight = self.in_flight.clone();
         let attempt_done = self.attempt_done.clone();
         async move {
+            let _slot = SlotGuard {
+                in_flight: in_flight.clone(),
+                attempt_done: attempt_done.clone(),
+                delivery_id: delivery.delivery_id,
+            };
             let started_ms = now_ms();
             if delivery.attempt_number == 1 && delivery.cycle == 1 {
                 metrics::histogram!("herald_delivery_first_attempt_delay_seconds")
@@ -311,7 +368,7 @@ impl Dispatcher {
 fn sleep_until_due(next: Option<i64>, claimed_at: i64, now: i64) -> Duration {
     match next {
         Some(at) if at <= claimed_at => Duration::from_secs(1),
-        Some(at) => Duration::from_millis((at - now).max(0) as u64).min(MAX_IDLE),
+        Some(at) => Duration::from_millis(at.saturating_sub(now).max(0) as u64).min(MAX_IDLE),
         None => MAX_IDLE,
     }
 }
@@ -324,7 +381,9 @@ fn next_step(policy: &RetryPolicy, delivery: &ClaimedDelivery, sent: &SentAttemp
         Verdict::Retry { retry_after } => {
             let jitter = rand::random_range(-1.0..=1.0);
             match policy.next_delay(delivery.attempt_number, jitter, retry_after) {
-                Some(delay) => NextStep::RetryAt(now_ms() + delay.as_millis() as i64),
+                Some(delay) => NextStep::RetryAt(
+                    now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+                ),
                 None => NextStep::Failed,
             }
         }
@@ -340,7 +399,7 @@ fn headers_json(headers: &[(&'static str, String)]) -> String {
 }
 
 fn seconds_between(from_ms: i64, to_ms: i64) -> f64 {
-    (to_ms - from_ms).max(0) as f64 / 1_000.0
+    to_ms.saturating_sub(from_ms).max(0) as f64 / 1_000.0
 }
 
 #[cfg(test)]

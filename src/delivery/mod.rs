@@ -1,5 +1,5 @@
 //! Delivery: the dispatcher claims due work under leases and sends each attempt as its own
-//! task within per-webhook and global limits; results are written in batches, by the
+//! task within per-webhook, per-tenant and global limits; results are written in batches, by the
 //! dispatcher's next claim or by a recorder beside it, depending on the store; a retention
 //! task deletes old logs. Nothing here holds a transaction across an HTTP call.
 

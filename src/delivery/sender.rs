@@ -1,6 +1,8 @@
 //! The only code that calls partner URLs. One shared HTTP client (connection pooling, no
-//! redirects, the delivery timeout) whose DNS resolver drops forbidden addresses, so the
-//! destination check runs on every new connection and DNS rebinding cannot get around it.
+//! redirects, the delivery timeout, no proxy from the environment) whose DNS resolver drops
+//! forbidden addresses, so the destination check runs on every new connection and DNS
+//! rebinding cannot get around it. Through the configured egress proxy, which resolves names
+//! itself, the destination is resolved and checked before each attempt instead.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -13,12 +15,20 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AF
 
 use crate::config::Config;
 use crate::domain::destination::{DestinationPolicy, forbidden_reason};
-use crate::domain::outcome::{AttemptResult, parse_retry_after};
+use crate::domain::outcome::{
+    AttemptResult, RESPONSE_BODY_LIMIT, parse_retry_after, response_body_text,
+};
 use crate::domain::signature::{standard_signature, x_signature};
 use crate::store::ClaimedDelivery;
 
-/// The most of a response body kept in the delivery log.
-pub const RESPONSE_BODY_LIMIT: usize = 64 * 1024;
+/// What a refused attempt's log says: that the destination is not allowed and what kind of
+/// address it is, never the address or what the name resolved to (the server log has that).
+fn not_allowed(reason: &str) -> String {
+    format!(
+        "Destination refused: this destination is not allowed (its host is a {reason} address; \
+         set HERALD_ALLOW_PRIVATE_TARGETS to allow)"
+    )
+}
 
 /// What one attempt did, ready to be logged.
 #[derive(Debug, Clone)]
@@ -35,6 +45,8 @@ pub struct SentAttempt {
 pub struct Sender {
     client: reqwest::Client,
     policy: DestinationPolicy,
+    /// Whether attempts go through a forward proxy (which resolves names itself).
+    proxied: bool,
     timeout: Duration,
     user_agent: String,
 }
@@ -51,13 +63,23 @@ impl Sender {
             // opened them again (herald bench d on PostgreSQL: ~650 new connections a
             // second to one receiver). Idle ones still close after the client's timeout.
             .pool_max_idle_per_host(config.max_in_flight as usize)
-            .tcp_nodelay(true);
-        if !policy.allow_private_targets {
-            builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
+            .tcp_nodelay(true)
+            // reqwest reads HTTP_PROXY and friends by default; through a proxy the guarded
+            // resolver below would never run.
+            .no_proxy();
+        match &config.egress_proxy {
+            // The operator's proxy is trusted wherever it lives: the resolver only ever
+            // sees its name, so the destination is checked before each attempt instead.
+            Some(proxy) => builder = builder.proxy(reqwest::Proxy::all(proxy.as_str())?),
+            None if !policy.allow_private_targets => {
+                builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
+            }
+            None => {}
         }
         Ok(Sender {
             client: builder.build()?,
             policy,
+            proxied: config.egress_proxy.is_some(),
             timeout: config.delivery_timeout,
             user_agent: format!("Herald/{}", env!("CARGO_PKG_VERSION")),
         })
@@ -92,6 +114,11 @@ impl Sender {
         if let Err(message) = self.check_destination(&delivery.url) {
             return SentAttempt::failed(AttemptResult::Refused, request_headers, message);
         }
+        if self.proxied && !self.policy.allow_private_targets {
+            if let Err((result, message)) = check_resolved(&delivery.url).await {
+                return SentAttempt::failed(result, request_headers, message);
+            }
+        }
         let mut headers = HeaderMap::with_capacity(request_headers.len());
         for (name, value) in &request_headers {
             if let Ok(value) = HeaderValue::from_str(value) {
@@ -108,31 +135,43 @@ impl Sender {
             .body(delivery.body.clone())
             .send()
             .await;
-        match response {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
-                let body = read_body_prefix(response).await;
-                SentAttempt {
-                    result: AttemptResult::Answered {
-                        status,
-                        retry_after,
-                    },
-                    request_headers,
-                    response_status: Some(status),
-                    response_body: Some(body),
-                    error_message: None,
-                    duration_ms: Some(started.elapsed().as_millis() as i64),
-                }
-            }
+        let response = match response {
+            Ok(response) => response,
             Err(error) => {
                 let (result, message) = self.describe(&error);
-                SentAttempt::failed(result, request_headers, message)
+                return SentAttempt::failed(result, request_headers, message);
             }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let (body, broken) = read_body_prefix(response).await;
+        let duration_ms = Some(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX));
+        // A reply cut off before its end (reset, or still arriving at the timeout) is a
+        // failed attempt whatever its status said: the partner may not have finished.
+        let (result, error_message) = match broken {
+            None => (
+                AttemptResult::Answered {
+                    status,
+                    retry_after,
+                },
+                None,
+            ),
+            Some(error) => {
+                let (result, message) = self.describe(&error);
+                (result, Some(format!("Response body incomplete: {message}")))
+            }
+        };
+        SentAttempt {
+            result,
+            request_headers,
+            response_status: Some(status),
+            response_body: Some(response_body_text(&body)),
+            error_message,
+            duration_ms,
         }
     }
 
@@ -158,12 +197,10 @@ impl Sender {
             _ => None,
         };
         match literal.and_then(|ip| forbidden_reason(ip).map(|reason| (ip, reason))) {
-            Some((ip, reason)) => Err(ForbiddenDestination {
-                host: ip.to_string(),
-                ip,
-                reason,
+            Some((ip, reason)) => {
+                tracing::warn!(%ip, reason, "destination refused: a forbidden address");
+                Err(not_allowed(reason))
             }
-            .to_string()),
             None => Ok(()),
         }
     }
@@ -172,6 +209,7 @@ impl Sender {
         let mut source: Option<&(dyn StdError + 'static)> = Some(error);
         while let Some(cause) = source {
             if let Some(forbidden) = cause.downcast_ref::<ForbiddenDestination>() {
+                forbidden.log();
                 return (AttemptResult::Refused, forbidden.to_string());
             }
             source = cause.source();
@@ -215,25 +253,57 @@ impl SentAttempt {
     }
 }
 
-/// Reads at most [`RESPONSE_BODY_LIMIT`] bytes of the body, as text.
-async fn read_body_prefix(mut response: reqwest::Response) -> String {
+/// Reads at most [`RESPONSE_BODY_LIMIT`] bytes of the body and stops there, so however much
+/// a partner sends costs no more; the error that cut the body short, if one did.
+async fn read_body_prefix(mut response: reqwest::Response) -> (Vec<u8>, Option<reqwest::Error>) {
     let mut bytes: Vec<u8> = Vec::new();
     while bytes.len() < RESPONSE_BODY_LIMIT {
         match response.chunk().await {
-            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
-            Ok(None) | Err(_) => break,
+            Ok(Some(chunk)) => {
+                let room = RESPONSE_BODY_LIMIT - bytes.len();
+                bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) => break,
+            Err(error) => return (bytes, Some(error)),
         }
     }
-    bytes.truncate(RESPONSE_BODY_LIMIT);
-    let mut text = String::from_utf8_lossy(&bytes).into_owned();
-    // A cut in the middle of a character leaves a replacement mark; keep within the limit.
-    while text.len() > RESPONSE_BODY_LIMIT {
-        text.pop();
-    }
-    text
+    (bytes, None)
 }
 
-/// A destination the rules refuse.
+/// Resolves the URL's host (as the proxy will) and refuses the attempt if any address it
+/// resolves to is forbidden.
+async fn check_resolved(url: &str) -> Result<(), (AttemptResult, String)> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| (AttemptResult::Refused, format!("Invalid webhook URL: {e}")))?;
+    let host = match parsed.host() {
+        Some(url::Host::Domain(name)) => name.to_string(),
+        // Literal addresses were checked with the scheme.
+        _ => return Ok(()),
+    };
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|error| {
+            (
+                AttemptResult::TransportFailed,
+                format!("Connection failed: could not resolve the webhook URL's host: {error}"),
+            )
+        })?
+        .collect();
+    match resolved
+        .iter()
+        .find_map(|addr| forbidden_reason(addr.ip()).map(|reason| (addr.ip(), reason)))
+    {
+        Some((ip, reason)) => {
+            let forbidden = ForbiddenDestination { host, ip, reason };
+            forbidden.log();
+            Err((AttemptResult::Refused, forbidden.to_string()))
+        }
+        None => Ok(()),
+    }
+}
+
+/// A destination the rules refuse. Shown to the partner without the address; logged with it.
 #[derive(Debug)]
 struct ForbiddenDestination {
     host: String,
@@ -241,13 +311,20 @@ struct ForbiddenDestination {
     reason: &'static str,
 }
 
+impl ForbiddenDestination {
+    fn log(&self) {
+        tracing::warn!(
+            host = %self.host,
+            ip = %self.ip,
+            reason = self.reason,
+            "destination refused: the host resolves to a forbidden address"
+        );
+    }
+}
+
 impl fmt::Display for ForbiddenDestination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Destination refused: {} resolves to {}, a {} address (set HERALD_ALLOW_PRIVATE_TARGETS to allow)",
-            self.host, self.ip, self.reason
-        )
+        f.write_str(&not_allowed(self.reason))
     }
 }
 

@@ -43,8 +43,10 @@ pub fn check_url_literal(url: &str, policy: &DestinationPolicy) -> Result<(), St
     }
 }
 
-/// Why an address may not be called, or `None` for a public address. IPv4 forms embedded in
-/// IPv6 (mapped, compatible, NAT64, 6to4) are judged by the IPv4 address they carry.
+/// Why an address may not be called, or `None` for a public address. IPv6 forms that carry an
+/// IPv4 address the connection really goes to (mapped, compatible, 6to4) are judged by that
+/// IPv4 address; translation and tunnelling prefixes whose far end Herald cannot judge
+/// (NAT64, IPv4-translated, Teredo) are refused whole.
 pub fn forbidden_reason(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
@@ -71,6 +73,8 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
     } else if ip.is_broadcast()
         || a >= 240
         || (a == 192 && b == 0 && c == 0)
+        // The 6to4 relay anycast block: a relay forwards into IPv6 space Herald cannot judge.
+        || (a == 192 && b == 88 && c == 99)
         || (a == 198 && (b == 18 || b == 19))
     {
         Some("reserved")
@@ -82,7 +86,7 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
 }
 
 fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    let segments = ip.segments();
+    let s = ip.segments();
     if let Some(v4) = embedded_v4(ip) {
         return forbidden_v4(v4);
     }
@@ -92,13 +96,30 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
         Some("loopback")
     } else if ip.is_multicast() {
         Some("multicast")
-    } else if segments[0] & 0xfe00 == 0xfc00 {
+    } else if s[0] & 0xfe00 == 0xfc00 {
         // Unique local addresses, including AWS's metadata service at fd00:ec2::254.
         Some("private")
-    } else if segments[0] & 0xffc0 == 0xfe80 || segments[0] & 0xffc0 == 0xfec0 {
+    } else if s[0] & 0xffc0 == 0xfe80 || s[0] & 0xffc0 == 0xfec0 {
+        // Link-local, and the deprecated site-local block, still routed inside some sites.
         Some("link-local")
-    } else if segments[0] == 0x2001 && segments[1] == 0x0db8 {
+    } else if s[0] == 0x0064 && s[1] == 0xff9b && (s[2..6] == [0; 4] || s[2] == 1) {
+        // NAT64, the well-known prefix (64:ff9b::/96) and the local-use one (64:ff9b:1::/48):
+        // the translator may reach the operator's own IPv4 network.
+        Some("NAT64")
+    } else if s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0 {
+        // IPv4-translated (::ffff:0:a.b.c.d), for stateless translators.
+        Some("IPv4-translated")
+    } else if s[0] == 0x2001 && s[1] == 0 {
+        // Teredo tunnels carry their server and (obscured) client IPv4 addresses.
+        Some("Teredo")
+    } else if s[0] == 0x0100 && s[1..4] == [0; 3] {
+        Some("discard")
+    } else if (s[0] == 0x2001 && s[1] == 0x0db8) || (s[0] == 0x3fff && s[1] < 0x1000) {
+        // 2001:db8::/32 and 3fff::/20.
         Some("documentation")
+    } else if s[0] == 0x2001 && s[1] == 0x0002 && s[2] == 0 {
+        // Benchmarking, 2001:2::/48.
+        Some("reserved")
     } else {
         None
     }
@@ -112,15 +133,12 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     if let Some(v4) = ip.to_ipv4_mapped() {
         return Some(v4);
     }
-    // IPv4-compatible (::a.b.c.d), deprecated but still routable by some stacks.
+    // IPv4-compatible (::a.b.c.d), deprecated but still routable by some stacks; :: and ::1
+    // are IPv6's own.
     if s[..6] == [0; 6] && (s[6] != 0 || s[7] > 1) {
         return Some(from(s[6], s[7]));
     }
-    // NAT64 well-known prefix 64:ff9b::/96.
-    if s[0] == 0x0064 && s[1] == 0xff9b && s[2..6] == [0; 4] {
-        return Some(from(s[6], s[7]));
-    }
-    // 6to4 (2002::/16) embeds the IPv4 address in bits 16..48.
+    // 6to4 (2002::/16) embeds the IPv4 address of its relay in bits 16..48.
     if s[0] == 0x2002 {
         return Some(from(s[1], s[2]));
     }
@@ -177,10 +195,48 @@ mod tests {
         assert_eq!(reason("::ffff:127.0.0.1"), Some("loopback"));
         assert_eq!(reason("::ffff:169.254.169.254"), Some("link-local"));
         assert_eq!(reason("::ffff:10.0.0.1"), Some("private"));
-        assert_eq!(reason("64:ff9b::a00:1"), Some("private"));
+        assert_eq!(reason("::ffff:192.88.99.1"), Some("reserved"));
         assert_eq!(reason("2002:7f00:1::"), Some("loopback"));
         assert_eq!(reason("::127.0.0.1"), Some("loopback"));
         assert_eq!(reason("::ffff:8.8.8.8"), None);
+    }
+
+    #[test]
+    fn ipv6_translation_tunnel_and_reserved_prefixes_are_refused() {
+        for (bad, why) in [
+            ("64:ff9b::808:808", "NAT64"),
+            ("64:ff9b::7f00:1", "NAT64"),
+            ("64:ff9b:1::a00:1", "NAT64"),
+            ("64:ff9b:1:ffff::1", "NAT64"),
+            ("::ffff:0:7f00:1", "IPv4-translated"),
+            ("::ffff:0:808:808", "IPv4-translated"),
+            ("2001::1", "Teredo"),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+            ("100::1", "discard"),
+            ("100::ffff:ffff:ffff:ffff", "discard"),
+            ("2001:db8::1", "documentation"),
+            ("3fff:fff::1", "documentation"),
+            ("2001:2::1", "reserved"),
+            ("fec0::1", "link-local"),
+            ("fe80::1", "link-local"),
+            ("fd12:3456::1", "private"),
+            ("ff05::2", "multicast"),
+            ("2002:a00:1::1", "private"),
+            ("2002:a9fe:a9fe::", "link-local"),
+            ("::10.0.0.1", "private"),
+            ("::0.0.0.2", "unspecified"),
+        ] {
+            assert_eq!(reason(bad), Some(why), "{bad}");
+        }
+        // Neighbours of those prefixes are ordinary global addresses.
+        for ok in [
+            "64:ff9b:2::1",
+            "2001:4860::8888",
+            "2002:808:808::1",
+            "101::1",
+        ] {
+            assert_eq!(reason(ok), None, "{ok}");
+        }
     }
 
     #[test]
@@ -211,5 +267,110 @@ mod tests {
             Ok(())
         );
         assert!(check_url_literal("ftp://example.com/", &dev).is_err());
+    }
+
+    mod properties {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+        use proptest::prelude::*;
+
+        use super::super::forbidden_reason;
+
+        /// The IPv4 blocks Herald must never call, written out apart from the code under test.
+        const FORBIDDEN_V4: &[([u8; 4], u32)] = &[
+            ([0, 0, 0, 0], 8),
+            ([10, 0, 0, 0], 8),
+            ([100, 64, 0, 0], 10),
+            ([127, 0, 0, 0], 8),
+            ([169, 254, 0, 0], 16),
+            ([172, 16, 0, 0], 12),
+            ([192, 0, 0, 0], 24),
+            ([192, 0, 2, 0], 24),
+            ([192, 88, 99, 0], 24),
+            ([192, 168, 0, 0], 16),
+            ([198, 18, 0, 0], 15),
+            ([198, 51, 100, 0], 24),
+            ([203, 0, 113, 0], 24),
+            ([224, 0, 0, 0], 4),
+            ([240, 0, 0, 0], 4),
+        ];
+
+        fn in_block(ip: u32, (network, prefix): ([u8; 4], u32)) -> bool {
+            let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+            ip & mask == u32::from_be_bytes(network) & mask
+        }
+
+        /// Any address of one of the forbidden blocks.
+        fn forbidden_v4() -> impl Strategy<Value = Ipv4Addr> {
+            (0..FORBIDDEN_V4.len(), any::<u32>()).prop_map(|(block, host)| {
+                let (network, prefix) = FORBIDDEN_V4[block];
+                let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+                Ipv4Addr::from(u32::from_be_bytes(network) & mask | host & !mask)
+            })
+        }
+
+        fn public_v4() -> impl Strategy<Value = Ipv4Addr> {
+            any::<u32>()
+                .prop_filter("outside every forbidden block", |ip| {
+                    FORBIDDEN_V4.iter().all(|block| !in_block(*ip, *block))
+                })
+                .prop_map(Ipv4Addr::from)
+        }
+
+        /// The IPv6 forms that carry `v4`, with random bits where the form leaves them free.
+        fn v6_forms(v4: Ipv4Addr, free: u128) -> Vec<Ipv6Addr> {
+            let bits = u128::from(u32::from(v4));
+            vec![
+                v4.to_ipv6_mapped(),
+                Ipv6Addr::from(bits),
+                Ipv6Addr::from(0x2002u128 << 112 | bits << 80 | free & ((1 << 80) - 1)),
+                Ipv6Addr::from(0x0064_ff9b_u128 << 96 | bits),
+                Ipv6Addr::from(0x0064_ff9b_0001_u128 << 80 | free & ((1 << 80) - 1)),
+                Ipv6Addr::from(0xffff_u128 << 48 | bits),
+                Ipv6Addr::from(0x2001_0000_u128 << 96 | free & ((1 << 96) - 1)),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn every_address_of_a_forbidden_ipv4_block_is_refused_in_every_form(
+                v4 in forbidden_v4(),
+                free in any::<u128>(),
+            ) {
+                prop_assert!(forbidden_reason(IpAddr::V4(v4)).is_some(), "{}", v4);
+                for v6 in v6_forms(v4, free) {
+                    prop_assert!(forbidden_reason(IpAddr::V6(v6)).is_some(), "{} ({})", v6, v4);
+                }
+            }
+
+            #[test]
+            fn public_ipv4_addresses_pass_alone_mapped_and_through_6to4(
+                v4 in public_v4(),
+                free in any::<u128>(),
+            ) {
+                prop_assert_eq!(forbidden_reason(IpAddr::V4(v4)), None, "{}", v4);
+                let mapped = IpAddr::V6(v4.to_ipv6_mapped());
+                prop_assert_eq!(forbidden_reason(mapped), None, "{}", mapped);
+                let six_to_four = Ipv6Addr::from(
+                    0x2002u128 << 112 | u128::from(u32::from(v4)) << 80 | free & ((1 << 80) - 1),
+                );
+                prop_assert_eq!(forbidden_reason(IpAddr::V6(six_to_four)), None, "{}", six_to_four);
+            }
+
+            #[test]
+            fn global_unicast_ipv6_outside_the_special_blocks_passes(bits in any::<u128>()) {
+                // 2000::/3, less 2001::/16, 2002::/16 (judged by its IPv4) and 3fff::/16.
+                let ip = Ipv6Addr::from(0x2u128 << 124 | bits & ((1 << 125) - 1));
+                let first = ip.segments()[0];
+                prop_assume!(first != 0x2001 && first != 0x2002 && first != 0x3fff);
+                prop_assert_eq!(forbidden_reason(IpAddr::V6(ip)), None, "{}", ip);
+            }
+
+            #[test]
+            fn classification_never_panics(bits in any::<u128>(), v4 in any::<u32>()) {
+                let _ = forbidden_reason(IpAddr::V6(Ipv6Addr::from(bits)));
+                let _ = forbidden_reason(IpAddr::V4(Ipv4Addr::from(v4)));
+            }
+        }
     }
 }

@@ -60,6 +60,29 @@ pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Dura
     Some(at.duration_since(now).unwrap_or_default())
 }
 
+/// The most of a response body kept in the delivery log, in bytes of UTF-8.
+pub const RESPONSE_BODY_LIMIT: usize = 64 * 1024;
+
+/// A partner's reply as the log keeps it: valid UTF-8 (invalid bytes become U+FFFD), U+0000
+/// replaced by U+FFFD too (PostgreSQL's text refuses it), cut to [`RESPONSE_BODY_LIMIT`]
+/// bytes on a character boundary.
+pub fn response_body_text(bytes: &[u8]) -> String {
+    let bytes = &bytes[..bytes.len().min(RESPONSE_BODY_LIMIT)];
+    let mut text = String::from_utf8_lossy(bytes).into_owned();
+    if text.contains('\0') {
+        text = text.replace('\0', "\u{FFFD}");
+    }
+    // A replacement mark takes three bytes where the byte it replaced took one.
+    if text.len() > RESPONSE_BODY_LIMIT {
+        let mut end = RESPONSE_BODY_LIMIT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +154,45 @@ mod tests {
             Some(Duration::from_secs(120))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        // Absurd values parse without panicking; the policy caps what they ask for.
+        assert_eq!(
+            parse_retry_after("99999999999999999", now),
+            Some(Duration::from_secs(99_999_999_999_999_999))
+        );
+        assert!(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now).is_some());
+        assert_eq!(parse_retry_after("999999999999999999999999", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn response_bodies_are_kept_as_valid_text_without_nul() {
+        assert_eq!(response_body_text(b"ok"), "ok");
+        assert_eq!(response_body_text(b"a\0b"), "a\u{FFFD}b");
+        assert_eq!(response_body_text(b"a\xffb\xc3"), "a\u{FFFD}b\u{FFFD}");
+        assert_eq!(response_body_text("é".as_bytes()), "é");
+        let long = vec![b'x'; RESPONSE_BODY_LIMIT * 3];
+        assert_eq!(response_body_text(&long).len(), RESPONSE_BODY_LIMIT);
+        // Every byte replaced: three bytes out for one in, cut on a character boundary.
+        let nuls = vec![0u8; RESPONSE_BODY_LIMIT];
+        let text = response_body_text(&nuls);
+        assert!(text.len() <= RESPONSE_BODY_LIMIT && text.len() > RESPONSE_BODY_LIMIT - 3);
+        assert!(text.chars().all(|c| c == '\u{FFFD}'));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_reply_becomes_bounded_text_without_nul(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..(RESPONSE_BODY_LIMIT + 4096)),
+        ) {
+            let text = response_body_text(&bytes);
+            proptest::prop_assert!(text.len() <= RESPONSE_BODY_LIMIT);
+            proptest::prop_assert!(!text.contains('\0'));
+            // Text that needed no repair is kept as sent (up to the limit).
+            if let Ok(sent) = std::str::from_utf8(&bytes) {
+                if !sent.contains('\0') && sent.len() <= RESPONSE_BODY_LIMIT {
+                    proptest::prop_assert_eq!(text.as_str(), sent);
+                }
+            }
+        }
     }
 }

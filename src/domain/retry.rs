@@ -29,13 +29,16 @@ impl RetryPolicy {
         if attempt == 0 || attempt >= self.max_attempts() {
             return None;
         }
-        let scheduled = self.delays[attempt as usize - 1];
+        let scheduled = *self.delays.get(attempt as usize - 1)?;
         if let Some(asked) = retry_after {
             let largest = self.delays.iter().max().copied().unwrap_or_default();
             return Some(asked.min(largest));
         }
+        // Never panics: a jitter that is not a number counts as none, and a product too
+        // large for a duration keeps the scheduled delay.
+        let jitter = if jitter.is_finite() { jitter } else { 0.0 };
         let factor = 1.0 + JITTER_FRACTION * jitter.clamp(-1.0, 1.0);
-        Some(scheduled.mul_f64(factor))
+        Some(Duration::try_from_secs_f64(scheduled.as_secs_f64() * factor).unwrap_or(scheduled))
     }
 }
 
@@ -102,5 +105,21 @@ mod tests {
         let policy = RetryPolicy { delays: vec![] };
         assert_eq!(policy.max_attempts(), 1);
         assert_eq!(policy.next_delay(1, 0.0, None), None);
+    }
+
+    #[test]
+    fn no_input_makes_the_policy_panic() {
+        let policy = RetryPolicy {
+            delays: vec![Duration::from_secs(1), Duration::MAX],
+        };
+        for jitter in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1.0] {
+            assert!(policy.next_delay(1, jitter, None).is_some());
+            assert!(policy.next_delay(2, jitter, None).is_some());
+        }
+        assert_eq!(
+            default_policy().next_delay(1, 0.0, Some(Duration::MAX)),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(policy.next_delay(u32::MAX, 0.0, None), None);
     }
 }

@@ -306,6 +306,10 @@ pub struct ClaimRequest {
     pub per_webhook_limit: usize,
     /// This node's deliveries in flight, per webhook.
     pub in_flight: HashMap<Uuid, usize>,
+    /// Most deliveries of one tenant in flight on this node.
+    pub per_tenant_limit: usize,
+    /// This node's deliveries in flight, per tenant.
+    pub in_flight_per_tenant: HashMap<String, usize>,
     /// Attempts this node finished since its last tick, recorded in the same transaction
     /// before the claim (a due retry among them may be claimed again at once).
     pub finished: Vec<AttemptRecord>,
@@ -320,6 +324,8 @@ pub struct ClaimedDelivery {
     pub event_id: String,
     pub event_created_at_ms: i64,
     pub webhook_id: Uuid,
+    /// The webhook's tenant, whose share of the node's slots the attempt takes.
+    pub tenant: String,
     pub url: String,
     /// The webhook's key as of the claim: a rotated key signs the next attempt.
     pub api_key: String,

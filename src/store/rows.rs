@@ -261,6 +261,7 @@ pub(super) struct Candidate {
     pub(super) id: i64,
     pub(super) event_seq: i64,
     pub(super) webhook_id: String,
+    pub(super) tenant: String,
     pub(super) attempts: i64,
     pub(super) cycle: i64,
     pub(super) event_id: String,
@@ -289,6 +290,7 @@ impl Candidate {
             event_id: self.event_id,
             event_created_at_ms: self.created_at,
             webhook_id,
+            tenant: self.tenant,
             url: self.url,
             api_key: self.api_key,
             attempt_number: self.attempts as u32 + 1,
@@ -306,12 +308,14 @@ pub(super) struct SeqEventRow {
 }
 
 /// Picks, in order, the candidates this node may claim: at most `request.limit`, and per
-/// webhook no more than its free in-flight slots.
+/// webhook and per tenant no more than their free in-flight slots. A candidate over a limit
+/// is passed over, not waited for, so the others behind it are still taken.
 pub(super) fn within_limits(
     candidates: Vec<Candidate>,
     request: &ClaimRequest,
 ) -> StoreResult<Vec<ClaimedDelivery>> {
     let mut taken: HashMap<Uuid, usize> = HashMap::new();
+    let mut taken_by_tenant: HashMap<String, usize> = HashMap::new();
     let mut deliveries = Vec::with_capacity(candidates.len().min(request.limit));
     for candidate in candidates {
         if deliveries.len() >= request.limit {
@@ -323,25 +327,58 @@ pub(super) fn within_limits(
         if busy + *count >= request.per_webhook_limit {
             continue;
         }
+        let tenant_busy = request
+            .in_flight_per_tenant
+            .get(&candidate.tenant)
+            .copied()
+            .unwrap_or(0);
+        let tenant_taken = taken_by_tenant.get(&candidate.tenant).copied().unwrap_or(0);
+        if tenant_busy + tenant_taken >= request.per_tenant_limit {
+            continue;
+        }
         *count += 1;
+        match taken_by_tenant.get_mut(&candidate.tenant) {
+            Some(taken) => *taken += 1,
+            None => {
+                taken_by_tenant.insert(candidate.tenant.clone(), 1);
+            }
+        }
         deliveries.push(candidate.into_claimed(webhook_id));
     }
     Ok(deliveries)
 }
 
-/// Of the webhooks with queued deliveries (id, first due time), those with one due by the
-/// claim's time and room under their in-flight limit on this node.
-pub(super) fn webhooks_ready(queued: Vec<(String, i64)>, request: &ClaimRequest) -> Vec<String> {
+/// The tenants with no free slot on this node: their webhooks are left out of the claim, so
+/// that it reads only work it may take.
+pub(super) fn saturated_tenants(request: &ClaimRequest) -> Vec<&str> {
+    request
+        .in_flight_per_tenant
+        .iter()
+        .filter(|(_, count)| **count >= request.per_tenant_limit)
+        .map(|(tenant, _)| tenant.as_str())
+        .collect()
+}
+
+/// Of the webhooks with queued deliveries (id, first due time, tenant), those with one due
+/// by the claim's time and room under their own and their tenant's in-flight limits on this
+/// node.
+pub(super) fn webhooks_ready(
+    queued: Vec<(String, i64, String)>,
+    request: &ClaimRequest,
+) -> Vec<String> {
+    let saturated = saturated_tenants(request);
     queued
         .into_iter()
-        .filter(|(id, first_due)| {
+        .filter(|(id, first_due, tenant)| {
             let busy = Uuid::parse_str(id)
                 .ok()
                 .and_then(|id| request.in_flight.get(&id).copied())
                 .unwrap_or(0);
-            *first_due <= request.now_ms && busy < request.per_webhook_limit
+            *first_due <= request.now_ms
+                && busy < request.per_webhook_limit
+                && !saturated.contains(&tenant.as_str())
         })
-        .map(|(id, _)| id)
+        .map(|(id, _, _)| id)
         .collect()
 }
 
@@ -424,8 +461,48 @@ mod tests {
             limit,
             per_webhook_limit,
             in_flight: busy.iter().copied().collect(),
+            per_tenant_limit: 128,
+            in_flight_per_tenant: HashMap::new(),
             finished: Vec::new(),
         }
+    }
+
+    fn candidate(id: i64, webhook: Uuid, tenant: &str) -> Candidate {
+        Candidate {
+            id,
+            event_seq: id,
+            webhook_id: webhook.to_string(),
+            tenant: tenant.into(),
+            attempts: 0,
+            cycle: 1,
+            event_id: format!("e{id}"),
+            event_type: "a.b".into(),
+            user_id: None,
+            occurred_at: 0,
+            payload: "{}".into(),
+            created_at: 0,
+            url: "https://hooks.example.com/".into(),
+            api_key: "k".into(),
+        }
+    }
+
+    #[test]
+    fn a_claim_gives_no_tenant_more_than_its_free_share_and_takes_the_others_work() {
+        let (dead_a, dead_b, live) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let mut request = request(128, 128, &[(dead_a, 2)]);
+        request.per_tenant_limit = 3;
+        request.in_flight_per_tenant = [("acme".to_string(), 2)].into();
+        // acme's two webhooks come first in due order; globex's work is behind them.
+        let mut candidates: Vec<Candidate> = (1..=6)
+            .map(|id| candidate(id, if id % 2 == 0 { dead_a } else { dead_b }, "acme"))
+            .collect();
+        candidates.extend((7..=9).map(|id| candidate(id, live, "globex")));
+        let claimed: Vec<i64> = within_limits(candidates, &request)
+            .unwrap()
+            .iter()
+            .map(|d| d.delivery_id)
+            .collect();
+        assert_eq!(claimed, vec![1, 7, 8, 9]);
     }
 
     #[test]
@@ -436,12 +513,16 @@ mod tests {
             Uuid::now_v7(),
             Uuid::now_v7(),
         );
-        let request = request(128, 4, &[(full, 4), (partly, 3)]);
+        let saturated = Uuid::now_v7();
+        let mut request = request(128, 4, &[(full, 4), (partly, 3)]);
+        request.per_tenant_limit = 5;
+        request.in_flight_per_tenant = [("acme".to_string(), 7), ("globex".to_string(), 5)].into();
         let queued = vec![
-            (full.to_string(), 10),
-            (partly.to_string(), 10),
-            (idle.to_string(), 1_000),
-            (later.to_string(), 1_001),
+            (full.to_string(), 10, "acme".to_string()),
+            (partly.to_string(), 10, "initech".to_string()),
+            (idle.to_string(), 1_000, "initech".to_string()),
+            (later.to_string(), 1_001, "initech".to_string()),
+            (saturated.to_string(), 10, "globex".to_string()),
         ];
         assert_eq!(
             webhooks_ready(queued, &request),

@@ -17,6 +17,7 @@ mod bench;
 mod cli;
 mod connections;
 mod durability;
+mod egress;
 mod multinode;
 mod outage;
 mod signatures;

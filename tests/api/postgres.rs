@@ -14,12 +14,14 @@ async fn spawn(env: &[(&str, &str)]) -> Option<TestApp> {
 mod auth;
 #[path = "delivery.rs"]
 mod delivery;
+#[path = "delivery_limits.rs"]
+mod delivery_limits;
 #[path = "events.rs"]
 mod events;
-#[path = "limits.rs"]
-mod limits;
 #[path = "ops.rs"]
 mod ops;
+#[path = "partner_limits.rs"]
+mod partner_limits;
 #[path = "publish.rs"]
 mod publish;
 #[path = "robustness.rs"]

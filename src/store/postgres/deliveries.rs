@@ -3,6 +3,7 @@
 //! moment take different work instead of waiting for each other.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use sqlx::postgres::PgListener;
@@ -229,10 +230,13 @@ impl DeliveryStore for PostgresStore {
             .filter(|(_, count)| **count >= request.per_webhook_limit)
             .map(|(id, _)| id.to_string())
             .collect();
+        let saturated_tenants = saturated_tenants(request);
         // One statement (each is a round trip to the database while the claim holds its
         // locks): the webhooks with due work that are below their limit on this node, then
         // each one's share of its due deliveries (`per_webhook_quota`'s rule; the number
         // of ready webhooks is known only here). Rows another node has locked are skipped.
+        // Tenants at their limit on this node are left out (looked up only when there are
+        // some, so the common claim costs what it did).
         // Each webhook's share is read in the order of its index (due time): ordering by
         // `id` as well sorted all of its due deliveries first, on every claim (herald bench
         // d: ~850 rows read a tick for ~65 taken).
@@ -243,7 +247,10 @@ impl DeliveryStore for PostgresStore {
             sqlx::query_as(&format!(
                 "WITH RECURSIVE {QUEUED_WEBHOOKS}, \
                  ready AS (SELECT id FROM queued \
-                           WHERE first_due <= $1 AND id <> ALL($2::text[])), \
+                           WHERE first_due <= $1 AND id <> ALL($2::text[]) \
+                           AND (cardinality($5::text[]) = 0 OR NOT EXISTS ( \
+                             SELECT 1 FROM webhooks w \
+                             WHERE w.id = queued.id AND w.tenant = ANY($5::text[])))), \
                  c AS (SELECT q.id FROM ready h CROSS JOIN LATERAL ( \
                          SELECT id FROM deliveries WHERE state = 'queued' \
                          AND webhook_id = h.id AND next_attempt_at <= $1 \
@@ -251,7 +258,7 @@ impl DeliveryStore for PostgresStore {
                          LIMIT (SELECT GREATEST(1, LEAST($4, ($3 + COUNT(*) - 1) / GREATEST(COUNT(*), 1))) \
                                 FROM ready) \
                          FOR UPDATE SKIP LOCKED) q) \
-                 SELECT d.id, d.event_seq, d.webhook_id, d.attempts, d.cycle, e.event_id, \
+                 SELECT d.id, d.event_seq, d.webhook_id, w.tenant, d.attempts, d.cycle, e.event_id, \
                         e.event_type, e.user_id, e.occurred_at, e.payload, e.created_at, w.url, \
                         w.api_key \
                  FROM c JOIN deliveries d ON d.id = c.id JOIN events e ON e.seq = d.event_seq \
@@ -261,6 +268,7 @@ impl DeliveryStore for PostgresStore {
             .bind(&saturated)
             .bind(quota.reads as i64)
             .bind(quota.most as i64)
+            .bind(&saturated_tenants)
             .fetch_all(&mut *tx)
             .await?
         };
@@ -366,23 +374,26 @@ impl DeliveryStore for PostgresStore {
     ) {
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
+            if failures > 0 {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(listen_backoff(failures)) => {}
+                }
+            }
             let mut listener = match PgListener::connect_with(&self.pool).await {
                 Ok(listener) => listener,
                 Err(error) => {
-                    failures += 1;
+                    failures = failures.saturating_add(1);
                     tracing::warn!(%error, failures, "cannot listen for work notifications");
-                    let pause = std::time::Duration::from_millis(200 * u64::from(failures.min(25)));
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(pause) => continue,
-                    }
+                    continue;
                 }
             };
             if let Err(error) = listener.listen(&self.channel).await {
-                tracing::warn!(%error, "cannot listen for work notifications");
+                failures = failures.saturating_add(1);
+                tracing::warn!(%error, failures, "cannot listen for work notifications");
                 continue;
             }
-            failures = 0;
+            let listening_since = Instant::now();
             // Whatever was announced while not listening is found by looking now.
             on_work();
             loop {
@@ -399,6 +410,47 @@ impl DeliveryStore for PostgresStore {
                     },
                 }
             }
+            // A listener that held for a while was a success: start the backoff afresh.
+            if listening_since.elapsed() >= LISTEN_BACKOFF_MAX {
+                failures = 0;
+            }
+            failures = failures.saturating_add(1);
         }
+    }
+}
+
+/// The first pause before listening again after a failure, and the longest.
+const LISTEN_BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The pause before listening again after `failures` failures in a row: doubling from
+/// [`LISTEN_BACKOFF_FIRST`] up to [`LISTEN_BACKOFF_MAX`], so a database that refuses LISTEN
+/// is not asked again in a tight loop.
+fn listen_backoff(failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    let doublings = (failures - 1).min(16);
+    LISTEN_BACKOFF_FIRST
+        .saturating_mul(1u32 << doublings)
+        .min(LISTEN_BACKOFF_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_again_backs_off_exponentially_up_to_a_cap() {
+        let pauses: Vec<u64> = (0..=10)
+            .map(|failures| listen_backoff(failures).as_millis() as u64)
+            .collect();
+        assert_eq!(
+            pauses,
+            [
+                0, 100, 200, 400, 800, 1_600, 3_200, 5_000, 5_000, 5_000, 5_000
+            ]
+        );
+        assert_eq!(listen_backoff(u32::MAX), LISTEN_BACKOFF_MAX);
     }
 }

@@ -84,7 +84,7 @@ const QUEUED_WEBHOOKS: &str = "WITH RECURSIVE hooks (seq) AS ( \
                WHERE state = 'queued' AND webhook_seq > hooks.seq) \
        FROM hooks WHERE hooks.seq IS NOT NULL) \
      SELECT w.id, (SELECT MIN(next_attempt_at) FROM deliveries \
-                   WHERE state = 'queued' AND webhook_seq = hooks.seq) \
+                   WHERE state = 'queued' AND webhook_seq = hooks.seq), w.tenant \
      FROM hooks JOIN webhooks w ON w.seq = hooks.seq";
 
 /// Logs finished attempts and moves their deliveries on, and their events' statuses with them.
@@ -220,14 +220,14 @@ impl DeliveryStore for SqliteStore {
             self.leases_checked_at.store(now, Ordering::Relaxed);
         }
 
-        let queued: Vec<(String, i64)> =
+        let queued: Vec<(String, i64, String)> =
             sqlx::query_as(QUEUED_WEBHOOKS).fetch_all(&mut *tx).await?;
         let ready = webhooks_ready(queued, request);
         let candidates: Vec<Candidate> = if ready.is_empty() || request.limit == 0 {
             Vec::new()
         } else {
             sqlx::query_as(
-                "SELECT d.id, d.event_seq, w.id AS webhook_id, d.attempts, d.cycle, \
+                "SELECT d.id, d.event_seq, w.id AS webhook_id, w.tenant, d.attempts, d.cycle, \
                  e.event_id, e.event_type, e.user_id, e.occurred_at, e.payload, e.created_at, \
                  w.url, w.api_key \
                  FROM json_each(?1) AS h \
