@@ -322,9 +322,11 @@ async fn shutdown_is_not_held_up_by_connections_without_a_request_in_progress() 
 }
 
 /// The series (name and labels, without the value) of a Prometheus text page.
+/// The request-driven series of a metrics page. The dispatcher's own gauges (queue depth)
+/// appear on a timer of their own, whatever requests come in, so they are left out.
 fn series(page: &str) -> BTreeSet<String> {
     page.lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter(|line| line.starts_with("herald_http_"))
         .map(|line| {
             line.rsplit_once(' ')
                 .map_or(line, |(series, _)| series)
@@ -386,7 +388,7 @@ async fn made_up_methods_and_paths_leave_the_metrics_the_same_size() {
     }
     let after = metrics().await;
     assert_eq!(series(&after), series(&before));
-    assert_eq!(after.lines().count(), before.lines().count());
+    assert!(series(&before).len() > 5, "{before}");
     for (method, path) in &sent {
         if method.len() > 10 {
             assert!(!after.contains(method.as_str()), "{method} is a label");
