@@ -15,6 +15,8 @@ mod auth;
 mod delivery;
 #[path = "events.rs"]
 mod events;
+#[path = "isolation.rs"]
+mod isolation;
 #[path = "ops.rs"]
 mod ops;
 #[path = "publish.rs"]

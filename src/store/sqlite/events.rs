@@ -8,9 +8,9 @@ use uuid::Uuid;
 use super::event_keys::event_key;
 use super::*;
 
-#[async_trait]
-impl EventStore for SqliteStore {
-    async fn publish_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<PublishOutcome>> {
+impl SqliteStore {
+    /// Stores `events` in one transaction; see [`EventStore::publish_events`].
+    async fn store_events(&self, events: &[NewEvent]) -> StoreResult<Published> {
         let mut tx = self.write_transaction(Commit::Durable).await?;
         let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant.as_str()).collect();
         tenants.sort_unstable();
@@ -133,9 +133,25 @@ impl EventStore for SqliteStore {
         }
         tx.commit().await?;
         self.recent_keys.committed(covered, stored);
-        Ok(publish_outcomes(
-            events, &known, &inserted, &existing, created_at,
-        ))
+        Ok(Published {
+            known,
+            inserted,
+            existing,
+            created_at_ms: created_at,
+        })
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn publish_events(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<PublishOutcome>, PublishFailure> {
+        match self.store_events(&events).await {
+            Ok(published) => Ok(published.outcomes(events)),
+            Err(error) => Err(PublishFailure { error, events }),
+        }
     }
 
     async fn list_events(&self, query: &EventQuery) -> StoreResult<EventPage> {
