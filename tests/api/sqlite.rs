@@ -23,6 +23,8 @@ mod ops;
 mod publish;
 #[path = "robustness.rs"]
 mod robustness;
+#[path = "text.rs"]
+mod text;
 #[path = "webhooks.rs"]
 mod webhooks;
 
