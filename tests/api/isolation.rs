@@ -16,21 +16,16 @@ use tempfile::TempDir;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::helpers::{Backend, fresh_postgres_schema, test_database_url};
+use crate::helpers::fresh_store_on;
 
 /// A migrated store of this suite's backend, with a tenant `acme`.
-async fn fresh_store() -> Option<(Arc<dyn Store>, TempDir)> {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let url = match super::BACKEND {
-        Backend::Sqlite => format!("sqlite://{}", dir.path().join("herald.db").display()),
-        Backend::Postgres => fresh_postgres_schema(&test_database_url()?).await,
-    };
-    let store = herald::app::open_store(&url).await.expect("store opens");
+pub async fn fresh_store() -> Option<(Arc<dyn Store>, TempDir)> {
+    let (store, dir) = fresh_store_on(super::BACKEND).await?;
     store.create_tenant("acme").await.expect("tenant created");
     Some((store, dir))
 }
 
-fn new_event(payload: &str) -> NewEvent {
+pub fn new_event(payload: &str) -> NewEvent {
     NewEvent {
         id: Uuid::now_v7(),
         event_id: Uuid::new_v4().to_string(),

@@ -13,6 +13,8 @@ async fn spawn(env: &[(&str, &str)]) -> Option<TestApp> {
 mod auth;
 #[path = "delivery.rs"]
 mod delivery;
+#[path = "event_ids.rs"]
+mod event_ids;
 #[path = "events.rs"]
 mod events;
 #[path = "isolation.rs"]
