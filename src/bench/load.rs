@@ -276,7 +276,7 @@ mod tests {
     #[test]
     fn event_bodies_are_valid_publish_requests() {
         let body: serde_json::Value =
-            serde_json::from_str(&batch_json("acme", 3, 7)).expect("valid JSON");
+            serde_json::from_str(&batch_json_with("acme", 3, 7, Uuid::new_v4)).expect("valid JSON");
         let events = body["events"].as_array().unwrap();
         assert_eq!(events.len(), 3);
         let validated =
