@@ -535,7 +535,8 @@ pub async fn connect(database_url: &str) -> StoreResult<Arc<dyn Store>> {
         Ok(Arc::new(PostgresStore::connect(database_url).await?))
     } else {
         Err(StoreError::Invalid(format!(
-            "unsupported database URL {database_url:?}: use sqlite://PATH or postgres://..."
+            "unsupported database URL {:?}: use sqlite://PATH or postgres://...",
+            crate::config::redact_password(database_url)
         )))
     }
 }

@@ -18,5 +18,6 @@ mod cli;
 mod durability;
 mod multinode;
 mod outage;
+mod secrets;
 mod signatures;
 mod upgrade;
