@@ -127,13 +127,13 @@ pub async fn publish_batch(
     }
     let rejected = (results.len() - valid.len()) as u64;
     let mut outcomes = state.ingest.publish(valid).await?.into_iter();
-    let (mut created, mut existing, mut unknown) = (0, 0, 0);
+    let (mut created, mut existing, mut unknown, mut failed) = (0, 0, 0, 0);
     for slot in results.iter_mut().filter(|slot| slot.is_none()) {
         *slot = Some(match outcomes.next().transpose() {
             // Only this item could not be stored; the ingest writer has logged why.
             Err(error) => {
                 let error = ApiError::from(error);
-                unknown += 1;
+                failed += 1;
                 BatchResult::Rejected {
                     status: error.status().as_u16(),
                     message: error.to_string(),
@@ -169,7 +169,7 @@ pub async fn publish_batch(
     }
     count("created", created);
     count("existing", existing);
-    count("rejected", rejected + unknown);
+    count("rejected", rejected + unknown + failed);
     Ok(Json(BatchResults {
         results: results.into_iter().flatten().collect(),
     }))
