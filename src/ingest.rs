@@ -128,12 +128,17 @@ async fn commit(store: &dyn Store, wakeup: &Wakeup, batch: Vec<PublishRequest>) 
     }
     let mut results = results.into_iter();
     for (reply, size) in replies.into_iter().zip(sizes) {
-        let mine: Vec<EventResult> = results.by_ref().take(size).collect();
-        // A request of one event answers with its error, as if it had been committed alone.
-        let answer = match <[EventResult; 1]>::try_from(mine) {
-            Ok([Err(error)]) => Err(error),
-            Ok([outcome]) => Ok(vec![outcome]),
-            Err(mine) => Ok(mine),
+        let mut mine: Vec<EventResult> = results.by_ref().take(size).collect();
+        // A single publish that failed, or a batch none of whose events could be stored
+        // because the database is unreachable, fails as a whole, as it did alone.
+        let whole = mine.len() == 1
+            || mine
+                .iter()
+                .all(|r| matches!(r, Err(IngestError::Unavailable(_))));
+        let answer = if whole && !mine.is_empty() && mine.iter().all(Result::is_err) {
+            Err(mine.swap_remove(0).expect_err("every result is an error"))
+        } else {
+            Ok(mine)
         };
         let _ = reply.send(answer);
     }
@@ -163,9 +168,11 @@ async fn isolate(store: &dyn Store, failure: PublishFailure) -> Vec<EventResult>
             }
             Range::Failed(PublishFailure { error, mut events }) => {
                 if events.len() == 1 || error.is_unavailable() || budget == 0 {
-                    for event in &events {
-                        tracing::error!(%error, tenant = %event.tenant,
-                            event_id = %event.event_id, "event could not be stored");
+                    match &events[..] {
+                        [event] => tracing::error!(%error, tenant = %event.tenant,
+                            event_id = %event.event_id, "event could not be stored"),
+                        _ => tracing::error!(%error, events = events.len(),
+                            "events could not be stored"),
                     }
                     results.extend(events.iter().map(|_| Err(ingest_error(&error))));
                 } else {
