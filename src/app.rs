@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::rate::WriteLimiter;
 use crate::api::serve::{ServeLimits, serve};
 use crate::api::{self, AppState};
-use crate::config::Config;
+use crate::config::{Config, redact_password};
 use crate::delivery::{self, Wakeup};
 use crate::ingest::Ingest;
 use crate::store::{self, Store};
@@ -23,7 +23,7 @@ use crate::telemetry::metrics_handle;
 pub async fn open_store(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
     let store = store::connect(database_url)
         .await
-        .with_context(|| format!("cannot open the database {database_url}"))?;
+        .with_context(|| format!("cannot open the database {}", redact_password(database_url)))?;
     store
         .migrate()
         .await

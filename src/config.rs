@@ -141,10 +141,78 @@ const MAX_RETRY_DELAYS: usize = 20;
 /// inside what timers and `i64` milliseconds can represent.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(7 * 86_400);
 
+/// A database URL, whose password is shown as `***` wherever it is printed or logged
+/// (`Display` and `Debug`); the URL itself is reached through `Deref` to connect.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> DatabaseUrl {
+        DatabaseUrl(url.into())
+    }
+}
+
+impl std::ops::Deref for DatabaseUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_password(&self.0))
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", redact_password(&self.0))
+    }
+}
+
+impl PartialEq<&str> for DatabaseUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// `text` with the password of a URL in it shown as `***`: the password of its user
+/// information (`scheme://user:PASSWORD@host`) and a `password=` query parameter. Anything
+/// else is left as it is, so a message still says which database it is about.
+pub fn redact_password(text: &str) -> String {
+    let mut out = text.to_string();
+    if let Some(start) = text.find("://").map(|i| i + 3) {
+        // A password may hold `/` or `@` unencoded: the user information runs to the last
+        // `@` before the query.
+        let end = text[start..]
+            .find(['?', '#'])
+            .map_or(text.len(), |i| start + i);
+        if let Some(at) = text[start..end].rfind('@').map(|i| start + i) {
+            if let Some(colon) = text[start..at].find(':').map(|i| start + i) {
+                out = format!("{}***{}", &text[..=colon], &text[at..]);
+            }
+        }
+    }
+    let mut from = 0;
+    while let Some(found) = out[from..].find("password=").map(|i| from + i) {
+        let value = found + "password=".len();
+        let is_parameter = found > 0 && matches!(out.as_bytes()[found - 1], b'?' | b'&');
+        let value_end = out[value..]
+            .find(['&', '#'])
+            .map_or(out.len(), |i| value + i);
+        if is_parameter && out[value..value_end] != *"***" {
+            out.replace_range(value..value_end, "***");
+        }
+        from = value;
+    }
+    out
+}
+
 /// The validated configuration of one Herald process.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     pub listen: String,
     pub notifications_enabled: bool,
     pub max_webhooks_per_tenant: u32,
@@ -361,6 +429,7 @@ impl Parser<'_> {
         match parse(value.trim()) {
             Ok(parsed) => parsed,
             Err(expected) => {
+                let value = redact_password(value);
                 self.problems
                     .push(format!("{key} (from {source}): {expected}, got {value:?}"));
                 T::default()
@@ -397,11 +466,11 @@ fn read_file(path: &Path) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-fn parse_database_url(value: &str) -> Result<String, String> {
+fn parse_database_url(value: &str) -> Result<DatabaseUrl, String> {
     let sqlite = value.starts_with("sqlite:") && value.len() > "sqlite:".len();
     let postgres = value.starts_with("postgres://") || value.starts_with("postgresql://");
     if sqlite || postgres {
-        Ok(value.to_string())
+        Ok(DatabaseUrl::new(value))
     } else {
         Err("expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE".into())
     }
@@ -684,6 +753,65 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("egress_proxy (from HERALD_EGRESS_PROXY)")
+        );
+    }
+
+    #[test]
+    fn passwords_in_database_urls_are_shown_as_stars() {
+        let cases = [
+            (
+                "postgres://user:secret@127.0.0.1:1/db",
+                "postgres://user:***@127.0.0.1:1/db",
+            ),
+            (
+                "postgresql://u:p@ss/w@rd@db.example:5432/herald?sslmode=require",
+                "postgresql://u:***@db.example:5432/herald?sslmode=require",
+            ),
+            (
+                "postgres://db.example/herald?user=u&password=secret&sslmode=require",
+                "postgres://db.example/herald?user=u&password=***&sslmode=require",
+            ),
+            (
+                "postgres://user@127.0.0.1/db",
+                "postgres://user@127.0.0.1/db",
+            ),
+            ("sqlite://herald.db", "sqlite://herald.db"),
+            ("mysql://root:hunter2@db", "mysql://root:***@db"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_password(url), shown, "{url}");
+            let url = DatabaseUrl::new(url);
+            assert_eq!(url.to_string(), shown);
+            assert_eq!(format!("{url:?}"), format!("{shown:?}"));
+        }
+        let config = Config::load(
+            None,
+            vec![(
+                "HERALD_DATABASE_URL".to_string(),
+                "postgres://user:secret@127.0.0.1:1/db".to_string(),
+            )],
+            &[],
+        )
+        .unwrap();
+        assert!(!format!("{config:?}").contains("secret"));
+        assert_eq!(
+            &*config.database_url,
+            "postgres://user:secret@127.0.0.1:1/db"
+        );
+        let refused = Config::load(
+            None,
+            vec![(
+                "HERALD_DATABASE_URL".to_string(),
+                "mysql://user:secret@127.0.0.1:1/db".to_string(),
+            )],
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!refused.contains("secret"), "{refused}");
+        assert!(
+            refused.contains("mysql://user:***@127.0.0.1:1/db"),
+            "{refused}"
         );
     }
 }

@@ -51,7 +51,7 @@ pub async fn publish(
         count("rejected", 1);
         ApiError::Validation(message)
     })?;
-    let outcome = state.ingest.publish(vec![event]).await?.pop();
+    let outcome = state.ingest.publish(vec![event]).await?.pop().transpose()?;
     match outcome {
         Some(PublishOutcome::Created(event)) => {
             count("created", 1);
@@ -128,31 +128,40 @@ pub async fn publish_batch(
     }
     let rejected = (results.len() - valid.len()) as u64;
     let mut outcomes = state.ingest.publish(valid).await?.into_iter();
-    let (mut created, mut existing, mut unknown) = (0, 0, 0);
+    let (mut created, mut existing, mut unknown, mut failed) = (0, 0, 0, 0);
     for slot in results.iter_mut().filter(|slot| slot.is_none()) {
-        *slot = Some(match outcomes.next() {
-            Some(PublishOutcome::Created(event)) => {
+        *slot = Some(match outcomes.next().transpose() {
+            // Only this item could not be stored; the ingest writer has logged why.
+            Err(error) => {
+                let error = ApiError::from(error);
+                failed += 1;
+                BatchResult::Rejected {
+                    status: error.status().as_u16(),
+                    message: error.to_string(),
+                }
+            }
+            Ok(Some(PublishOutcome::Created(event))) => {
                 created += 1;
                 BatchResult::Stored {
                     status: 201,
                     event: event.into(),
                 }
             }
-            Some(PublishOutcome::Existing(event)) => {
+            Ok(Some(PublishOutcome::Existing(event))) => {
                 existing += 1;
                 BatchResult::Stored {
                     status: 200,
                     event: event.into(),
                 }
             }
-            Some(PublishOutcome::UnknownTenant(name)) => {
+            Ok(Some(PublishOutcome::UnknownTenant(name))) => {
                 unknown += 1;
                 BatchResult::Rejected {
                     status: 400,
                     message: unknown_tenant(&name).to_string(),
                 }
             }
-            None => {
+            Ok(None) => {
                 return Err(ApiError::Internal(
                     "publish returned too few outcomes".into(),
                 ));
@@ -161,7 +170,7 @@ pub async fn publish_batch(
     }
     count("created", created);
     count("existing", existing);
-    count("rejected", rejected + unknown);
+    count("rejected", rejected + unknown + failed);
     Ok(Json(BatchResults {
         results: results.into_iter().flatten().collect(),
     }))

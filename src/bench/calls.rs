@@ -10,7 +10,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use uuid::Uuid;
 
 use super::herald::HeraldApi;
-use super::load::{Call, EVENT_TYPE, batch_json, event_json};
+use super::load::{Call, EVENT_TYPE, batch_json_with, event_json};
 
 /// When each event's publish was acknowledged (the 2xx fully read), by event id.
 #[derive(Default)]
@@ -31,13 +31,23 @@ impl AckLog {
 
 /// `POST /v1/events` of one new event for `tenant`; expects 201.
 pub fn publish_single(api: &HeraldApi, tenant: &str, acks: Option<Arc<AckLog>>) -> Call {
+    publish_single_with(api, tenant, acks, Uuid::new_v4)
+}
+
+/// [`publish_single`] with event ids made by `new_id`.
+pub fn publish_single_with(
+    api: &HeraldApi,
+    tenant: &str,
+    acks: Option<Arc<AckLog>>,
+    new_id: fn() -> Uuid,
+) -> Call {
     let client = api.client.clone();
     let url = api.url("/v1/events");
     let auth = format!("Bearer {}", api.producer);
     let tenant = tenant.to_string();
     Arc::new(move |sequence| {
         let (client, url, auth, acks) = (client.clone(), url.clone(), auth.clone(), acks.clone());
-        let event = Uuid::new_v4();
+        let event = new_id();
         let body = event_json(&tenant, event, sequence);
         Box::pin(async move {
             let response = client
@@ -66,13 +76,23 @@ pub fn publish_single(api: &HeraldApi, tenant: &str, acks: Option<Arc<AckLog>>) 
 /// `POST /v1/events/batch` of `size` new events for `tenant`; expects every item stored
 /// (`"status":201`).
 pub fn publish_batch(api: &HeraldApi, tenant: &str, size: usize) -> Call {
+    publish_batch_with(api, tenant, size, Uuid::new_v4)
+}
+
+/// [`publish_batch`] with event ids made by `new_id`.
+pub fn publish_batch_with(
+    api: &HeraldApi,
+    tenant: &str,
+    size: usize,
+    new_id: fn() -> Uuid,
+) -> Call {
     let client = api.client.clone();
     let url = api.url("/v1/events/batch");
     let auth = format!("Bearer {}", api.producer);
     let tenant = tenant.to_string();
     Arc::new(move |sequence| {
         let (client, url, auth) = (client.clone(), url.clone(), auth.clone());
-        let body = batch_json(&tenant, size, sequence * size as u64);
+        let body = batch_json_with(&tenant, size, sequence * size as u64, new_id);
         Box::pin(async move {
             let response = client
                 .post(url)

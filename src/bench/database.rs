@@ -26,10 +26,12 @@ impl DatabaseChoice {
             }
             Some(url) if url.starts_with("sqlite:") => Err(anyhow::anyhow!(
                 "the benchmark makes its own temporary SQLite file; pass --database-url only \
-                 for PostgreSQL (got {url})"
+                 for PostgreSQL (got {})",
+                redact(url)
             )),
             Some(url) => Err(anyhow::anyhow!(
-                "unsupported --database-url {url}: expected postgres://..."
+                "unsupported --database-url {}: expected postgres://...",
+                redact(url)
             )),
         }
     }
@@ -132,11 +134,5 @@ async fn admin_connection(url: &str) -> anyhow::Result<PgConnection> {
 
 /// The URL without its password, for messages.
 fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("****"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
-    }
+    crate::config::redact_password(url)
 }

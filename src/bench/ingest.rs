@@ -1,6 +1,7 @@
-//! Scenarios a to c: the raw loopback HTTP baseline (the benchmark's client straight to its
-//! receiver, no Herald), then publishing single events and batches of 100 to a tenant with
-//! no webhooks, so that no delivery competes with ingest.
+//! Scenarios a to c and j: the raw loopback HTTP baseline (the benchmark's client straight to
+//! its receiver, no Herald), then publishing single events and batches of 100 to a tenant with
+//! no webhooks, so that no delivery competes with ingest; and single events whose ids all
+//! share their first 60 bits, beside single events of random ids on the same store.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,8 +9,11 @@ use std::time::Instant;
 
 use anyhow::bail;
 use serde_json::{Map, json};
+use uuid::Uuid;
 
-use super::calls::{publish_batch, publish_single, raw_delivery};
+use super::calls::{
+    publish_batch, publish_batch_with, publish_single, publish_single_with, raw_delivery,
+};
 use super::flow::round;
 use super::herald::{BenchApp, http_client};
 use super::load::{Call, Counters, LoadResult, Percentiles, Until, closed_loop};
@@ -79,6 +83,61 @@ pub async fn batch(ctx: &Context) -> anyhow::Result<ScenarioReport> {
         let load = publish(ctx, call, progress, "events").await?;
         let stored = app.api.count_events(&tenant, None).await?;
         ingest_report(ctx, load, stored, 'c', "ingest_batch", ctx.batch_size)
+    })
+    .await
+}
+
+/// The first 60 bits every id of the colliding-ids scenario shares.
+const SHARED_PREFIX: u128 = 0x4f9_c2a1_e7b3_d4c5;
+
+/// A UUID whose first 60 bits are [`SHARED_PREFIX`] and whose other 68 are random.
+fn colliding_id() -> Uuid {
+    Uuid::from_u128((SHARED_PREFIX << 68) | (rand::random::<u128>() >> 60))
+}
+
+/// j. `POST /v1/events` of ids that share their first 60 bits, once `ctx.colliding_stored`
+/// such events are stored, beside the same load with random ids on the same store: a producer
+/// choosing its ids must not be able to slow ingest down.
+pub async fn colliding(ctx: &Context) -> anyhow::Result<ScenarioReport> {
+    let progress = Progress::start("j. ingest, ids sharing a 60-bit prefix");
+    with_app(ctx, &[], async |app: &BenchApp| {
+        let tenant = app.api.tenant("bench-colliding").await?;
+        let seed = publish_batch_with(&app.api, &tenant.name, ctx.batch_size, colliding_id);
+        let mut stored_first = 0;
+        for sequence in 0..ctx.colliding_stored.div_ceil(ctx.batch_size as u64) {
+            stored_first += seed(sequence).await?;
+        }
+        let random = publish(
+            ctx,
+            publish_single(&app.api, &tenant.name, None),
+            Progress::start("j. (random ids, for comparison)"),
+            "events",
+        )
+        .await?;
+        let random_rate = random.0.rate();
+        let call = publish_single_with(&app.api, &tenant.name, None, colliding_id);
+        let load = publish(ctx, call, progress, "events").await?;
+        let stored = app.api.count_events(&tenant, None).await?;
+        let mut report = ingest_report(ctx, load, stored, 'j', "colliding_ids", 1)?;
+        report.title = "ingest, ids sharing a 60-bit prefix";
+        report.summary = format!(
+            "{} connections; {stored_first} events of that prefix stored first; random ids \
+             on the same store: {} events/s",
+            ctx.connections,
+            thousands(random_rate)
+        );
+        report
+            .figures
+            .insert("stored_first".into(), json!(stored_first));
+        report.figures.insert(
+            "random_ids_events_per_s".into(),
+            json!(round(random_rate, 1)),
+        );
+        report.figures.insert(
+            "rate_against_random_ids".into(),
+            json!(round(report.throughput.value / random_rate.max(1e-9), 3)),
+        );
+        Ok(report)
     })
     .await
 }

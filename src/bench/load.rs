@@ -240,19 +240,20 @@ pub fn event_json(tenant: &str, event_id: Uuid, sequence: u64) -> String {
     )
 }
 
-/// A batch body of `size` events.
-pub fn batch_json(tenant: &str, size: usize, first_sequence: u64) -> String {
+/// A batch body of `size` events whose ids `new_id` makes.
+pub fn batch_json_with(
+    tenant: &str,
+    size: usize,
+    first_sequence: u64,
+    new_id: fn() -> Uuid,
+) -> String {
     let mut body = String::with_capacity(size * 260 + 16);
     body.push_str(r#"{"events":["#);
     for i in 0..size {
         if i > 0 {
             body.push(',');
         }
-        body.push_str(&event_json(
-            tenant,
-            Uuid::new_v4(),
-            first_sequence + i as u64,
-        ));
+        body.push_str(&event_json(tenant, new_id(), first_sequence + i as u64));
     }
     body.push_str("]}");
     body
@@ -275,7 +276,7 @@ mod tests {
     #[test]
     fn event_bodies_are_valid_publish_requests() {
         let body: serde_json::Value =
-            serde_json::from_str(&batch_json("acme", 3, 7)).expect("valid JSON");
+            serde_json::from_str(&batch_json_with("acme", 3, 7, Uuid::new_v4)).expect("valid JSON");
         let events = body["events"].as_array().unwrap();
         assert_eq!(events.len(), 3);
         let validated =

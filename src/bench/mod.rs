@@ -37,7 +37,7 @@ pub struct BenchArgs {
     connections: Option<usize>,
     /// Scenarios to run, by letter or name, comma-separated [default: all]: a raw,
     /// b ingest_single, c ingest_batch, d end_to_end, e steady_latency, f fan_out,
-    /// g failing_receiver, h isolation, i resources.
+    /// g failing_receiver, h isolation, i resources, j colliding_ids.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Deliveries left waiting in the resources scenario [default: 1000000; 2000 with
@@ -80,6 +80,9 @@ pub struct Context {
     retry_schedule: &'static str,
     /// Per-attempt timeout of the isolation scenario, so the black hole frees its slots.
     isolation_timeout: &'static str,
+    /// Events with ids of one 60-bit prefix stored before the colliding-ids scenario
+    /// publishes more of them.
+    colliding_stored: u64,
 }
 
 impl Context {
@@ -117,12 +120,13 @@ impl Context {
                 herald::SHORT_RETRY_SCHEDULE
             },
             isolation_timeout: if smoke { "500ms" } else { "2s" },
+            colliding_stored: if smoke { 200 } else { 3_000 },
         })
     }
 }
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [(char, &str); 9] = [
+const SCENARIOS: [(char, &str); 10] = [
     ('a', "raw"),
     ('b', "ingest_single"),
     ('c', "ingest_batch"),
@@ -132,6 +136,7 @@ const SCENARIOS: [(char, &str); 9] = [
     ('g', "failing_receiver"),
     ('h', "isolation"),
     ('i', "resources"),
+    ('j', "colliding_ids"),
 ];
 
 fn select(names: &[String]) -> anyhow::Result<Vec<(char, &'static str)>> {
@@ -170,6 +175,7 @@ async fn run_one(letter: char, ctx: &Context) -> anyhow::Result<ScenarioReport> 
         'f' => delivery::fan_out(ctx).await,
         'g' => delivery::failing(ctx).await,
         'h' => delivery::isolation(ctx).await,
+        'j' => ingest::colliding(ctx).await,
         _ => resources::resources(ctx).await,
     }
 }
@@ -218,6 +224,7 @@ pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Resul
             "fill_within_s": ctx.fill_within.as_secs(),
             "retry_schedule": ctx.retry_schedule,
             "isolation_delivery_timeout": ctx.isolation_timeout,
+            "colliding_stored": ctx.colliding_stored,
         }),
         targets: report::targets(&scenarios, ctx.smoke),
         scenarios,

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::envelope::RESERVED_KEYS;
 use super::event_type::is_valid_type;
+use super::text::check_no_control;
 use super::time::parse_iso8601_ms;
 
 const FIELDS: [&str; 7] = [
@@ -45,6 +46,12 @@ pub fn validate_new_event(body: &Value, now_ms: i64) -> Result<NewEvent, String>
             "Unknown field: {key} (expected tenant, eventType, payload, eventId, userId, \
              sourceService, occurredAt)"
         ));
+    }
+    // Before the other checks, so the message says what is wrong with such text.
+    for field in ["tenant", "eventId", "eventType", "userId", "sourceService"] {
+        if let Some(Value::String(text)) = object.get(field) {
+            check_no_control(field, text)?;
+        }
     }
     let tenant = required_string(object, "tenant")?;
     let event_type = required_string(object, "eventType")?;
@@ -181,6 +188,33 @@ mod tests {
                 "userId must be a string of at most 255 characters",
             ),
         ];
+        let controls = [
+            ("tenant", json!("ac\u{0000}me")),
+            (
+                "eventId",
+                json!("0b7e8a59-5d4c-4a0e-9a43-2f9d0c1e8b1\u{0000}"),
+            ),
+            ("eventType", json!("a.\u{0007}b")),
+            ("userId", json!("u\u{0000}")),
+            ("sourceService", json!("\nkyc")),
+        ];
+        for (field, text) in controls {
+            let mut body = json!({"tenant": "t", "eventType": "a", "payload": {}});
+            body[field] = text;
+            assert_eq!(
+                validate_new_event(&body, NOW).unwrap_err(),
+                format!("{field} must not contain control characters"),
+                "{body}"
+            );
+        }
+        // Payloads are stored as JSON text, where a control character is an escape.
+        let payload = validate_new_event(
+            &json!({"tenant": "t", "eventType": "a", "payload": {"k\u{0000}": "a\u{0000}b"}}),
+            NOW,
+        )
+        .unwrap()
+        .payload;
+        assert_eq!(payload, r#"{"k\u0000":"a\u0000b"}"#);
         for (body, message) in cases {
             assert_eq!(
                 validate_new_event(&body, NOW).unwrap_err(),

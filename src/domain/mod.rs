@@ -12,5 +12,6 @@ pub mod scope;
 pub mod signature;
 pub mod status;
 pub mod tenant;
+pub mod text;
 pub mod time;
 pub mod webhook;

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use super::destination::{DestinationPolicy, check_url_literal};
 use super::event_type::is_valid_pattern;
+use super::text::{check_json_no_control, check_no_control};
 
 /// Largest `metadata` accepted, as serialized JSON.
 pub const MAX_METADATA_BYTES: usize = 8 * 1024;
@@ -52,6 +53,7 @@ fn validate_fields(body: &Value, policy: &DestinationPolicy) -> Result<WebhookFi
     let mut fields = WebhookFields::default();
     if let Some(value) = present(object, "name") {
         let name = value.as_str().ok_or("name must be a string")?;
+        check_no_control("name", name)?;
         let chars = name.trim().chars().count();
         if chars == 0 || name.chars().count() > MAX_NAME_CHARS {
             return Err(format!(
@@ -62,6 +64,8 @@ fn validate_fields(body: &Value, policy: &DestinationPolicy) -> Result<WebhookFi
     }
     if let Some(value) = present(object, "url") {
         let url = value.as_str().ok_or("url must be a string")?;
+        // The URL parser would drop tabs and newlines silently; the text is stored as given.
+        check_no_control("url", url)?;
         if url.len() > MAX_URL_CHARS {
             return Err(format!("url must be at most {MAX_URL_CHARS} characters"));
         }
@@ -77,7 +81,10 @@ fn validate_fields(body: &Value, policy: &DestinationPolicy) -> Result<WebhookFi
     if let Some(value) = object.get("metadata") {
         let metadata = match value {
             Value::Null => "{}".to_string(),
-            Value::Object(_) => value.to_string(),
+            Value::Object(_) => {
+                check_json_no_control("metadata", value)?;
+                value.to_string()
+            }
             _ => return Err("metadata must be a JSON object".into()),
         };
         if metadata.len() > MAX_METADATA_BYTES {
@@ -166,6 +173,22 @@ mod tests {
             ),
             (json!({"is_active": "yes"}), "is_active must be a boolean"),
             (json!({"metadata": [1]}), "metadata must be a JSON object"),
+            (
+                json!({"name": "a\u{0000}b"}),
+                "name must not contain control characters",
+            ),
+            (
+                json!({"url": "https://example.com/\u{0009}x"}),
+                "url must not contain control characters",
+            ),
+            (
+                json!({"metadata": {"a": [{"b": "\u{0000}"}]}}),
+                "metadata must not contain control characters",
+            ),
+            (
+                json!({"metadata": {"k\u{001f}": 1}}),
+                "metadata must not contain control characters",
+            ),
         ];
         for (body, message) in cases {
             assert_eq!(

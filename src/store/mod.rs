@@ -53,9 +53,43 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// Whether the same statement may well succeed if tried again: the database is
+    /// unreachable, busy or locked (SQLite), or a transaction lost a serialization conflict
+    /// or a deadlock (PostgreSQL's class 40). Anything else is taken to be about the rows.
+    pub fn is_transient(&self) -> bool {
+        if self.is_unavailable() {
+            return true;
+        }
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => db.code().is_some_and(|code| {
+                // SQLite's codes are numbers whose low byte is the primary code
+                // (SQLITE_BUSY 5, SQLITE_LOCKED 6); PostgreSQL's are five characters.
+                code.starts_with("40")
+                    || (code.len() < 5
+                        && code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6)))
+            }),
+            _ => false,
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A publish that was not committed, with its events handed back, so that the caller can
+/// commit some of them again without having copied them all beforehand.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct PublishFailure {
+    pub error: StoreError,
+    pub events: Vec<NewEvent>,
+}
+
+impl From<PublishFailure> for StoreError {
+    fn from(failure: PublishFailure) -> StoreError {
+        failure.error
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Tenant {
@@ -196,33 +230,42 @@ pub fn pending_event(new: NewEvent, created_at_ms: i64) -> Event {
     }
 }
 
-/// The outcome of each published event, in order, once the batch is stored: `known`
-/// tenants exist, `inserted` holds the record ids stored now, `existing` the stored events
-/// of keys that were already taken.
-fn publish_outcomes(
-    events: Vec<NewEvent>,
-    known: &std::collections::HashSet<String>,
-    inserted: &std::collections::HashSet<String>,
-    existing: &HashMap<(String, String), Event>,
+/// What a committed publish learnt: `known` tenants exist, `inserted` holds the record ids
+/// stored now, `existing` the stored events of keys that were already taken.
+struct Published {
+    known: std::collections::HashSet<String>,
+    inserted: std::collections::HashSet<String>,
+    existing: HashMap<(String, String), Event>,
     created_at_ms: i64,
-) -> Vec<PublishOutcome> {
-    events
-        .into_iter()
-        .map(|event| {
-            if !known.contains(&event.tenant) {
-                PublishOutcome::UnknownTenant(event.tenant)
-            } else if inserted.contains(&event.id.to_string()) {
-                PublishOutcome::Created(pending_event(event, created_at_ms))
-            } else {
-                match existing.get(&(event.tenant.clone(), event.event_id.clone())) {
-                    Some(stored) => PublishOutcome::Existing(stored.clone()),
-                    // Stored and gone within one transaction cannot happen; answer as if
-                    // the tenant were unknown rather than invent an event.
-                    None => PublishOutcome::UnknownTenant(event.tenant),
+}
+
+impl Published {
+    /// The outcome of each published event, in order.
+    fn outcomes(self, events: Vec<NewEvent>) -> Vec<PublishOutcome> {
+        let Published {
+            known,
+            inserted,
+            existing,
+            created_at_ms,
+        } = self;
+        events
+            .into_iter()
+            .map(|event| {
+                if !known.contains(&event.tenant) {
+                    PublishOutcome::UnknownTenant(event.tenant)
+                } else if inserted.contains(&event.id.to_string()) {
+                    PublishOutcome::Created(pending_event(event, created_at_ms))
+                } else {
+                    match existing.get(&(event.tenant.clone(), event.event_id.clone())) {
+                        Some(stored) => PublishOutcome::Existing(stored.clone()),
+                        // Stored and gone within one transaction cannot happen; answer as if
+                        // the tenant were unknown rather than invent an event.
+                        None => PublishOutcome::UnknownTenant(event.tenant),
+                    }
                 }
-            }
-        })
-        .collect()
+            })
+            .collect()
+    }
 }
 
 /// What publishing one event did.
@@ -429,8 +472,11 @@ pub trait WebhookStore: Send + Sync {
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// Stores events durably (committed when this returns), idempotent on `(tenant, eventId)`.
-    /// One outcome per input, in order.
-    async fn publish_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<PublishOutcome>>;
+    /// One outcome per input, in order; nothing is stored when it fails.
+    async fn publish_events(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<PublishOutcome>, PublishFailure>;
     /// How many `publish_events` calls may usefully run at once.
     fn concurrent_publishes(&self) -> usize {
         1
@@ -456,11 +502,13 @@ pub trait EventStore: Send + Sync {
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
     /// One dispatcher tick in one transaction: fans out pending events, records the
-    /// finished attempts, requeues deliveries whose lease expired, and claims due deliveries
+    /// finished attempts (skipping any the database refuses, as `record_attempts` does), requeues deliveries whose lease expired, and claims due deliveries
     /// under a lease.
     async fn claim_work(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork>;
     /// Logs finished attempts and moves their deliveries on (and their events' statuses) in
-    /// a transaction of their own.
+    /// a transaction of their own. A record the database refuses is logged and skipped (its
+    /// delivery is left to its lease) rather than failing the others; `Err` only when the
+    /// failure was transient ([`StoreError::is_transient`]) and nothing was recorded.
     async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<()>;
     /// Whether the dispatcher should hand finished attempts to its next claim
     /// ([`ClaimRequest::finished`]) rather than to a recorder writing them beside the claims.
@@ -500,7 +548,8 @@ pub async fn connect(database_url: &str) -> StoreResult<Arc<dyn Store>> {
         Ok(Arc::new(PostgresStore::connect(database_url).await?))
     } else {
         Err(StoreError::Invalid(format!(
-            "unsupported database URL {database_url:?}: use sqlite://PATH or postgres://..."
+            "unsupported database URL {:?}: use sqlite://PATH or postgres://...",
+            crate::config::redact_password(database_url)
         )))
     }
 }

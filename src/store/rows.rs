@@ -448,6 +448,13 @@ pub(super) fn latest_attempt_at(records: &[AttemptRecord]) -> i64 {
         .unwrap_or_default()
 }
 
+/// Logs an attempt result the database refused and that is therefore not recorded: its
+/// delivery stays claimed until its lease runs out, and is then tried again.
+pub(super) fn skip(record: &AttemptRecord, error: &StoreError) {
+    tracing::error!(%error, attempt = %record.id, delivery = record.delivery_id,
+        "attempt result refused by the database; skipped, its delivery is left to its lease");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 10] = [
     "raw",
     "ingest_single",
     "ingest_batch",
@@ -15,6 +15,7 @@ const SCENARIOS: [&str; 9] = [
     "failing_receiver",
     "isolation",
     "resources",
+    "colliding_ids",
 ];
 
 #[test]

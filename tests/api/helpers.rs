@@ -101,6 +101,18 @@ pub async fn fresh_postgres_schema(base_url: &str) -> String {
     format!("{base_url}{separator}options[search_path]={schema}")
 }
 
+/// A migrated store on `backend`, without an app (`None`: no PostgreSQL server configured).
+/// The directory holds the SQLite file.
+pub async fn fresh_store_on(backend: Backend) -> Option<(Arc<dyn Store>, TempDir)> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("herald.db").display()),
+        Backend::Postgres => fresh_postgres_schema(&test_database_url()?).await,
+    };
+    let store = herald::app::open_store(&url).await.expect("store opens");
+    Some((store, dir))
+}
+
 impl TestApp {
     /// An app on `backend` with settings overridden as `HERALD_*` variables would; `None`
     /// when the backend is PostgreSQL and no test server is configured.

@@ -20,5 +20,6 @@ mod durability;
 mod egress;
 mod multinode;
 mod outage;
+mod secrets;
 mod signatures;
 mod upgrade;

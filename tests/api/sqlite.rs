@@ -15,8 +15,12 @@ mod auth;
 mod delivery;
 #[path = "delivery_limits.rs"]
 mod delivery_limits;
+#[path = "event_ids.rs"]
+mod event_ids;
 #[path = "events.rs"]
 mod events;
+#[path = "isolation.rs"]
+mod isolation;
 #[path = "ops.rs"]
 mod ops;
 #[path = "partner_limits.rs"]
@@ -25,6 +29,8 @@ mod partner_limits;
 mod publish;
 #[path = "robustness.rs"]
 mod robustness;
+#[path = "text.rs"]
+mod text;
 #[path = "webhooks.rs"]
 mod webhooks;
 

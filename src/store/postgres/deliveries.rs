@@ -214,6 +214,15 @@ async fn record(tx: &mut Transaction<'_, Postgres>, records: &[AttemptRecord]) -
     Ok(())
 }
 
+impl PostgresStore {
+    async fn record_in_transaction(&self, records: &[AttemptRecord]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        record(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl DeliveryStore for PostgresStore {
     async fn claim_work(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork> {
@@ -300,9 +309,28 @@ impl DeliveryStore for PostgresStore {
     }
 
     async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        record(&mut tx, records).await?;
-        tx.commit().await?;
+        let error = match self.record_in_transaction(records).await {
+            Ok(()) => return Ok(()),
+            Err(error) if error.is_transient() => return Err(error),
+            Err(error) => error,
+        };
+        // Only once the batch failed: each record in a transaction of its own, so a row the
+        // database refuses stops no other; it is skipped, its delivery left to its lease.
+        if records.len() == 1 {
+            skip(&records[0], &error);
+            return Ok(());
+        }
+        tracing::warn!(%error, count = records.len(), "attempt results refused together; recording them one by one");
+        for record in records {
+            match self
+                .record_in_transaction(std::slice::from_ref(record))
+                .await
+            {
+                Ok(()) => {}
+                Err(error) if error.is_transient() => return Err(error),
+                Err(error) => skip(record, &error),
+            }
+        }
         Ok(())
     }
 

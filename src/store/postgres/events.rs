@@ -12,9 +12,9 @@ use crate::domain::time::now_ms;
 /// Publish commits in flight at once on one node (of the pool's connections).
 const CONCURRENT_PUBLISHES: usize = 4;
 
-#[async_trait]
-impl EventStore for PostgresStore {
-    async fn publish_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<PublishOutcome>> {
+impl PostgresStore {
+    /// Stores `events` in one transaction; see [`EventStore::publish_events`].
+    async fn store_events(&self, events: &[NewEvent]) -> StoreResult<Published> {
         let created_at = now_ms();
         let tenants: Vec<&str> = events.iter().map(|e| e.tenant.as_str()).collect();
         let column = |f: fn(&NewEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
@@ -89,9 +89,25 @@ impl EventStore for PostgresStore {
                 existing.insert((event.tenant.clone(), event.event_id.clone()), event);
             }
         }
-        Ok(publish_outcomes(
-            events, &known, &inserted, &existing, created_at,
-        ))
+        Ok(Published {
+            known,
+            inserted,
+            existing,
+            created_at_ms: created_at,
+        })
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn publish_events(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<PublishOutcome>, PublishFailure> {
+        match self.store_events(&events).await {
+            Ok(published) => Ok(published.outcomes(events)),
+            Err(error) => Err(PublishFailure { error, events }),
+        }
     }
 
     /// Batches commit side by side: one's inserts run while another's commit waits for

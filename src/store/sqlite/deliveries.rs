@@ -201,13 +201,58 @@ async fn record(tx: &mut Transaction<'_, Sqlite>, records: &[AttemptRecord]) -> 
     Ok(())
 }
 
+/// Records `records` inside `tx` without letting one of them stop the others: all in one
+/// savepoint, and only if the database refuses that, each in a savepoint of its own, skipping
+/// (and logging) those it still refuses. Transient failures are returned: the caller keeps
+/// the results and tries again.
+async fn record_isolated(
+    tx: &mut Transaction<'_, Sqlite>,
+    records: &[AttemptRecord],
+) -> StoreResult<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let error = match record_in_savepoint(tx, records).await {
+        Ok(()) => return Ok(()),
+        Err(error) if error.is_transient() => return Err(error),
+        Err(error) => error,
+    };
+    if records.len() == 1 {
+        skip(&records[0], &error);
+        return Ok(());
+    }
+    tracing::warn!(%error, count = records.len(), "attempt results refused together; recording them one by one");
+    for record in records {
+        match record_in_savepoint(tx, std::slice::from_ref(record)).await {
+            Ok(()) => {}
+            Err(error) if error.is_transient() => return Err(error),
+            Err(error) => skip(record, &error),
+        }
+    }
+    Ok(())
+}
+
+async fn record_in_savepoint(
+    tx: &mut Transaction<'_, Sqlite>,
+    records: &[AttemptRecord],
+) -> StoreResult<()> {
+    let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
+    match record(&mut savepoint, records).await {
+        Ok(()) => Ok(savepoint.commit().await?),
+        Err(error) => {
+            savepoint.rollback().await?;
+            Err(error)
+        }
+    }
+}
+
 #[async_trait]
 impl DeliveryStore for SqliteStore {
     async fn claim_work(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork> {
         let now = request.now_ms;
         let mut tx = self.write_transaction(Commit::Relaxed).await?;
         let fanned_out = fan_out(&mut tx, now, request.fan_out_limit).await?;
-        record(&mut tx, &request.finished).await?;
+        record_isolated(&mut tx, &request.finished).await?;
         // A lease that ran out means its attempt hung: the delivery is due again.
         if now - self.leases_checked_at.load(Ordering::Relaxed) >= LEASE_CHECK_EVERY_MS {
             sqlx::query(
@@ -270,7 +315,7 @@ impl DeliveryStore for SqliteStore {
 
     async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<()> {
         let mut tx = self.write_transaction(Commit::Relaxed).await?;
-        record(&mut tx, records).await?;
+        record_isolated(&mut tx, records).await?;
         tx.commit().await?;
         Ok(())
     }

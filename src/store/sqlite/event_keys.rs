@@ -1,10 +1,11 @@
-//! Finding events by business id on SQLite: the `event_keys` index, written in sorted runs of
-//! many events at a time, and the tail of events published since the last run, which the
-//! writer keeps in memory (migration 0006 says why: a random UUID's key lands on a random page
-//! of an index, so a key per publish dirtied a page per event).
+//! Finding events by business id on SQLite: the `event_ids` index of every business id in
+//! full (16 bytes), written in sorted runs of many events at a time, and the tail of events
+//! published since the last run, which the writer keeps in memory (migration 0006 says why
+//! runs: a random UUID lands on a random page of an index, so an entry per publish dirtied a
+//! page per event; migration 0008 why in full: ids that share a prefix must not share a key).
 //!
-//! Every event with `seq` up to `event_keys_merged.through_seq` has its key in `event_keys`;
-//! the later ones are the tail. [`RecentKeys`] holds the tail's keys for `seq` in
+//! Every event with `seq` up to `event_keys_merged.through_seq` has its id in `event_ids`;
+//! the later ones are the tail. [`RecentKeys`] holds the tail's ids for `seq` in
 //! `(through, known]`; anything after `known` (committed by another process, or by this one a
 //! moment before it noted it) is found by scanning the rows after `known`, which is also what a
 //! process that never published does, from `through`.
@@ -17,17 +18,27 @@ use uuid::Uuid;
 
 use super::StoreResult;
 
-/// Tail length at which the next publish moves the tail's keys into `event_keys`. A run of n
+/// Tail length at which the next publish moves the tail's keys into `event_ids`. A run of n
 /// keys dirties each index page at most once, so the larger the run, the fewer pages per
 /// event; the memory held is a few dozen bytes a key.
 pub(super) const MERGE_AT: usize = 32_768;
 
-/// The index key of a business id (a UUID, as [`crate::domain::event`] renders it): its first
-/// 60 bits, so the key of a time-ordered id (UUIDv7) grows with time. Migration 0004 computes
-/// the same from the text of stored ids. A text that is not a UUID cannot be stored, and gets
-/// a key no stored event has.
-pub(super) fn event_key(event_id: &str) -> i64 {
-    Uuid::parse_str(event_id).map_or(-1, |id| (id.as_u128() >> 68) as i64)
+/// A business id (a UUID, as [`crate::domain::event`] renders it) as the 128-bit number that
+/// `event_ids` holds as 16 big-endian bytes, so a time-ordered id (UUIDv7) sorts by time. A
+/// text that is not a UUID cannot be stored, and gets an id no stored event has.
+pub(super) fn event_number(event_id: &str) -> u128 {
+    Uuid::parse_str(event_id).map_or(u128::MAX, |id| id.as_u128())
+}
+
+/// The `events.event_key` column of migration 0004: the id's first 60 bits. Only written
+/// now (the column cannot be dropped without rewriting the table); lookups use the full id.
+pub(super) fn event_key(number: u128) -> i64 {
+    (number >> 68) as i64
+}
+
+/// How statements take an id: hex text, which `unhex` turns into the stored bytes.
+pub(super) fn id_hex(number: u128) -> String {
+    format!("{number:032x}")
 }
 
 /// The keys of the tail, as far as this process knows it. `None` until the first publish
@@ -36,20 +47,19 @@ pub(super) fn event_key(event_id: &str) -> i64 {
 pub(super) struct RecentKeys(Mutex<Option<Tail>>);
 
 struct Tail {
-    /// Events up to this `seq` are in `event_keys`.
+    /// Events up to this `seq` are in `event_ids`.
     through: i64,
     /// Events in `(through, known]` are in `keys`.
     known: i64,
-    /// `(event_key, seq)`: a key can belong to several events (one business id under several
-    /// tenants, or two ids that share 60 bits).
-    keys: BTreeSet<(i64, i64)>,
+    /// `(business id, seq)`: an id belongs to several events only under several tenants.
+    keys: BTreeSet<(u128, i64)>,
 }
 
 impl Tail {
-    /// The `seq` of every tail event holding `key`.
-    fn seqs(&self, key: i64) -> impl Iterator<Item = i64> + '_ {
+    /// The `seq` of every tail event holding the business id `number`.
+    fn seqs(&self, number: u128) -> impl Iterator<Item = i64> + '_ {
         self.keys
-            .range((key, i64::MIN)..=(key, i64::MAX))
+            .range((number, i64::MIN)..=(number, i64::MAX))
             .map(|&(_, seq)| seq)
     }
 }
@@ -58,7 +68,7 @@ impl Tail {
 pub(super) struct Covered {
     through: i64,
     known: i64,
-    /// The tail is moved into `event_keys` in this transaction.
+    /// The tail is moved into `event_ids` in this transaction.
     merge: bool,
 }
 
@@ -87,11 +97,14 @@ impl RecentKeys {
             _ => Some(through),
         };
         if let Some(from) = from {
-            let rows: Vec<(i64, i64)> =
-                sqlx::query_as("SELECT event_key, seq FROM events WHERE seq > ?")
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as("SELECT event_id, seq FROM events WHERE seq > ?")
                     .bind(from)
                     .fetch_all(&mut **tx)
                     .await?;
+            let rows = rows
+                .into_iter()
+                .map(|(event_id, seq)| (event_number(&event_id), seq));
             let mut tail = self.tail();
             match tail.as_mut() {
                 Some(behind) if from != through => {
@@ -113,8 +126,9 @@ impl RecentKeys {
             .is_some_and(|t| t.keys.len() >= MERGE_AT);
         if merge {
             sqlx::query(
-                "INSERT INTO event_keys (event_key, seq) SELECT event_key, seq FROM events \
-                 WHERE seq > ?1 AND seq <= ?2 ORDER BY event_key, seq",
+                "INSERT INTO event_ids (event_id, seq) \
+                 SELECT unhex(replace(event_id, '-', '')) AS id, seq FROM events \
+                 WHERE seq > ?1 AND seq <= ?2 ORDER BY id, seq",
             )
             .bind(through)
             .bind(last_seq)
@@ -132,8 +146,8 @@ impl RecentKeys {
         })
     }
 
-    /// The `seq` of every tail event holding one of `keys`.
-    pub fn seqs_of(&self, keys: &[i64]) -> Vec<i64> {
+    /// The `seq` of every tail event holding one of the business ids `keys`.
+    pub fn seqs_of(&self, keys: &[u128]) -> Vec<i64> {
         let tail = self.tail();
         let Some(tail) = tail.as_ref() else {
             return Vec::new();
@@ -142,8 +156,8 @@ impl RecentKeys {
     }
 
     /// Notes a committed publishing transaction: what [`Self::cover`] merged, and the events
-    /// it stored as `(event_key, seq)`.
-    pub fn committed(&self, covered: Covered, stored: Vec<(i64, i64)>) {
+    /// it stored as `(business id, seq)`.
+    pub fn committed(&self, covered: Covered, stored: Vec<(u128, i64)>) {
         let mut tail = self.tail();
         let Some(known) = tail.as_mut() else {
             return;
@@ -165,9 +179,9 @@ impl RecentKeys {
         known.keys.extend(stored);
     }
 
-    /// For a reader: the `seq`s the memory holds for `key`, and the `seq` after which rows
-    /// must be scanned (`None`: from `through`, since nothing is known).
-    pub fn lookup(&self, key: i64) -> (Vec<i64>, Option<i64>) {
+    /// For a reader: the `seq`s the memory holds for the business id `key`, and the `seq`
+    /// after which rows must be scanned (`None`: from `through`, since nothing is known).
+    pub fn lookup(&self, key: u128) -> (Vec<i64>, Option<i64>) {
         let tail = self.tail();
         match tail.as_ref() {
             Some(tail) => (tail.seqs(key).collect(), Some(tail.known)),
@@ -181,23 +195,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_key_of_a_business_id_is_its_first_fifteen_hex_digits() {
-        assert_eq!(
-            event_key("4f9c2a1e-7b3d-4c58-9e21-0a6b8d3f5c77"),
-            0x04f9_c2a1_e7b3_d4c5
-        );
-        assert_eq!(
-            event_key("ffffffff-ffff-4fff-bfff-ffffffffffff"),
-            0xfff_ffff_ffff_f4ff
-        );
-        assert_eq!(event_key("not a uuid"), -1);
+    fn a_business_id_is_its_whole_128_bits() {
+        let id = "4f9c2a1e-7b3d-4c58-9e21-0a6b8d3f5c77";
+        assert_eq!(event_number(id), 0x4f9c2a1e_7b3d_4c58_9e21_0a6b8d3f5c77);
+        assert_eq!(id_hex(event_number(id)), "4f9c2a1e7b3d4c589e210a6b8d3f5c77");
+        assert_eq!(event_key(event_number(id)), 0x04f9_c2a1_e7b3_d4c5);
+        // Ids that share their first 60 bits, or any prefix, are different numbers.
+        let twin = "4f9c2a1e-7b3d-4c58-9e21-0a6b8d3f5c78";
+        assert_eq!(event_key(event_number(id)), event_key(event_number(twin)));
+        assert_ne!(event_number(id), event_number(twin));
+        assert_eq!(event_number("not a uuid"), u128::MAX);
     }
 
     #[test]
-    fn keys_of_time_ordered_ids_grow_with_time() {
-        let ids: Vec<String> = (0..1_000).map(|_| Uuid::now_v7().to_string()).collect();
-        let keys: Vec<i64> = ids.iter().map(|id| event_key(id)).collect();
-        assert!(keys.is_sorted(), "keys of UUIDv7 ids keep their order");
-        assert!(keys.iter().all(|key| *key >= 0));
+    fn ids_of_time_ordered_events_grow_with_time() {
+        let ids: Vec<u128> = (0..1_000)
+            .map(|_| event_number(&Uuid::now_v7().to_string()))
+            .collect();
+        assert!(ids.is_sorted(), "UUIDv7 ids keep their order");
     }
 }

@@ -5,41 +5,46 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::event_keys::event_key;
+use super::event_keys::{event_key, event_number, id_hex};
 use super::*;
 
-#[async_trait]
-impl EventStore for SqliteStore {
-    async fn publish_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<PublishOutcome>> {
+impl SqliteStore {
+    /// Stores `events` in one transaction; see [`EventStore::publish_events`].
+    async fn store_events(&self, events: &[NewEvent]) -> StoreResult<Published> {
         let mut tx = self.write_transaction(Commit::Durable).await?;
         let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant.as_str()).collect();
         tenants.sort_unstable();
         tenants.dedup();
-        let keyed: Vec<(&NewEvent, i64)> =
-            events.iter().map(|e| (e, event_key(&e.event_id))).collect();
-        let mut keys: Vec<i64> = keyed.iter().map(|(_, key)| *key).collect();
+        let keyed: Vec<(&NewEvent, u128)> = events
+            .iter()
+            .map(|e| (e, event_number(&e.event_id)))
+            .collect();
+        let mut keys: Vec<u128> = keyed.iter().map(|(_, key)| *key).collect();
         keys.sort_unstable();
         keys.dedup();
+        let keys_hex: Vec<String> = keys.iter().map(|key| id_hex(*key)).collect();
         // One question for what the batch needs to know, since each statement is a round
         // trip to sqlx's worker thread while the writer is held: the commit's instant (never
         // earlier than the last one, so `createdAt` agrees with the newest-first order of
-        // lists), the last event stored and how far `event_keys` reaches, which tenants exist,
-        // and which indexed events hold one of the batch's keys (the key is not unique: those
-        // are compared in full below). Events after `through` are in the writer's memory.
+        // lists), the last event stored and how far `event_ids` reaches, which tenants exist,
+        // and which indexed events hold one of the batch's business ids (under any tenant;
+        // the tenant is compared below). Events after `through` are in the writer's memory.
+        // The ids are indexed in full, so how producers choose them does not matter: ids
+        // sharing a long prefix cost what any others do.
         let (created_at, last_seq, through, known, indexed): (i64, i64, i64, String, String) =
             sqlx::query_as(
                 "SELECT MAX(?1, COALESCE(last.created_at, 0)), COALESCE(last.seq, 0), \
                  (SELECT through_seq FROM event_keys_merged), \
                  (SELECT json_group_array(name) FROM tenants \
                   WHERE name IN (SELECT value FROM json_each(?2))), \
-                 (SELECT json_group_array(seq) FROM event_keys \
-                  WHERE event_key IN (SELECT value FROM json_each(?3))) \
+                 (SELECT json_group_array(seq) FROM event_ids \
+                  WHERE event_id IN (SELECT unhex(value) FROM json_each(?3))) \
                  FROM (SELECT 1) LEFT JOIN \
                       (SELECT seq, created_at FROM events ORDER BY seq DESC LIMIT 1) AS last",
             )
             .bind(now_ms())
             .bind(json_list(&tenants))
-            .bind(json_list(&keys))
+            .bind(json_list(&keys_hex))
             .fetch_one(&mut *tx)
             .await?;
         let covered = self.recent_keys.cover(&mut tx, through, last_seq).await?;
@@ -52,10 +57,14 @@ impl EventStore for SqliteStore {
         let rows: Vec<EventRow> = if taken.is_empty() {
             Vec::new()
         } else {
+            // Only events of the batch's tenants: the same id under another tenant is a
+            // different event, and its row (payload and all) is not read.
             sqlx::query_as(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT value FROM json_each(?))"
+                "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT value FROM json_each(?1)) \
+                 AND +tenant IN (SELECT value FROM json_each(?2))"
             ))
             .bind(json_list(&taken))
+            .bind(json_list(&tenants))
             .fetch_all(&mut *tx)
             .await?
         };
@@ -70,7 +79,7 @@ impl EventStore for SqliteStore {
         // The first event of each new name is stored; a later one with the same name is
         // answered with it (`repeated`: the indexes in `new_rows` of names seen again).
         let mut first_of: HashMap<(&str, &str), usize> = HashMap::with_capacity(keyed.len());
-        let mut new_rows: Vec<(&NewEvent, i64)> = Vec::with_capacity(keyed.len());
+        let mut new_rows: Vec<(&NewEvent, u128)> = Vec::with_capacity(keyed.len());
         let mut repeated: Vec<usize> = Vec::new();
         for &(event, key) in keyed.iter().filter(|(e, _)| known.contains(&e.tenant)) {
             let name = (event.tenant.as_str(), event.event_id.as_str());
@@ -84,7 +93,7 @@ impl EventStore for SqliteStore {
         // A few statements for the whole batch, in order (so `seq` follows it). `OR IGNORE`
         // (see [`super`]): nothing here can break a constraint, the keys were checked above
         // and record ids are fresh, and a row refused anyway shows in the count.
-        let mut stored: Vec<(i64, i64)> = Vec::with_capacity(new_rows.len());
+        let mut stored: Vec<(u128, i64)> = Vec::with_capacity(new_rows.len());
         for chunk in chunks(&new_rows) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT OR IGNORE INTO events (id, tenant, event_id, event_key, event_type, \
@@ -96,7 +105,7 @@ impl EventStore for SqliteStore {
                 row.push_bind(event.id.to_string())
                     .push_bind(event.tenant.as_str())
                     .push_bind(event.event_id.as_str())
-                    .push_bind(*key)
+                    .push_bind(event_key(*key))
                     .push_bind(event.event_type.as_str())
                     .push_bind(event.payload.as_str())
                     .push_bind(event.user_id.as_deref())
@@ -105,20 +114,20 @@ impl EventStore for SqliteStore {
                     .push_bind("pending")
                     .push_bind(created_at);
             });
-            insert.push(") WHERE column1 IS NOT NULL RETURNING event_key, seq");
-            let before = stored.len();
-            stored.extend(
-                insert
-                    .build_query_as::<(i64, i64)>()
-                    .fetch_all(&mut *tx)
-                    .await?,
-            );
-            let refused = rows - (stored.len() - before);
+            insert.push(") WHERE column1 IS NOT NULL RETURNING seq");
+            let mut seqs: Vec<i64> = insert
+                .build_query_scalar::<i64>()
+                .fetch_all(&mut *tx)
+                .await?;
+            let refused = rows - seqs.len();
             if refused > 0 {
                 return Err(StoreError::Invalid(format!(
                     "{refused} of {rows} new events were refused by the database",
                 )));
             }
+            // Every row was inserted, in order: their `seq`s, sorted, are theirs in order.
+            seqs.sort_unstable();
+            stored.extend(chunk.iter().flatten().map(|(_, key)| *key).zip(seqs));
         }
         let inserted: HashSet<String> = new_rows
             .iter()
@@ -133,9 +142,25 @@ impl EventStore for SqliteStore {
         }
         tx.commit().await?;
         self.recent_keys.committed(covered, stored);
-        Ok(publish_outcomes(
-            events, &known, &inserted, &existing, created_at,
-        ))
+        Ok(Published {
+            known,
+            inserted,
+            existing,
+            created_at_ms: created_at,
+        })
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn publish_events(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<PublishOutcome>, PublishFailure> {
+        match self.store_events(&events).await {
+            Ok(published) => Ok(published.outcomes(events)),
+            Err(error) => Err(PublishFailure { error, events }),
+        }
     }
 
     async fn list_events(&self, query: &EventQuery) -> StoreResult<EventPage> {
@@ -196,27 +221,27 @@ impl EventStore for SqliteStore {
         let id = id.to_string();
         // The lookups in that order, each through its own index (`+tenant` keeps SQLite from
         // walking the tenant's events instead): the record id, then the business id in
-        // `event_keys`, in the tail this process knows, and in the rows after that (see
+        // `event_ids`, in the tail this process knows, and in the rows after that (see
         // [`super::event_keys`]). The memory is read before the statement starts, so an event
-        // it no longer holds has been merged into `event_keys` by then.
-        let key = event_key(&id);
+        // it no longer holds has been merged into `event_ids` by then.
+        let key = event_number(&id);
         let (recent, known) = self.recent_keys.lookup(key);
         let row: Option<EventRow> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE id = ?2 AND +tenant = ?1 \
              UNION ALL \
              SELECT {EVENT_COLUMNS} FROM events \
-             WHERE seq IN (SELECT seq FROM event_keys WHERE event_key = ?3 \
+             WHERE seq IN (SELECT seq FROM event_ids WHERE event_id = unhex(?3) \
                            UNION ALL SELECT value FROM json_each(?4)) \
              AND event_id = ?2 AND +tenant = ?1 \
              UNION ALL \
              SELECT {EVENT_COLUMNS} FROM events \
              WHERE seq > COALESCE(?5, (SELECT through_seq FROM event_keys_merged)) \
-             AND event_key = ?3 AND event_id = ?2 AND +tenant = ?1 \
+             AND event_id = ?2 AND +tenant = ?1 \
              LIMIT 1"
         ))
         .bind(tenant)
         .bind(&id)
-        .bind(key)
+        .bind(id_hex(key))
         .bind(json_list(&recent))
         .bind(known)
         .fetch_optional(&self.reader)

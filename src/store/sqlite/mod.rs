@@ -75,7 +75,9 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if missing) the database file a `sqlite://PATH` URL names.
     pub async fn connect(url: &str) -> StoreResult<SqliteStore> {
-        let options = SqliteConnectOptions::from_str(url)?
+        let options = SqliteConnectOptions::from_str(url)?;
+        create_owner_only(options.get_filename());
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
@@ -118,6 +120,22 @@ impl SqliteStore {
             recent_keys: event_keys::RecentKeys::default(),
         })
     }
+}
+
+/// Creates a missing database file readable and writable by its owner only, before SQLite
+/// would create it with the process's default mode: it holds every payload and the webhooks'
+/// keys, and SQLite gives the `-wal` and `-shm` files the mode of the database file. An
+/// existing file is left as it is; a file that cannot be created here is SQLite's to report.
+fn create_owner_only(path: &std::path::Path) {
+    let name = path.to_string_lossy();
+    if name.is_empty() || name == ":memory:" || name.starts_with("file:") {
+        return;
+    }
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    let _ = file.open(path);
 }
 
 /// Copies committed pages from the WAL into the database file on a connection of its own,
