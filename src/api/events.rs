@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use serde::Serialize;
 use serde_json::Value;
@@ -17,6 +17,7 @@ use super::auth::Caller;
 use super::body::{RETRY_BODY_LIMIT, bytes_within_limit, declares_json, parse_json};
 use super::cursor;
 use super::error::{ApiError, ErrorBody};
+use super::path::Path;
 use super::views::{DeliveryLogView, EventStatusView, EventView, Success};
 use crate::domain::event_type::is_valid_type;
 use crate::domain::scope::Scope;
@@ -65,12 +66,12 @@ async fn find_event(state: &AppState, tenant: &str, id: &str) -> Result<Event, A
 }
 
 /// The tenant's events, newest first.
-#[utoipa::path(get, path = "/v1/webhooks/events", tag = "events", security(("bearer" = [])),
-    params(("status" = Option<String>, Query, description = "pending, processing, completed, failed or skipped"),
-           ("limit" = Option<u32>, Query, description = "1 to 100, default 50"),
-           ("eventType" = Option<String>, Query, description = "Only this event type"),
-           ("since" = Option<String>, Query, description = "Created at or after (ISO 8601)"),
-           ("until" = Option<String>, Query, description = "Created at or before (ISO 8601)"),
+#[utoipa::path(get, path = "/v1/webhooks/events", operation_id = "listEvents", tag = "events", security(("bearer" = [])),
+    params(("status" = Option<EventStatus>, Query, description = "Only events with this status"),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 50"),
+           ("eventType" = Option<String>, Query, pattern = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$", max_length = 255, description = "Only this event type"),
+           ("since" = Option<String>, Query, format = DateTime, description = "Created at or after (ISO 8601)"),
+           ("until" = Option<String>, Query, format = DateTime, description = "Created at or before (ISO 8601)"),
            ("cursor" = Option<String>, Query, description = "Opaque: the nextCursor of the previous page (same tenant); \
              anything else is a 400")),
     responses((status = 200, body = EventList), (status = 400, body = ErrorBody),
@@ -153,8 +154,8 @@ pub async fn list(
 }
 
 /// The event's status.
-#[utoipa::path(get, path = "/v1/webhooks/events/{eventId}/status", tag = "events", security(("bearer" = [])),
-    params(("eventId" = String, Path, description = "Record id or business eventId")),
+#[utoipa::path(get, path = "/v1/webhooks/events/{eventId}/status", operation_id = "getEventStatus", tag = "events", security(("bearer" = [])),
+    params(("eventId" = Uuid, Path, description = "Record id or business eventId")),
     responses((status = 200, body = EventStatusView), (status = 404, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn status(
@@ -167,8 +168,8 @@ pub async fn status(
 }
 
 /// The event and its delivery attempts (the newest 1,000 at most), oldest first.
-#[utoipa::path(get, path = "/v1/webhooks/events/{eventId}/logs", tag = "events", security(("bearer" = [])),
-    params(("eventId" = String, Path, description = "Record id or business eventId")),
+#[utoipa::path(get, path = "/v1/webhooks/events/{eventId}/logs", operation_id = "getEventLogs", tag = "events", security(("bearer" = [])),
+    params(("eventId" = Uuid, Path, description = "Record id or business eventId")),
     responses((status = 200, body = EventLogs), (status = 404, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn logs(
@@ -216,8 +217,8 @@ fn retry_target(headers: &HeaderMap, body: &[u8]) -> Result<Option<Uuid>, ApiErr
 
 /// Starts a new delivery cycle (attempt 1, at once) to one webhook or every active
 /// subscriber.
-#[utoipa::path(post, path = "/v1/webhooks/events/{eventId}/retry", tag = "events", security(("bearer" = [])),
-    params(("eventId" = String, Path, description = "Record id or business eventId")),
+#[utoipa::path(post, path = "/v1/webhooks/events/{eventId}/retry", operation_id = "retryEvent", tag = "events", security(("bearer" = [])),
+    params(("eventId" = Uuid, Path, description = "Record id or business eventId")),
     request_body(content = Option<crate::api::openapi::RetryRequest>, content_type = "application/json"),
     responses((status = 200, body = Success<RetryQueued>), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 401, body = ErrorBody),

@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod openapi;
 pub mod ops;
+pub mod path;
 pub mod publish;
 pub mod rate;
 pub mod serve;

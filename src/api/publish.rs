@@ -32,7 +32,7 @@ fn count(outcome: &'static str, n: u64) {
 
 /// Publishes one event. 201 when stored now, 200 with the stored event when its
 /// `(tenant, eventId)` was already known.
-#[utoipa::path(post, path = "/v1/events", tag = "producer", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/events", operation_id = "publishEvent", tag = "producer", security(("bearer" = [])),
     request_body(content = crate::api::openapi::PublishRequest, content_type = "application/json"),
     responses((status = 201, body = EventView), (status = 200, body = EventView),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -84,7 +84,7 @@ pub struct BatchResults {
 }
 
 /// Publishes 1 to 1000 events; valid items are stored even when others are not.
-#[utoipa::path(post, path = "/v1/events/batch", tag = "producer", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/events/batch", operation_id = "publishEvents", tag = "producer", security(("bearer" = [])),
     request_body(content = crate::api::openapi::BatchRequest, content_type = "application/json"),
     responses((status = 200, body = BatchResults), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),

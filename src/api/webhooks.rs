@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -15,6 +15,7 @@ use super::ListParams;
 use super::auth::Caller;
 use super::body::{WEBHOOK_BODY_LIMIT, json_body};
 use super::error::{ApiError, ErrorBody};
+use super::path::Path;
 use super::views::{DeliveryLogView, Success, WebhookView};
 use crate::domain::keys::new_api_key;
 use crate::domain::scope::Scope;
@@ -41,7 +42,7 @@ pub struct LogList {
 }
 
 /// The tenant's webhooks, keys masked.
-#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/webhooks", operation_id = "listWebhooks", tag = "webhooks", security(("bearer" = [])),
     responses((status = 200, body = Vec<WebhookView>), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn list(
@@ -57,7 +58,7 @@ pub async fn list(
 
 /// Creates a webhook (inactive unless `is_active` is true); the response shows the full
 /// `apiKey` and `signingSecret`, once.
-#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/webhooks", operation_id = "createWebhook", tag = "webhooks", security(("bearer" = [])),
     request_body(content = crate::api::openapi::WebhookCreate, content_type = "application/json"),
     responses((status = 201, body = Success<WebhookView>), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -99,7 +100,7 @@ pub async fn create(
 }
 
 /// One webhook, key masked.
-#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/webhooks/{id}", operation_id = "getWebhook", tag = "webhooks", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Webhook id")),
     responses((status = 200, body = WebhookView), (status = 404, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -118,7 +119,7 @@ pub async fn get(
 }
 
 /// Partial update: given fields replace the old values.
-#[utoipa::path(put, path = "/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(put, path = "/v1/webhooks/{id}", operation_id = "updateWebhook", tag = "webhooks", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Webhook id")),
     request_body(content = crate::api::openapi::WebhookUpdate, content_type = "application/json"),
     responses((status = 200, body = Success<WebhookView>), (status = 400, body = ErrorBody),
@@ -150,7 +151,7 @@ pub async fn update(
 }
 
 /// Deletes a webhook for good; its unfinished deliveries end as failed.
-#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", operation_id = "deleteWebhook", tag = "webhooks", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Webhook id")),
     responses((status = 200, body = Success<Deleted>), (status = 404, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -175,7 +176,7 @@ pub async fn delete(
 }
 
 /// Replaces the webhook's key at once; the old key stops signing immediately.
-#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-key", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-key", operation_id = "rotateWebhookKey", tag = "webhooks", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Webhook id")),
     responses((status = 200, body = Success<WebhookView>), (status = 404, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -201,9 +202,9 @@ pub async fn rotate_key(
 }
 
 /// The webhook's delivery logs, newest first.
-#[utoipa::path(get, path = "/v1/webhooks/{id}/logs", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/webhooks/{id}/logs", operation_id = "listWebhookLogs", tag = "webhooks", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Webhook id"),
-           ("limit" = Option<u32>, Query, description = "1 to 100, default 50")),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 50")),
     responses((status = 200, body = LogList), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody)))]

@@ -1,0 +1,129 @@
+//! The OpenAPI document at `/openapi.json` against what Herald sends: each operation lists
+//! the error answers it can give, and answers the fuzzer once found undescribed stay JSON
+//! errors of the documented kind. (`fuzz.rs` checks the document with generated requests.)
+
+use std::collections::HashSet;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, assert_error, read};
+
+async fn document(app: &TestApp) -> Value {
+    let (status, document) = read(
+        app.client
+            .get(app.url("/openapi.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    document
+}
+
+/// Every `(method, path, operation)` of the document.
+fn operations(document: &Value) -> Vec<(String, String, Value)> {
+    let mut all = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            all.push((method.clone(), path.clone(), operation.clone()));
+        }
+    }
+    all
+}
+
+#[tokio::test]
+async fn every_operation_lists_the_error_answers_herald_gives_it() {
+    let app = TestApp::spawn_with(&[]).await;
+    let document = document(&app).await;
+    let operations = operations(&document);
+    assert_eq!(operations.len(), 17, "every route is described");
+    for (method, path, operation) in &operations {
+        let responses = operation["responses"].as_object().unwrap();
+        let listed = |status: &str| responses.contains_key(status);
+        let mut expected = Vec::new();
+        if path.starts_with("/v1/") {
+            expected.extend(["401", "403", "503"]);
+        }
+        if path.starts_with("/v1/") && path.contains('{') {
+            expected.push("404");
+        }
+        if operation.get("requestBody").is_some() {
+            expected.extend(["400", "413", "415"]);
+        }
+        if path.starts_with("/v1/webhooks") && method != "get" {
+            expected.push("429");
+        }
+        for status in expected {
+            assert!(listed(status), "{method} {path} does not list {status}");
+        }
+        for (status, response) in responses {
+            if path.starts_with("/v1/") && (status.starts_with('4') || status.starts_with('5')) {
+                assert_eq!(
+                    response["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+                assert_ne!(response["description"], "", "{method} {path} {status}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn operation_ids_are_unique() {
+    let app = TestApp::spawn_with(&[]).await;
+    let document = document(&app).await;
+    let mut seen = HashSet::new();
+    for (method, path, operation) in operations(&document) {
+        let id = operation["operationId"].as_str().unwrap().to_string();
+        assert!(seen.insert(id.clone()), "{method} {path} reuses {id}");
+    }
+}
+
+#[tokio::test]
+async fn a_path_id_that_is_not_utf8_names_nothing() {
+    let app = TestApp::spawn_with(&[]).await;
+    let acme = app.partner("acme").await;
+    for (method, path, message) in [
+        (Method::GET, "/v1/webhooks/%FF", "Webhook not found"),
+        (Method::PUT, "/v1/webhooks/%FF", "Webhook not found"),
+        (Method::DELETE, "/v1/webhooks/%C3%28", "Webhook not found"),
+        (
+            Method::POST,
+            "/v1/webhooks/%FF/rotate-key",
+            "Webhook not found",
+        ),
+        (Method::GET, "/v1/webhooks/%FF/logs", "Webhook not found"),
+        (
+            Method::GET,
+            "/v1/webhooks/events/%FF/status",
+            "Event not found",
+        ),
+        (
+            Method::GET,
+            "/v1/webhooks/events/%FF/logs",
+            "Event not found",
+        ),
+        (
+            Method::POST,
+            "/v1/webhooks/events/%FF/retry",
+            "Event not found",
+        ),
+    ] {
+        let response = app
+            .request(method.clone(), path, &acme.token)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{method} {path}"
+        );
+        assert_error(&read(response).await, 404, message);
+    }
+}
