@@ -42,11 +42,17 @@ fn database_url_of(vars: &[(String, String)]) -> &str {
 }
 
 /// The PostgreSQL server tests use, from `HERALD_TEST_DATABASE_URL`; `None` (after saying so
-/// loudly) when it is not set.
+/// loudly) when it is not set. Under CI (`CI=true`) a missing server is a failure: a green
+/// run there must have run the PostgreSQL tests.
 pub fn test_database_url() -> Option<String> {
     match std::env::var("HERALD_TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(
+                !ci,
+                "HERALD_TEST_DATABASE_URL is not set under CI: the PostgreSQL tests must run"
+            );
             // Written to the process's stderr directly, past the test harness's capture, so
             // the skip shows in every run's output; once per run is enough.
             static SAID: std::sync::Once = std::sync::Once::new();
