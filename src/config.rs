@@ -815,3 +815,56 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const UNITS: [(&str, u64); 5] = [
+        ("ms", 1),
+        ("s", 1_000),
+        ("m", 60_000),
+        ("h", 3_600_000),
+        ("d", 86_400_000),
+    ];
+
+    proptest! {
+        #[test]
+        fn a_number_and_a_unit_parse_to_that_duration(n in 0u64..=1_000_000_000, unit in 0..UNITS.len()) {
+            let (suffix, ms) = UNITS[unit];
+            prop_assert_eq!(
+                parse_duration(&format!("{n}{suffix}")),
+                Some(Duration::from_millis(n * ms))
+            );
+        }
+
+        #[test]
+        fn a_humanized_duration_parses_back(ms in 0u64..=10 * 365 * 86_400_000) {
+            let duration = Duration::from_millis(ms);
+            prop_assert_eq!(parse_duration(&humanize(duration)), Some(duration));
+        }
+
+        #[test]
+        fn a_schedule_of_humanized_delays_parses_back(
+            ms in prop::collection::vec(0u64..=MAX_RETRY_DELAY.as_millis() as u64, 1..=MAX_RETRY_DELAYS),
+        ) {
+            let delays: Vec<Duration> = ms.into_iter().map(Duration::from_millis).collect();
+            let text = delays.iter().map(|d| humanize(*d)).collect::<Vec<_>>().join(",");
+            prop_assert_eq!(parse_schedule(&text), Ok(delays));
+        }
+
+        #[test]
+        fn any_text_is_judged_without_panicking(text in "\\PC*", digits in "[0-9]{1,30}[a-z]{0,3}") {
+            let _ = parse_duration(&text);
+            let _ = parse_duration(&digits);
+            let _ = parse_schedule(&text);
+            let _ = parse_rate(&text);
+            let _ = parse_proxy(&text);
+            if let Ok(delays) = parse_schedule(&digits) {
+                prop_assert!(delays.iter().all(|d| *d <= MAX_RETRY_DELAY));
+            }
+        }
+    }
+}

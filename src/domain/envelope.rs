@@ -92,3 +92,43 @@ mod tests {
         assert_eq!(parsed.as_object().unwrap().len(), 6);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::domain::arbitrary::event_body;
+    use crate::domain::event::validate_new_event;
+    use crate::domain::time::parse_iso8601_ms;
+
+    proptest! {
+        #[test]
+        fn a_valid_event_renders_a_body_that_reads_back_as_its_fields(body in event_body()) {
+            let event = validate_new_event(&body, 1_767_002_400_000).unwrap();
+            let rendered = render_body(&EnvelopeFields {
+                event_id: &event.event_id,
+                event_type: &event.event_type,
+                user_id: event.user_id.as_deref(),
+                occurred_at_ms: event.occurred_at_ms,
+                payload_json: &event.payload,
+            });
+            let parsed: Value = serde_json::from_str(&rendered).map_err(|e| TestCaseError::fail(format!("{e}: {rendered}")))?;
+            let object = parsed.as_object().unwrap();
+            prop_assert_eq!(&object["api_version"], "v1");
+            prop_assert_eq!(&object["event_id"], event.event_id.as_str());
+            prop_assert_eq!(&object["event_type"], event.event_type.as_str());
+            prop_assert_eq!(&object["event_category"], category(&event.event_type));
+            prop_assert_eq!(object["user_id"].as_str(), event.user_id.as_deref());
+            let at = object["occurred_at"].as_str().unwrap();
+            prop_assert_eq!(parse_iso8601_ms(at), Some(event.occurred_at_ms));
+            let payload: serde_json::Map<String, Value> =
+                serde_json::from_str(&event.payload).unwrap();
+            for (key, value) in &payload {
+                prop_assert_eq!(&object[key], value, "payload key {}", key);
+            }
+            prop_assert_eq!(object.len(), RESERVED_KEYS.len() + payload.len());
+        }
+    }
+}

@@ -243,3 +243,54 @@ mod tests {
         assert!(unknown.unwrap_err().starts_with("Unknown field: type"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::domain::arbitrary::{event_body, json, object_with};
+    use crate::domain::time::format_ms;
+
+    const NOW: i64 = 1_767_002_400_000;
+
+    proptest! {
+        #[test]
+        fn any_json_is_judged_without_panicking(body in json(), fields in object_with(&FIELDS)) {
+            let _ = validate_new_event(&body, NOW);
+            let _ = validate_new_event(&fields, NOW);
+        }
+
+        #[test]
+        fn a_published_number_is_stored_as_sent(number in any::<f64>()) {
+            prop_assume!(number.is_finite());
+            let text = serde_json::to_string(&number).unwrap();
+            let body: Value = serde_json::from_str(&format!(
+                r#"{{"tenant":"t","eventType":"a","payload":{{"x":{text}}}}}"#
+            ))
+            .unwrap();
+            let event = validate_new_event(&body, NOW).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(event.payload, format!(r#"{{"x":{text}}}"#));
+        }
+
+        #[test]
+        fn a_valid_body_is_accepted_as_sent(body in event_body()) {
+            let event = validate_new_event(&body, NOW).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(&event.tenant, &body["tenant"]);
+            prop_assert_eq!(&event.event_type, &body["eventType"]);
+            let payload: Value = serde_json::from_str(&event.payload).unwrap();
+            prop_assert_eq!(&payload, &body["payload"]);
+            match body["eventId"].as_str() {
+                Some(id) => prop_assert_eq!(&event.event_id, id),
+                None => prop_assert!(Uuid::parse_str(&event.event_id).is_ok()),
+            }
+            prop_assert_eq!(event.user_id.as_deref(), body["userId"].as_str());
+            prop_assert_eq!(event.source_service.as_deref(), body["sourceService"].as_str());
+            match body["occurredAt"].as_str() {
+                Some(at) => prop_assert_eq!(format_ms(event.occurred_at_ms), at),
+                None => prop_assert_eq!(event.occurred_at_ms, NOW),
+            }
+        }
+    }
+}

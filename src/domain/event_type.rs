@@ -107,3 +107,70 @@ mod tests {
         assert_eq!(category("card"), "card");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Valid types: one to five segments of `[a-z0-9_]`.
+    fn event_type() -> impl Strategy<Value = String> {
+        "[a-z0-9_]{1,12}(\\.[a-z0-9_]{1,12}){0,4}"
+    }
+
+    proptest! {
+        #[test]
+        fn a_valid_type_is_a_pattern_that_matches_itself(t in event_type()) {
+            prop_assert!(is_valid_type(&t));
+            prop_assert!(is_valid_pattern(&t));
+            prop_assert!(pattern_matches(&t, &t));
+            prop_assert!(t.starts_with(category(&t)));
+            prop_assert!(!category(&t).contains('.'));
+        }
+
+        #[test]
+        fn star_matches_every_type(t in event_type(), anything in ".*") {
+            prop_assert!(pattern_matches("*", &t));
+            prop_assert!(pattern_matches("*", &anything));
+        }
+
+        #[test]
+        fn a_wildcard_matches_exactly_the_types_under_its_prefix(
+            prefix in event_type(),
+            rest in event_type(),
+            other in event_type(),
+        ) {
+            let wildcard = format!("{prefix}.*");
+            prop_assert!(is_valid_pattern(&wildcard));
+            let under = format!("{prefix}.{rest}");
+            prop_assert!(pattern_matches(&wildcard, &under));
+            prop_assert!(!pattern_matches(&wildcard, &prefix));
+            prop_assert_eq!(
+                pattern_matches(&wildcard, &other),
+                other.starts_with(&format!("{prefix}."))
+            );
+            // A longer segment that merely starts like the prefix is another category.
+            let lookalike = format!("{prefix}x.{rest}");
+            prop_assert!(!pattern_matches(&wildcard, &lookalike));
+        }
+
+        #[test]
+        fn an_exact_pattern_matches_only_its_type(a in event_type(), b in event_type()) {
+            prop_assert_eq!(pattern_matches(&a, &b), a == b);
+        }
+
+        #[test]
+        fn any_text_is_judged_without_panicking(text in "\\PC*", other in ".*") {
+            let valid_type = is_valid_type(&text);
+            let valid_pattern = is_valid_pattern(&text);
+            // Every type is a pattern; a type never holds `*`.
+            prop_assert!(!valid_type || valid_pattern);
+            prop_assert!(!valid_type || !text.contains('*'));
+            prop_assert!(!valid_type || text.len() <= MAX_TYPE_LEN);
+            let _ = category(&text);
+            let _ = pattern_matches(&text, &other);
+            let _ = pattern_matches(&other, &text);
+        }
+    }
+}

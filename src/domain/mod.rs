@@ -15,3 +15,6 @@ pub mod tenant;
 pub mod text;
 pub mod time;
 pub mod webhook;
+
+#[cfg(test)]
+mod arbitrary;

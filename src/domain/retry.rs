@@ -123,3 +123,86 @@ mod tests {
         assert_eq!(policy.next_delay(u32::MAX, 0.0, None), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Any draw, including the ones a broken random source could give.
+    fn jitter() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<f64>(),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+            Just(f64::MAX),
+        ]
+    }
+
+    /// Schedules as configuration allows them: up to 20 delays of up to 7 days.
+    fn policy() -> impl Strategy<Value = RetryPolicy> {
+        prop::collection::vec(0u64..=7 * 86_400_000, 0..=20).prop_map(|ms| RetryPolicy {
+            delays: ms.into_iter().map(Duration::from_millis).collect(),
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn each_delay_is_within_ten_percent_of_the_schedule(
+            policy in policy(),
+            attempt in 1u32..=21,
+            jitter in -1.0f64..=1.0,
+        ) {
+            prop_assume!(attempt < policy.max_attempts());
+            let scheduled = policy.delays[attempt as usize - 1].as_secs_f64();
+            let delay = policy.next_delay(attempt, jitter, None).unwrap().as_secs_f64();
+            // Durations are whole nanoseconds: allow one for rounding.
+            prop_assert!(delay >= scheduled * (1.0 - JITTER_FRACTION) - 1e-9, "{delay} {scheduled}");
+            prop_assert!(delay <= scheduled * (1.0 + JITTER_FRACTION) + 1e-9, "{delay} {scheduled}");
+        }
+
+        #[test]
+        fn attempts_past_the_last_have_no_delay(
+            policy in policy(),
+            past in 0u32..1000,
+            jitter in jitter(),
+            retry_after in prop::option::of(any::<u64>()),
+        ) {
+            let retry_after = retry_after.map(Duration::from_millis);
+            let last = policy.max_attempts();
+            prop_assert_eq!(policy.next_delay(last + past, jitter, retry_after), None);
+            prop_assert_eq!(policy.next_delay(0, jitter, retry_after), None);
+        }
+
+        #[test]
+        fn retry_after_is_followed_up_to_the_largest_delay(
+            policy in policy(),
+            attempt in 1u32..=21,
+            asked_ms in any::<u64>(),
+        ) {
+            prop_assume!(attempt < policy.max_attempts());
+            let asked = Duration::from_millis(asked_ms);
+            let largest = *policy.delays.iter().max().unwrap();
+            prop_assert_eq!(
+                policy.next_delay(attempt, 0.0, Some(asked)),
+                Some(asked.min(largest))
+            );
+        }
+
+        #[test]
+        fn any_jitter_gives_a_delay_without_panicking(
+            policy in policy(),
+            attempt in prop_oneof![1u32..=21, any::<u32>()],
+            jitter in jitter(),
+        ) {
+            let delay = policy.next_delay(attempt, jitter, None);
+            prop_assert_eq!(delay.is_some(), attempt >= 1 && attempt < policy.max_attempts());
+            if let Some(delay) = delay {
+                let scheduled = policy.delays[attempt as usize - 1];
+                prop_assert!(delay <= scheduled.mul_f64(1.0 + JITTER_FRACTION) + Duration::from_nanos(1));
+            }
+        }
+    }
+}
