@@ -127,3 +127,40 @@ async fn a_path_id_that_is_not_utf8_names_nothing() {
         assert_error(&read(response).await, 404, message);
     }
 }
+
+/// With the notification service switched off, every `/v1/webhooks*` operation of the
+/// document answers the 503 it lists, with the contract's message, whoever asks.
+#[tokio::test]
+async fn with_notifications_off_every_webhooks_operation_answers_its_documented_503() {
+    let app = TestApp::spawn_with(&[("HERALD_NOTIFICATIONS_ENABLED", "false")]).await;
+    let acme = app.partner("acme").await;
+    let document = document(&app).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut checked = 0;
+    for (method, path, operation) in operations(&document) {
+        if !path.starts_with("/v1/webhooks") {
+            continue;
+        }
+        assert!(
+            operation["responses"].get("503").is_some(),
+            "{method} {path} does not list 503"
+        );
+        let concrete = path.replace("{id}", &id).replace("{eventId}", &id);
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        for token in [acme.token.as_str(), "hrd_unknown"] {
+            let response = app
+                .request(method.clone(), &concrete, token)
+                .json(&serde_json::json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert_error(
+                &read(response).await,
+                503,
+                "Notification service is not configured for this environment",
+            );
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 11, "the eleven partner operations");
+}
