@@ -67,6 +67,12 @@ async fn every_operation_lists_the_error_answers_herald_gives_it() {
                 );
                 assert_ne!(response["description"], "", "{method} {path} {status}");
             }
+            if status == "429" {
+                assert!(
+                    response["headers"].get("Retry-After").is_some(),
+                    "{method} {path} 429 lists Retry-After"
+                );
+            }
         }
     }
 }
