@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
-use utoipa::openapi::schema::{ArrayBuilder, SchemaType, Type};
+use utoipa::openapi::schema::{ArrayBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{Array, Content, ObjectBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::{Array, Content, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::ErrorBody;
@@ -263,7 +263,32 @@ impl Modify for ErrorResponses {
             ] {
                 if let Some(operation) = operation {
                     ErrorResponses::add(operation, path, method);
+                    optional_body_is_absent_not_null(operation);
                 }
+            }
+        }
+    }
+}
+
+/// utoipa describes an `Option<T>` request body as "T or JSON null"; Herald means "T, or no
+/// body at all" (a `null` body is a 400, like any body that is not an object).
+fn optional_body_is_absent_not_null(operation: &mut Operation) {
+    let Some(body) = operation.request_body.as_mut() else {
+        return;
+    };
+    for content in body.content.values_mut() {
+        let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema else {
+            continue;
+        };
+        let is_null = |schema: &RefOr<Schema>| {
+            matches!(schema, RefOr::T(Schema::Object(object))
+                if object.schema_type == SchemaType::Type(Type::Null))
+        };
+        let mut others = one_of.items.iter().filter(|schema| !is_null(schema));
+        if let (Some(only), None) = (others.next(), others.next()) {
+            if one_of.items.len() == 2 {
+                content.schema = Some(only.clone());
+                body.required = Some(Required::False);
             }
         }
     }

@@ -173,3 +173,40 @@ async fn with_notifications_off_every_webhooks_operation_answers_its_documented_
     }
     assert_eq!(checked, 11, "the eleven partner operations");
 }
+
+/// The retry body may be left out, but when sent it is an object: the document says so
+/// (not "object or null"), and a `null` body is the 400 it lists.
+#[tokio::test]
+async fn the_optional_retry_body_is_described_as_absent_or_an_object() {
+    let app = TestApp::spawn_with(&[]).await;
+    let document = document(&app).await;
+    let body = &document["paths"]["/v1/webhooks/events/{eventId}/retry"]["post"]["requestBody"];
+    assert_ne!(body["required"], true, "{body}");
+    assert_eq!(
+        body["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/RetryRequest",
+        "{body}"
+    );
+    let acme = app.partner("acme").await;
+    let producer = app.producer_token().await;
+    let (status, event) = app
+        .publish(
+            &producer,
+            &serde_json::json!({"tenant": "acme", "eventType": "a.b", "payload": {}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{event}");
+    let retry = format!(
+        "/v1/webhooks/events/{}/retry",
+        event["id"].as_str().unwrap()
+    );
+    let (status, answer) = read(
+        app.request(Method::POST, &retry, &acme.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "no body: {answer}");
+    let (status, answer) = acme.post(&retry, &Value::Null).await;
+    assert_eq!(status, 400, "a null body: {answer}");
+}
