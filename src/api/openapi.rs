@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document served at `/openapi.json`, generated from the route annotations
 //! and response types, plus the request shapes (bodies are validated by hand for the
-//! contract's messages, so they are described here).
+//! contract's messages, so they are described here) and the error answers routes share.
+//! The schema fuzz test (`tests/api/fuzz.rs`) holds Herald to it.
 
 use std::collections::BTreeMap;
 
