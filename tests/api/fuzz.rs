@@ -89,8 +89,8 @@ async fn fuzz(backend: Backend) {
     let receiver = TestReceiver::answering(200).await;
     let hook = receiver.url("/hook");
 
-    // Two tenants with webhooks, events and attempts: acme's ids are the fuzzer's to find,
-    // umbrella's must be answered as unknown.
+    // Two tenants with webhooks, events and attempts. The fuzzer is offered the ids of both:
+    // acme's lead it to the answers about stored things, umbrella's to another tenant's 404s.
     let acme = app.partner("acme").await;
     let umbrella = app.partner("umbrella").await;
     let producer = app.producer_token().await;
