@@ -32,5 +32,7 @@ mod publish;
 mod robustness;
 #[path = "text.rs"]
 mod text;
+#[path = "wake.rs"]
+mod wake;
 #[path = "webhooks.rs"]
 mod webhooks;

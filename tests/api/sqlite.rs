@@ -31,6 +31,8 @@ mod publish;
 mod robustness;
 #[path = "text.rs"]
 mod text;
+#[path = "wake.rs"]
+mod wake;
 #[path = "webhooks.rs"]
 mod webhooks;
 

@@ -359,7 +359,7 @@ impl DeliveryStore for SqliteStore {
     /// measured no better (6,668 deliveries/s, against 7,200-8,700 on the writer that hour).
     async fn next_wake_at(&self) -> StoreResult<Option<i64>> {
         let next: Option<i64> = sqlx::query_scalar(&format!(
-            "WITH queued (webhook_id, due) AS ({QUEUED_WEBHOOKS}) \
+            "WITH queued (webhook_id, due, tenant) AS ({QUEUED_WEBHOOKS}) \
              SELECT MIN(at) FROM ( \
                SELECT (SELECT 0 FROM events WHERE status = 'pending' LIMIT 1) AS at \
                UNION ALL SELECT MIN(due) FROM queued \
