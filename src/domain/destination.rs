@@ -32,15 +32,20 @@ pub fn check_url_literal(url: &str, policy: &DestinationPolicy) -> Result<(), St
     let literal = match host {
         url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
         url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
-        url::Host::Domain(name) if name.eq_ignore_ascii_case("localhost") => {
-            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
-        }
+        url::Host::Domain(name) if names_loopback(name) => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         url::Host::Domain(_) => None,
     };
     match literal.and_then(forbidden_reason) {
         Some(reason) => Err(format!("url must not point to a {reason} address")),
         None => Ok(()),
     }
+}
+
+/// `localhost` and its subdomains always resolve to loopback (RFC 6761), with or without the
+/// root's trailing dot; `url` has lowercased the name already.
+fn names_loopback(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name == "localhost" || name.ends_with(".localhost")
 }
 
 /// Why an address may not be called, or `None` for a public address. IPv6 forms that carry an
@@ -257,6 +262,12 @@ mod tests {
         );
         assert!(check_url_literal("https://[::ffff:10.0.0.1]/", &strict).is_err());
         assert!(check_url_literal("https://localhost:8443/", &strict).is_err());
+        assert!(check_url_literal("https://LOCALHOST./", &strict).is_err());
+        assert!(check_url_literal("https://api.localhost/", &strict).is_err());
+        assert_eq!(
+            check_url_literal("https://localhost.example.com/", &strict),
+            Ok(())
+        );
         assert!(check_url_literal("https://u:p@example.com/", &strict).is_err());
         let dev = DestinationPolicy {
             allow_http: true,
