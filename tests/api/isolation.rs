@@ -99,8 +99,8 @@ async fn a_publish_the_database_refuses_fails_alone_in_a_shared_commit() {
     tracker.wait().await;
 }
 
-/// Two claimed deliveries of a new webhook, of two new events.
-async fn two_claimed(store: &dyn Store, node: &str) -> Vec<ClaimedDelivery> {
+/// An active webhook of `acme` subscribed to every type.
+pub async fn subscribe_to_everything(store: &dyn Store) {
     store
         .create_webhook(
             NewWebhook {
@@ -117,6 +117,11 @@ async fn two_claimed(store: &dyn Store, node: &str) -> Vec<ClaimedDelivery> {
         )
         .await
         .expect("webhook created");
+}
+
+/// Two claimed deliveries of a new webhook, of two new events.
+async fn two_claimed(store: &dyn Store, node: &str) -> Vec<ClaimedDelivery> {
+    subscribe_to_everything(store).await;
     store
         .publish_events(vec![new_event("{}"), new_event("{}")])
         .await

@@ -5,10 +5,9 @@
 use std::collections::HashMap;
 
 use herald::domain::time::now_ms;
-use herald::store::{ClaimRequest, NewWebhook};
-use uuid::Uuid;
+use herald::store::ClaimRequest;
 
-use super::isolation::{fresh_store, new_event};
+use super::isolation::{fresh_store, new_event, subscribe_to_everything};
 
 #[tokio::test]
 async fn the_store_names_the_next_instant_the_dispatcher_has_work() {
@@ -17,22 +16,7 @@ async fn the_store_names_the_next_instant_the_dispatcher_has_work() {
     };
     assert_eq!(store.next_wake_at().await.expect("nothing to do"), None);
 
-    store
-        .create_webhook(
-            NewWebhook {
-                id: Uuid::new_v4(),
-                tenant: "acme".into(),
-                name: "w".into(),
-                url: "https://example.com/h".into(),
-                api_key: "k".into(),
-                event_types: vec!["*".into()],
-                is_active: true,
-                metadata: "{}".into(),
-            },
-            100,
-        )
-        .await
-        .expect("webhook created");
+    subscribe_to_everything(store.as_ref()).await;
     store
         .publish_events(vec![new_event("{}")])
         .await
