@@ -4,7 +4,9 @@
 //!
 //! hyper's own `header_read_timeout` also runs while a keep-alive connection waits for its
 //! next request, which would cut every idle connection at the header timeout; so each
-//! connection here has a watchdog that tells the two apart.
+//! connection here has a watchdog that tells the two apart. Requests only record where the
+//! connection stands; the watchdog reads that when its timer fires, so a request costs no
+//! wake-up and no timer of its own.
 
 use std::convert::Infallible;
 use std::pin::{Pin, pin};
@@ -22,7 +24,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -184,7 +186,6 @@ struct Activity {
     phase: Mutex<Phase>,
     /// Mirrors `Phase::Idle`, so that reads during a request cost no lock.
     idle: AtomicBool,
-    changed: Notify,
     limits: ServeLimits,
 }
 
@@ -193,7 +194,6 @@ impl Activity {
         Activity {
             phase: Mutex::new(Phase::Head(Instant::now() + limits.header_timeout)),
             idle: AtomicBool::new(false),
-            changed: Notify::new(),
             limits,
         }
     }
@@ -202,7 +202,6 @@ impl Activity {
         *phase = next;
         self.idle
             .store(matches!(next, Phase::Idle(_)), Ordering::Relaxed);
-        self.changed.notify_one();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Phase> {
@@ -227,23 +226,20 @@ impl Activity {
     }
 
     /// Completes when the current phase's deadline has passed.
+    ///
+    /// Phases change without telling the watchdog, so it never sleeps longer than the
+    /// shortest limit: any deadline set while it sleeps lies at least that far after the
+    /// moment it went to sleep, and it wakes in time to see it.
     async fn expired(&self) {
+        let step = self.limits.header_timeout.min(self.limits.idle_timeout);
         loop {
-            let deadline = match *self.lock() {
-                Phase::Head(at) | Phase::Idle(at) => Some(at),
-                Phase::Busy(_) => None,
+            let now = Instant::now();
+            let wake = match *self.lock() {
+                Phase::Head(at) | Phase::Idle(at) if at <= now => return,
+                Phase::Head(at) | Phase::Idle(at) => at.min(now + step),
+                Phase::Busy(_) => now + step,
             };
-            let changed = self.changed.notified();
-            match deadline {
-                Some(at) if at <= Instant::now() => return,
-                Some(at) => {
-                    tokio::select! {
-                        _ = sleep_until(at) => {}
-                        _ = changed => {}
-                    }
-                }
-                None => changed.await,
-            }
+            sleep_until(wake).await;
         }
     }
 }
@@ -467,5 +463,24 @@ mod tests {
             .await
             .expect("fires once idle too long");
         assert!(idle_from.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_started_during_a_long_idle_spell_keeps_its_own_deadline() {
+        let activity = Arc::new(Activity::new(limits(50, 10_000)));
+        drop(Busy::start(&activity));
+        let watchdog = tokio::spawn({
+            let activity = activity.clone();
+            async move { activity.expired().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let head_from = Instant::now();
+        activity.read();
+        watchdog.await.unwrap();
+        let waited = head_from.elapsed();
+        assert!(
+            waited >= Duration::from_millis(50) && waited < Duration::from_millis(100),
+            "fired {waited:?} after the head began"
+        );
     }
 }
