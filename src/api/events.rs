@@ -1,4 +1,4 @@
-//! Partner routes over events (§2 #8–#11): list, status, logs and manual retry. A path
+//! Partner routes over events: list, status, logs and manual retry. A path
 //! `{eventId}` names an event by record id or by business eventId.
 
 use axum::Json;

@@ -1,4 +1,4 @@
-//! Operations routes (§5), without auth: liveness, readiness, metrics, the OpenAPI document.
+//! Operations routes, without auth: liveness, readiness, metrics, the OpenAPI document.
 
 use axum::Json;
 use axum::extract::State;

@@ -1,4 +1,4 @@
-//! The producer API (§3): `POST /v1/events` and `POST /v1/events/batch`. Events are
+//! The producer API: `POST /v1/events` and `POST /v1/events/batch`. Events are
 //! validated here, committed by the ingest writer, and answered only once durable.
 
 use axum::Json;

@@ -33,7 +33,8 @@ use tower::Service;
 use super::body::BodyTimedOut;
 use crate::config::Config;
 
-/// The limits of §6 "Slow clients".
+/// The limits that keep slow or silent clients from holding the server: the head, body
+/// and idle deadlines and the connection cap.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeLimits {
     /// From a connection's start, or from the first byte of a request after an idle spell,

@@ -1,4 +1,4 @@
-//! Partner routes over webhooks (§2 #1–#7): list, create, read, partial update, delete,
+//! Partner routes over webhooks: list, create, read, partial update, delete,
 //! rotate-key and the webhook's delivery logs.
 
 use axum::Json;

@@ -1,4 +1,4 @@
-//! Auth (§1): 401 for bad tokens, 403 for missing scopes, and no route that reveals another
+//! Auth: 401 for bad tokens, 403 for missing scopes, and no route that reveals another
 //! tenant's data.
 
 use herald::domain::scope::Scope;

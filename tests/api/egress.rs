@@ -1,4 +1,4 @@
-//! Egress (§6): the real `herald serve` ignores the proxy variables of its environment, sends
+//! Egress: the real `herald serve` ignores the proxy variables of its environment, sends
 //! every attempt through `HERALD_EGRESS_PROXY` when set, and still refuses, before the proxy
 //! sees anything, a destination whose name resolves to a forbidden address.
 

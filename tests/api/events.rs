@@ -1,4 +1,4 @@
-//! Partner event routes (§2 #8–#11): list, status, logs, retry and the status rules that
+//! Partner event routes: list, status, logs, retry and the status rules that
 //! need no delivery.
 
 use serde_json::{Value, json};

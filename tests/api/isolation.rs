@@ -1,4 +1,4 @@
-//! One bad item never fails another (§6), shown against the store and the ingest writer with
+//! One bad item never fails another, shown against the store and the ingest writer with
 //! rows the database itself refuses: validation leaves no input that fails a write through
 //! the API, so these tests hand the store a record id or an attempt id that is already taken,
 //! which the primary keys refuse on both backends.

@@ -1,4 +1,4 @@
-//! Operations routes (§5): health, readiness, metrics and the OpenAPI document.
+//! Operations routes: health, readiness, metrics and the OpenAPI document.
 
 use serde_json::json;
 

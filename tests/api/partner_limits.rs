@@ -1,5 +1,5 @@
-//! Limits of §6 that involve the store: the partner write rate, bounded answers (an event's
-//! logs, the retry body) and the opaque event cursor.
+//! The hardening limits that involve the store: the partner write rate, bounded answers (an
+//! event's logs, the retry body) and the opaque event cursor.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Secrets and files (§6): a new SQLite database and its `-wal` and `-shm` files are readable
+//! Secrets and files: a new SQLite database and its `-wal` and `-shm` files are readable
 //! by their owner only, and a password in the database URL is never printed or logged.
 
 use std::os::unix::fs::PermissionsExt;

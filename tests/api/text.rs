@@ -1,4 +1,4 @@
-//! Text that databases refuse (§6): control characters in stored string fields are a 400
+//! Text that databases refuse: control characters in stored string fields are a 400
 //! naming the field, and a payload holding `\u0000` is stored and delivered byte-exact.
 
 use std::time::Duration;
