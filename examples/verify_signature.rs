@@ -1,7 +1,7 @@
 //! Verifying a Herald delivery in Rust, with the `hmac`, `sha2`, `base64` and `hex` crates.
 //! `cargo run --example verify_signature` checks a made-up request signed by Herald's rules.
 
-// readme:start
+// docs:start
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
@@ -49,7 +49,7 @@ pub fn is_fresh(timestamp: &str, now_secs: i64, tolerance_secs: i64) -> bool {
         .parse::<i64>()
         .is_ok_and(|ts| (now_secs - ts).abs() <= tolerance_secs)
 }
-// readme:end
+// docs:end
 
 #[allow(dead_code)]
 fn main() {

@@ -1,5 +1,5 @@
 // Verifying a Herald delivery in Node.js (built-in crypto only).
-// readme:start
+// docs:start
 const crypto = require("crypto");
 
 const sameText = (a, b) =>
@@ -22,7 +22,7 @@ function verifyStandard(headers, rawBody, signingSecret, tolerance = 300) {
   return fresh(timestamp, tolerance) &&
     headers["webhook-signature"].split(" ").some((s) => sameText(s.replace(/^v1,/, ""), expected));
 }
-// readme:end
+// docs:end
 
 if (require.main === module) {
   // Usage: node verify.js FIXTURE.json, with {"headers", "body", "apiKey", "signingSecret"}.

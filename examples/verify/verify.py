@@ -1,5 +1,5 @@
 # Verifying a Herald delivery in Python (standard library only).
-# readme:start
+# docs:start
 import base64, hashlib, hmac, time
 
 def verify_herald(headers, body: bytes, api_key: str, tolerance: int = 300) -> bool:
@@ -19,7 +19,7 @@ def verify_standard(headers, body: bytes, signing_secret: str, tolerance: int = 
     signed = f'{headers["webhook-id"]}.{timestamp}.'.encode() + body
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
     return any(hmac.compare_digest(expected, s.removeprefix("v1,")) for s in headers["webhook-signature"].split())
-# readme:end
+# docs:end
 
 if __name__ == "__main__":
     # Usage: verify.py FIXTURE.json, with {"headers", "body", "apiKey", "signingSecret"}.

@@ -1,5 +1,5 @@
-//! The README's signature-verification examples (Python, Node, Rust) verify a real delivery,
-//! refuse a tampered one, and are quoted in the README exactly as tested.
+//! The signature-verification examples (Python, Node, Rust) verify a real delivery, refuse a
+//! tampered one, and are quoted in `docs/signatures.md` exactly as tested.
 
 use std::path::Path;
 use std::process::Command;
@@ -53,7 +53,7 @@ fn fixture(request: &Received, webhook: &Value, body: &str) -> Value {
 /// Runs `program example fixture`; `None` (with a loud skip) when the program is missing.
 fn run_example(program: &str, example: &str, fixture: &Value) -> Option<bool> {
     if Command::new(program).arg("--version").output().is_err() {
-        eprintln!("SKIPPED: {program} is not installed, so its README example is not run");
+        eprintln!("SKIPPED: {program} is not installed, so its example is not run");
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -126,22 +126,22 @@ async fn the_rust_example_verifies_a_real_delivery_and_refuses_a_tampered_one() 
 }
 
 #[test]
-fn the_readme_quotes_each_example_exactly() {
-    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+fn the_signature_docs_quote_each_example_exactly() {
+    let docs = std::fs::read_to_string(Path::new(ROOT).join("docs/signatures.md")).unwrap();
     for example in [
         "examples/verify/verify.py",
         "examples/verify/verify.js",
         "examples/verify_signature.rs",
     ] {
         let source = std::fs::read_to_string(Path::new(ROOT).join(example)).unwrap();
-        let start = source.find("readme:start").expect("start marker");
+        let start = source.find("docs:start").expect("start marker");
         let start = source[start..].find('\n').unwrap() + start + 1;
-        let end = source.rfind("readme:end").expect("end marker");
+        let end = source.rfind("docs:end").expect("end marker");
         let end = source[..end].rfind('\n').unwrap() + 1;
         let quoted = &source[start..end];
         assert!(
-            readme.contains(quoted),
-            "README.md does not quote {example} exactly:\n{quoted}"
+            docs.contains(quoted),
+            "docs/signatures.md does not quote {example} exactly:\n{quoted}"
         );
     }
 }
