@@ -20,6 +20,7 @@ mod document;
 mod durability;
 mod egress;
 mod fuzz;
+mod metric_labels;
 mod multinode;
 mod outage;
 mod secrets;

@@ -27,12 +27,16 @@ mod ops;
 mod partner_limits;
 #[path = "publish.rs"]
 mod publish;
+#[path = "publish_batch.rs"]
+mod publish_batch;
 #[path = "robustness.rs"]
 mod robustness;
 #[path = "text.rs"]
 mod text;
 #[path = "wake.rs"]
 mod wake;
+#[path = "webhook_changes.rs"]
+mod webhook_changes;
 #[path = "webhooks.rs"]
 mod webhooks;
 
