@@ -1,10 +1,11 @@
-//! Pure types and rules of Herald: event types and patterns, keys and tokens, statuses,
+//! Pure types and rules of Herald: ids, event types and patterns, keys and tokens, statuses,
 //! timestamps and the delivery envelope. Nothing here does I/O or knows axum or sqlx.
 
 pub mod destination;
 pub mod envelope;
 pub mod event;
 pub mod event_type;
+pub mod ids;
 pub mod keys;
 pub mod outcome;
 pub mod retry;
