@@ -1,6 +1,8 @@
 //! Pure types and rules of Herald: ids, event types and patterns, keys and tokens, statuses,
-//! timestamps and the delivery envelope. Nothing here does I/O or knows axum or sqlx.
+//! the validation of request bodies, timestamps and the delivery envelope. Nothing here does
+//! I/O or knows axum or sqlx.
 
+pub mod body;
 pub mod destination;
 pub mod envelope;
 pub mod event;
