@@ -146,7 +146,7 @@ async fn cursor_position(
     let last = cursor::decode(cursor).ok_or_else(refused)?;
     state
         .store
-        .event_position(tenant.as_str(), last)
+        .event_position(tenant.as_str(), last.into())
         .await?
         .ok_or_else(refused)
 }
@@ -193,7 +193,7 @@ pub async fn list(
     let next_cursor = page
         .next_cursor
         .and(page.events.last())
-        .map(|last| cursor::encode(last.id));
+        .map(|last| cursor::encode(last.id.into()));
     Ok(Json(EventList {
         total: page.total,
         events: page.events.into_iter().map(EventView::from).collect(),

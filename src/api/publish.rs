@@ -175,38 +175,55 @@ pub struct BatchResults {
     pub results: Vec<BatchResult>,
 }
 
-/// The answer to a valid batch item once the ingest writer has had it, and its outcome's
-/// metric label.
-fn stored_item(outcome: EventResult) -> (&'static str, BatchResult) {
+/// What a batch did, for the publish counters.
+#[derive(Default)]
+struct Tally {
+    created: u64,
+    existing: u64,
+    rejected: u64,
+}
+
+impl Tally {
+    fn report(&self) {
+        count("created", self.created);
+        count("existing", self.existing);
+        count("rejected", self.rejected);
+    }
+}
+
+/// The answer to a valid batch item once the ingest writer has had it, counted in `tally`.
+fn stored_item(outcome: EventResult, tally: &mut Tally) -> BatchResult {
     match outcome {
         // Only this item could not be stored; the ingest writer has logged why.
         Err(error) => {
             let error = ApiError::from(error);
-            let message = error.to_string();
-            let status = error.status().as_u16();
-            ("rejected", BatchResult::Rejected { status, message })
+            tally.rejected += 1;
+            BatchResult::Rejected {
+                status: error.status().as_u16(),
+                message: error.to_string(),
+            }
         }
-        Ok(PublishOutcome::Created(event)) => (
-            "created",
+        Ok(PublishOutcome::Created(event)) => {
+            tally.created += 1;
             BatchResult::Stored {
                 status: 201,
                 event: event.into(),
-            },
-        ),
-        Ok(PublishOutcome::Existing(event)) => (
-            "existing",
+            }
+        }
+        Ok(PublishOutcome::Existing(event)) => {
+            tally.existing += 1;
             BatchResult::Stored {
                 status: 200,
                 event: event.into(),
-            },
-        ),
-        Ok(PublishOutcome::UnknownTenant(name)) => (
-            "rejected",
+            }
+        }
+        Ok(PublishOutcome::UnknownTenant(name)) => {
+            tally.rejected += 1;
             BatchResult::Rejected {
                 status: 400,
                 message: unknown_tenant(&name).to_string(),
-            },
-        ),
+            }
+        }
     }
 }
 
@@ -243,24 +260,18 @@ pub async fn publish_batch(
             })),
         }
     }
-    let mut rejected = (results.len() - valid.len()) as u64;
-    let (mut created, mut existing) = (0, 0);
+    let mut tally = Tally {
+        rejected: (results.len() - valid.len()) as u64,
+        ..Tally::default()
+    };
     let mut outcomes = state.ingest.publish(valid).await?.into_iter();
     for slot in results.iter_mut().filter(|slot| slot.is_none()) {
         let outcome = outcomes
             .next()
             .ok_or_else(|| ApiError::Internal("publish returned too few outcomes".into()))?;
-        let (label, result) = stored_item(outcome);
-        match label {
-            "created" => created += 1,
-            "existing" => existing += 1,
-            _ => rejected += 1,
-        }
-        *slot = Some(result);
+        *slot = Some(stored_item(outcome, &mut tally));
     }
-    count("created", created);
-    count("existing", existing);
-    count("rejected", rejected);
+    tally.report();
     Ok(Json(BatchResults {
         results: results.into_iter().flatten().collect(),
     }))
