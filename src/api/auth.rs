@@ -12,6 +12,7 @@ use axum::http::request::Parts;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::domain::ids::TenantId;
 use crate::domain::keys::{looks_like_token, token_hash};
 use crate::domain::scope::Scope;
 use crate::store::{Token, TokenKind};
@@ -22,14 +23,14 @@ const CACHE_MAX_ENTRIES: usize = 10_000;
 /// Who is calling: a live token's tenant (none for producers) and scopes.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub tenant: Option<String>,
+    pub tenant: Option<TenantId>,
     pub kind: TokenKind,
     pub scopes: Vec<Scope>,
 }
 
 impl Caller {
     /// The tenant of a partner token holding `scope`; 403 otherwise.
-    pub fn partner(&self, scope: Scope) -> Result<&str, ApiError> {
+    pub fn partner(&self, scope: Scope) -> Result<&TenantId, ApiError> {
         match (&self.tenant, self.kind) {
             (Some(tenant), TokenKind::Partner) if self.scopes.contains(&scope) => Ok(tenant),
             _ => Err(ApiError::NotAuthorized),
@@ -78,7 +79,7 @@ fn caller_of(token: Token) -> Option<Caller> {
         return None;
     }
     Some(Caller {
-        tenant: token.tenant,
+        tenant: token.tenant.map(TenantId::from),
         kind: token.kind,
         scopes: token.scopes,
     })

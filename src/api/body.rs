@@ -1,13 +1,15 @@
 //! Reading JSON request bodies with the contract's errors: 415 for a non-JSON content type,
-//! 413 over the route's limit, 400 for malformed JSON.
+//! 413 over the route's limit, 400 for malformed JSON or a body that is not an object of the
+//! route's fields ([`RawBody`]).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use crate::domain::body::known_fields;
 
 /// Body limit of `POST /v1/events`.
 pub const EVENT_BODY_LIMIT: usize = 256 * 1024;
@@ -97,4 +99,20 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::Validation(format!("Malformed JSON in request body: {e}")))
+}
+
+/// A route's request body as sent: the fields of a JSON object, each still any JSON, so that
+/// validation can name the field of every problem in the contract's words.
+pub trait RawBody: Sized {
+    /// The fields the route knows, in the order its messages list them.
+    const FIELDS: &'static [&'static str];
+
+    /// Takes the fields out of an object that holds no others.
+    fn from_fields(object: Map<String, Value>) -> Self;
+
+    /// `body` as this shape; a 400 for anything but an object or for a field not in
+    /// [`RawBody::FIELDS`].
+    fn from_body(body: Value) -> Result<Self, String> {
+        known_fields(body, Self::FIELDS).map(Self::from_fields)
+    }
 }

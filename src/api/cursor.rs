@@ -6,17 +6,19 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use uuid::Uuid;
 
+use crate::domain::ids::EventId;
+
 /// The cursor that continues after `last`, the last event of a page.
-pub fn encode(last: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(last.as_bytes())
+pub fn encode(last: EventId) -> String {
+    URL_SAFE_NO_PAD.encode(last.as_uuid().as_bytes())
 }
 
 /// The event a cursor continues after; `None` for anything [`encode`] cannot have made.
-pub fn decode(cursor: &str) -> Option<Uuid> {
+pub fn decode(cursor: &str) -> Option<EventId> {
     // The engine refuses padding and non-zero trailing bits, so every event has exactly one
     // cursor and any altered character changes the id or fails here.
     let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    Uuid::from_slice(&bytes).ok()
+    Uuid::from_slice(&bytes).ok().map(EventId::from)
 }
 
 #[cfg(test)]
@@ -25,7 +27,7 @@ mod tests {
 
     #[test]
     fn a_cursor_decodes_to_the_event_it_was_made_from() {
-        let id = Uuid::now_v7();
+        let id = EventId::generate();
         let cursor = encode(id);
         assert_eq!(cursor.len(), 22);
         assert!(
@@ -38,7 +40,7 @@ mod tests {
 
     #[test]
     fn an_altered_or_foreign_cursor_decodes_to_nothing_or_to_another_id() {
-        let id = Uuid::now_v7();
+        let id = EventId::generate();
         let cursor = encode(id);
         for bad in [
             "",

@@ -1,5 +1,5 @@
-//! Partner routes over events: list, status, logs and manual retry. A path
-//! `{eventId}` names an event by record id or by business eventId.
+//! Partner routes over events: list, status, logs and manual retry, with the retry body. A
+//! path `{eventId}` names an event by record id or by business eventId.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -7,19 +7,20 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
 use super::ListParams;
 use super::auth::Caller;
-use super::body::{RETRY_BODY_LIMIT, bytes_within_limit, declares_json, parse_json};
+use super::body::{RETRY_BODY_LIMIT, RawBody, bytes_within_limit, declares_json, parse_json};
 use super::cursor;
 use super::error::{ApiError, ErrorBody};
 use super::path::Path;
 use super::views::{DeliveryLogView, EventStatusView, EventView, Success};
 use crate::domain::event_type::is_valid_type;
+use crate::domain::ids::{TenantId, WebhookId};
 use crate::domain::scope::Scope;
 use crate::domain::status::EventStatus;
 use crate::domain::time::parse_iso8601_ms;
@@ -53,16 +54,101 @@ pub struct RetryQueued {
     pub message: String,
 }
 
-async fn find_event(state: &AppState, tenant: &str, id: &str) -> Result<Event, ApiError> {
+/// `POST /v1/webhooks/events/{eventId}/retry` body; optional (empty or `{}` mean every
+/// active subscribed webhook).
+// The field holds the JSON sent; [`RetryRequest::webhook`] checks it.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryRequest {
+    /// Retry to this webhook only; it must be active.
+    #[schema(value_type = Option<Uuid>)]
+    webhook_id: Option<Value>,
+}
+
+impl RawBody for RetryRequest {
+    const FIELDS: &'static [&'static str] = &["webhookId"];
+
+    fn from_fields(mut object: Map<String, Value>) -> RetryRequest {
+        RetryRequest {
+            webhook_id: object.remove("webhookId"),
+        }
+    }
+}
+
+impl RetryRequest {
+    /// The webhook named, if any (`null` names none).
+    fn webhook(self) -> Result<Option<WebhookId>, String> {
+        const NOT_A_UUID: &str = "webhookId must be a valid UUID";
+        match self.webhook_id {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => WebhookId::parse(&text).map(Some).ok_or(NOT_A_UUID.into()),
+            Some(_) => Err(NOT_A_UUID.into()),
+        }
+    }
+}
+
+async fn find_event(state: &AppState, tenant: &TenantId, id: &str) -> Result<Event, ApiError> {
     // Ids are UUIDs; anything else names no event, without a query.
     if Uuid::parse_str(id).is_err() {
         return Err(ApiError::EventNotFound);
     }
     state
         .store
-        .find_event(tenant, &id.to_ascii_lowercase())
+        .find_event(tenant.as_str(), &id.to_ascii_lowercase())
         .await?
         .ok_or(ApiError::EventNotFound)
+}
+
+/// `status`: one of the event statuses.
+fn status_filter(params: &ListParams) -> Result<Option<EventStatus>, ApiError> {
+    params
+        .get("status")
+        .map(|text| {
+            EventStatus::parse(text).ok_or_else(|| {
+                ApiError::Validation(
+                    "status must be one of pending, processing, completed, failed, skipped".into(),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// `eventType`: an event type (not a pattern).
+fn event_type_filter(params: &ListParams) -> Result<Option<String>, ApiError> {
+    match params.get("eventType") {
+        Some(text) if !is_valid_type(text) => Err(ApiError::Validation(
+            "eventType must be a valid event type".into(),
+        )),
+        other => Ok(other.map(str::to_string)),
+    }
+}
+
+/// `since` or `until`: an ISO 8601 instant.
+fn instant(params: &ListParams, name: &str) -> Result<Option<i64>, ApiError> {
+    params
+        .get(name)
+        .map(|text| {
+            parse_iso8601_ms(text).ok_or_else(|| {
+                ApiError::Validation(format!("{name} must be an ISO 8601 timestamp"))
+            })
+        })
+        .transpose()
+}
+
+/// Where the page after `cursor` starts, within the caller's tenant only.
+async fn cursor_position(
+    state: &AppState,
+    tenant: &TenantId,
+    cursor: &str,
+) -> Result<i64, ApiError> {
+    let refused =
+        || ApiError::Validation("cursor must be a nextCursor value from a previous page".into());
+    let last = cursor::decode(cursor).ok_or_else(refused)?;
+    state
+        .store
+        .event_position(tenant.as_str(), last.into())
+        .await?
+        .ok_or_else(refused)
 }
 
 /// The tenant's events, newest first.
@@ -84,50 +170,12 @@ pub async fn list(
     let tenant = caller.partner(Scope::EventsRead)?;
     let params = ListParams::parse(query.as_deref());
     let limit = params.limit()?;
-    let status = match params.get("status") {
-        None => None,
-        Some(text) => Some(EventStatus::parse(text).ok_or_else(|| {
-            ApiError::Validation(
-                "status must be one of pending, processing, completed, failed, skipped".into(),
-            )
-        })?),
-    };
-    let event_type = match params.get("eventType") {
-        Some(text) if !is_valid_type(text) => {
-            return Err(ApiError::Validation(
-                "eventType must be a valid event type".into(),
-            ));
-        }
-        other => other.map(str::to_string),
-    };
-    let instant = |name: &str| -> Result<Option<i64>, ApiError> {
-        params
-            .get(name)
-            .map(|text| {
-                parse_iso8601_ms(text).ok_or_else(|| {
-                    ApiError::Validation(format!("{name} must be an ISO 8601 timestamp"))
-                })
-            })
-            .transpose()
-    };
-    let (since_ms, until_ms) = (instant("since")?, instant("until")?);
+    let status = status_filter(&params)?;
+    let event_type = event_type_filter(&params)?;
+    let (since_ms, until_ms) = (instant(&params, "since")?, instant(&params, "until")?);
     let before_cursor = match params.get("cursor") {
         None => None,
-        Some(text) => {
-            let refused = || {
-                ApiError::Validation(
-                    "cursor must be a nextCursor value from a previous page".into(),
-                )
-            };
-            let last = cursor::decode(text).ok_or_else(refused)?;
-            Some(
-                state
-                    .store
-                    .event_position(tenant, last)
-                    .await?
-                    .ok_or_else(refused)?,
-            )
-        }
+        Some(text) => Some(cursor_position(&state, tenant, text).await?),
     };
     let page = state
         .store
@@ -145,7 +193,7 @@ pub async fn list(
     let next_cursor = page
         .next_cursor
         .and(page.events.last())
-        .map(|last| cursor::encode(last.id));
+        .map(|last| cursor::encode(last.id.into()));
     Ok(Json(EventList {
         total: page.total,
         events: page.events.into_iter().map(EventView::from).collect(),
@@ -179,7 +227,7 @@ pub async fn logs(
 ) -> Result<Json<EventLogs>, ApiError> {
     let tenant = caller.partner(Scope::EventsRead)?;
     let event = find_event(&state, tenant, &id).await?;
-    let logs = state.store.event_logs(tenant, event.id).await?;
+    let logs = state.store.event_logs(tenant.as_str(), event.id).await?;
     Ok(Json(EventLogs {
         event: event.into(),
         logs: logs.into_iter().map(Into::into).collect(),
@@ -188,38 +236,23 @@ pub async fn logs(
 
 /// Which webhook a retry body names, if any. An empty body, `{}`, `webhookId: null` or no
 /// body at all mean every active subscribed webhook.
-fn retry_target(headers: &HeaderMap, body: &[u8]) -> Result<Option<Uuid>, ApiError> {
+fn retry_target(headers: &HeaderMap, body: &[u8]) -> Result<Option<WebhookId>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
     if declares_json(headers) == Some(false) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let body = parse_json(body)?;
-    let object = body
-        .as_object()
-        .ok_or_else(|| ApiError::Validation("Request body must be a JSON object".into()))?;
-    if let Some(key) = object.keys().find(|k| k.as_str() != "webhookId") {
-        return Err(ApiError::Validation(format!(
-            "Unknown field: {key} (expected webhookId)"
-        )));
-    }
-    match object.get("webhookId") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Uuid::parse_str(text)
-            .map(Some)
-            .map_err(|_| ApiError::Validation("webhookId must be a valid UUID".into())),
-        Some(_) => Err(ApiError::Validation(
-            "webhookId must be a valid UUID".into(),
-        )),
-    }
+    RetryRequest::from_body(parse_json(body)?)
+        .and_then(RetryRequest::webhook)
+        .map_err(ApiError::Validation)
 }
 
 /// Starts a new delivery cycle (attempt 1, at once) to one webhook or every active
 /// subscriber.
 #[utoipa::path(post, path = "/v1/webhooks/events/{eventId}/retry", operation_id = "retryEvent", tag = "events", security(("bearer" = [])),
     params(("eventId" = Uuid, Path, description = "Record id or business eventId")),
-    request_body(content = Option<crate::api::openapi::RetryRequest>, content_type = "application/json"),
+    request_body(content = Option<RetryRequest>, content_type = "application/json"),
     responses((status = 200, body = Success<RetryQueued>), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 408, body = ErrorBody),
@@ -239,7 +272,12 @@ pub async fn retry(
     let body = bytes_within_limit(body, RETRY_BODY_LIMIT)?;
     let webhook = retry_target(&headers, &body)?;
     let event = find_event(&state, tenant, &id).await?;
-    match state.store.retry_event(tenant, event.id, webhook).await? {
+    let webhook = webhook.map(WebhookId::as_uuid);
+    match state
+        .store
+        .retry_event(tenant.as_str(), event.id, webhook)
+        .await?
+    {
         RetryOutcome::Queued(count) => {
             if count > 0 {
                 state.wakeup.wake();

@@ -89,7 +89,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi_json));
+        .route("/openapi.json", get(openapi::openapi_json));
     Router::new()
         .merge(partner)
         .merge(producer)

@@ -1,151 +1,22 @@
-//! The OpenAPI 3.1 document served at `/openapi.json`, generated from the route annotations
-//! and response types, plus the request shapes (bodies are validated by hand for the
-//! contract's messages, so they are described here) and the error answers routes share.
-//! The schema fuzz test (`tests/api/fuzz.rs`) holds Herald to it.
+//! The OpenAPI 3.1 document served at `/openapi.json`: the route annotations and the
+//! request and response types beside each handler, collected here, plus the error answers
+//! routes share. The schema fuzz test (`tests/api/fuzz.rs`) holds Herald to it.
 
-use std::collections::BTreeMap;
-
-use serde_json::Value;
+use axum::Json;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
-use utoipa::openapi::schema::{ArrayBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{Schema, SchemaType, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{Array, Content, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::openapi::{Content, ObjectBuilder, Ref, RefOr, Required, Response, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::events::{EventList, EventLogs, RetryQueued};
-use super::publish::{BatchResult, BatchResults};
+use super::events::{self, EventList, EventLogs, RetryQueued, RetryRequest};
+use super::ops::{self, Health};
+use super::publish::{self, BatchRequest, BatchResult, BatchResults, PublishRequest};
 use super::views::{DeliveryLogView, EventStatusView, EventView, WebhookView};
-use super::webhooks::{Deleted, LogList};
-use crate::domain::event_type::MAX_TYPE_LEN;
+use super::webhooks::{self, Deleted, LogList, WebhookCreate, WebhookUpdate};
 use crate::domain::status::EventStatus;
-
-/// What a webhook subscribes with: `*`, a type, or a type followed by `.*`.
-const SUBSCRIPTION_PATTERN: &str = r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)$";
-
-/// `event_types` of a webhook body; `nullable` for the update, where null means "unchanged".
-fn event_types_schema(nullable: bool) -> Array {
-    let array = if nullable {
-        SchemaType::from_iter([Type::Array, Type::Null])
-    } else {
-        SchemaType::Type(Type::Array)
-    };
-    ArrayBuilder::new()
-        .schema_type(array)
-        .items(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some(SUBSCRIPTION_PATTERN))
-                .max_length(Some(MAX_TYPE_LEN + 2)),
-        )
-        .min_items(Some(1))
-        .max_items(Some(100))
-        .description(Some(
-            "Non-empty: exact types (`kyc.status.changed`), wildcards (`card.*`) or `*`.",
-        ))
-        .build()
-}
-
-fn create_event_types() -> Array {
-    event_types_schema(false)
-}
-
-fn update_event_types() -> Array {
-    event_types_schema(true)
-}
-
-/// `POST /v1/webhooks` body (snake_case).
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct WebhookCreate {
-    /// 1 to 255 characters.
-    #[schema(min_length = 1, max_length = 255)]
-    name: String,
-    /// Absolute `https` URL (`http` only where the operator allows it); a host that is a
-    /// literal private or loopback address is refused unless the operator allows it.
-    #[schema(max_length = 2048)]
-    url: String,
-    #[schema(schema_with = create_event_types)]
-    event_types: Vec<String>,
-    /// Default false.
-    is_active: Option<bool>,
-    /// JSON object, at most 8 KiB; null means `{}`.
-    metadata: Option<BTreeMap<String, Value>>,
-}
-
-/// `PUT /v1/webhooks/{id}` body: any subset of the create fields (null: unchanged, except
-/// `metadata`, which null clears).
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct WebhookUpdate {
-    #[schema(min_length = 1, max_length = 255)]
-    name: Option<String>,
-    #[schema(max_length = 2048)]
-    url: Option<String>,
-    #[schema(schema_with = update_event_types)]
-    event_types: Option<Vec<String>>,
-    is_active: Option<bool>,
-    metadata: Option<BTreeMap<String, Value>>,
-}
-
-/// `POST /v1/webhooks/events/{eventId}/retry` body; optional (empty or `{}` mean every
-/// active subscribed webhook).
-#[derive(ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct RetryRequest {
-    /// Retry to this webhook only; it must be active.
-    webhook_id: Option<uuid::Uuid>,
-}
-
-/// `POST /v1/events` body.
-#[derive(ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct PublishRequest {
-    /// Tenant name.
-    #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$")]
-    tenant: String,
-    /// Lowercase dotted type, such as `kyc.status.changed`.
-    #[schema(pattern = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$", max_length = 255)]
-    event_type: String,
-    /// JSON object; may not contain the envelope keys (`api_version`, `event_id`,
-    /// `event_type`, `event_category`, `user_id`, `occurred_at`).
-    payload: BTreeMap<String, Value>,
-    /// Idempotency key; generated when absent.
-    event_id: Option<uuid::Uuid>,
-    #[schema(max_length = 255)]
-    user_id: Option<String>,
-    #[schema(max_length = 255)]
-    source_service: Option<String>,
-    /// ISO 8601; default now.
-    #[schema(format = DateTime)]
-    occurred_at: Option<String>,
-}
-
-/// `POST /v1/events/batch` body.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct BatchRequest {
-    /// 1 to 1000 events; each is answered on its own (an invalid one with its 400).
-    #[schema(min_items = 1, max_items = 1000)]
-    events: Vec<PublishRequest>,
-}
-
-/// The answer of `/healthz` and `/readyz`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Health {
-    /// `ok`, `ready` or `unavailable`.
-    status: String,
-    /// Why the store is not ready (503 only).
-    #[schema(nullable = false)]
-    message: Option<String>,
-}
 
 struct BearerAuth;
 
@@ -166,19 +37,36 @@ struct ErrorResponses;
 
 impl ErrorResponses {
     fn add(operation: &mut Operation, path: &str, method: &str) {
-        let partner = path.starts_with("/v1/webhooks");
-        let mut errors: Vec<(&str, &str)> = Vec::new();
         if !path.starts_with("/v1/") {
             return;
         }
-        errors.push((
-            "401",
-            "`Not authenticated`: missing, malformed, unknown or revoked bearer token.",
-        ));
-        errors.push((
-            "403",
-            "`Not authorized`: the token lacks the kind or scope this route needs.",
-        ));
+        let errors = ErrorResponses::of(operation, path, method);
+        let responses = &mut operation.responses.responses;
+        for (status, description) in errors {
+            let described = matches!(
+                responses.get(status),
+                Some(RefOr::T(response)) if !response.description.is_empty()
+            );
+            if !described {
+                let response = ErrorResponses::response(status, description);
+                responses.insert(status.to_string(), RefOr::T(response));
+            }
+        }
+    }
+
+    /// The error answers of an operation under `/v1/`, with their descriptions.
+    fn of(operation: &Operation, path: &str, method: &str) -> Vec<(&'static str, &'static str)> {
+        let partner = path.starts_with("/v1/webhooks");
+        let mut errors = vec![
+            (
+                "401",
+                "`Not authenticated`: missing, malformed, unknown or revoked bearer token.",
+            ),
+            (
+                "403",
+                "`Not authorized`: the token lacks the kind or scope this route needs.",
+            ),
+        ];
         if path.contains('{') {
             errors.push((
                 "404",
@@ -199,12 +87,14 @@ impl ErrorResponses {
             ));
         }
         if operation.request_body.is_some() {
-            errors.push((
-                "408",
-                "The request body did not arrive within the body timeout.",
-            ));
-            errors.push(("413", "The request body is over this route's limit."));
-            errors.push(("415", "The Content-Type of the body is not JSON."));
+            errors.extend([
+                (
+                    "408",
+                    "The request body did not arrive within the body timeout.",
+                ),
+                ("413", "The request body is over this route's limit."),
+                ("415", "The Content-Type of the body is not JSON."),
+            ]);
         }
         if partner && method != "get" {
             errors.push((
@@ -222,34 +112,29 @@ impl ErrorResponses {
                 "The database is unavailable, or Herald is shutting down; try again shortly."
             },
         ));
-        let responses = &mut operation.responses.responses;
-        for (status, description) in errors {
-            let described = matches!(
-                responses.get(status),
-                Some(RefOr::T(response)) if !response.description.is_empty()
+        errors
+    }
+
+    /// An `ErrorBody` answer; a 429 also names its `Retry-After` header.
+    fn response(status: &str, description: &str) -> Response {
+        let mut response = ResponseBuilder::new().description(description).content(
+            "application/json",
+            Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+        );
+        if status == "429" {
+            response = response.header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .minimum(Some(0)),
+                    )
+                    .description(Some("Whole seconds to wait."))
+                    .build(),
             );
-            if described {
-                continue;
-            }
-            let mut response = ResponseBuilder::new().description(description).content(
-                "application/json",
-                Content::new(Some(Ref::from_schema_name("ErrorBody"))),
-            );
-            if status == "429" {
-                response = response.header(
-                    "Retry-After",
-                    HeaderBuilder::new()
-                        .schema(
-                            ObjectBuilder::new()
-                                .schema_type(Type::Integer)
-                                .minimum(Some(0)),
-                        )
-                        .description(Some("Whole seconds to wait."))
-                        .build(),
-                );
-            }
-            responses.insert(status.to_string(), RefOr::T(response.build()));
         }
+        response.build()
     }
 }
 
@@ -299,11 +184,10 @@ fn optional_body_is_absent_not_null(operation: &mut Operation) {
 #[openapi(
     info(title = "Herald", description = "Webhook notification service: partner and producer API."),
     paths(
-        super::webhooks::list, super::webhooks::create, super::webhooks::get,
-        super::webhooks::update, super::webhooks::delete, super::webhooks::rotate_key,
-        super::webhooks::logs, super::events::list, super::events::status, super::events::logs,
-        super::events::retry, super::publish::publish, super::publish::publish_batch,
-        super::ops::healthz, super::ops::readyz, super::ops::metrics, super::ops::openapi_json,
+        webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete,
+        webhooks::rotate_key, webhooks::logs, events::list, events::status, events::logs,
+        events::retry, publish::publish, publish::publish_batch, ops::healthz, ops::readyz,
+        ops::metrics, openapi_json,
     ),
     components(schemas(
         WebhookView, EventView, EventStatusView, DeliveryLogView, EventStatus, ErrorBody,
@@ -313,3 +197,10 @@ fn optional_body_is_absent_not_null(operation: &mut Operation) {
     modifiers(&BearerAuth, &ErrorResponses),
 )]
 pub struct ApiDoc;
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

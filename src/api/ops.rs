@@ -1,35 +1,56 @@
-//! Operations routes, without auth: liveness, readiness, metrics, the OpenAPI document.
+//! Operations routes, without auth: liveness, readiness and metrics. (The OpenAPI document's
+//! route is in `openapi.rs`, beside the document.)
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use serde_json::json;
-use utoipa::OpenApi;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
-use super::openapi::ApiDoc;
+
+/// The answer of `/healthz` and `/readyz`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, `ready` or `unavailable`.
+    status: &'static str,
+    /// Why the store is not ready (503 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    message: Option<&'static str>,
+}
+
+impl Health {
+    fn status(status: &'static str) -> Json<Health> {
+        Json(Health {
+            status,
+            message: None,
+        })
+    }
+}
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "Up", body = super::openapi::Health)))]
-pub async fn healthz() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
+    responses((status = 200, description = "Up", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Health::status("ok")
 }
 
 /// The store answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Ready", body = super::openapi::Health),
-              (status = 503, description = "Store unreachable", body = super::openapi::Health)))]
-pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    responses((status = 200, description = "Ready", body = Health),
+              (status = 503, description = "Store unreachable", body = Health)))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Ok(()) => (StatusCode::OK, Health::status("ready")),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "message": "The database is unreachable"})),
-            )
+            let unavailable = Health {
+                status: "unavailable",
+                message: Some("The database is unreachable"),
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, Json(unavailable))
         }
     }
 }
@@ -46,11 +67,4 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
-}
-
-/// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations",
-    responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
-pub async fn openapi_json() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
 }

@@ -1,5 +1,6 @@
-//! The producer API: `POST /v1/events` and `POST /v1/events/batch`. Events are
-//! validated here, committed by the ingest writer, and answered only once durable.
+//! The producer API: `POST /v1/events` and `POST /v1/events/batch`, with the bodies they
+//! take. Events are validated here, committed by the ingest writer, and answered only once
+//! durable.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -8,19 +9,110 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Caller;
-use super::body::{BATCH_BODY_LIMIT, EVENT_BODY_LIMIT, json_body};
+use super::body::{BATCH_BODY_LIMIT, EVENT_BODY_LIMIT, RawBody, json_body};
 use super::error::{ApiError, ErrorBody};
 use super::views::EventView;
-use crate::domain::event::validate_new_event;
+use crate::domain::event::{EventInput, FIELDS, NewEvent};
 use crate::domain::time::now_ms;
+use crate::ingest::EventResult;
 use crate::store::PublishOutcome;
 
 const MAX_BATCH_EVENTS: usize = 1_000;
+
+/// `POST /v1/events` body.
+// Each field holds the JSON sent; `domain::event` checks it and names it in its message.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PublishRequest {
+    /// Tenant name.
+    #[schema(value_type = String, pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+    tenant: Option<Value>,
+    /// Lowercase dotted type, such as `kyc.status.changed`.
+    #[schema(value_type = String, pattern = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$", max_length = 255)]
+    event_type: Option<Value>,
+    /// JSON object; may not contain the envelope keys (`api_version`, `event_id`,
+    /// `event_type`, `event_category`, `user_id`, `occurred_at`).
+    #[schema(value_type = BTreeMap<String, Value>)]
+    payload: Option<Value>,
+    /// Idempotency key; generated when absent.
+    #[schema(value_type = Option<Uuid>)]
+    event_id: Option<Value>,
+    #[schema(value_type = Option<String>, max_length = 255)]
+    user_id: Option<Value>,
+    #[schema(value_type = Option<String>, max_length = 255)]
+    source_service: Option<Value>,
+    /// ISO 8601; default now.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    occurred_at: Option<Value>,
+}
+
+impl RawBody for PublishRequest {
+    const FIELDS: &'static [&'static str] = &FIELDS;
+
+    fn from_fields(mut object: Map<String, Value>) -> PublishRequest {
+        PublishRequest {
+            tenant: object.remove("tenant"),
+            event_type: object.remove("eventType"),
+            payload: object.remove("payload"),
+            event_id: object.remove("eventId"),
+            user_id: object.remove("userId"),
+            source_service: object.remove("sourceService"),
+            occurred_at: object.remove("occurredAt"),
+        }
+    }
+}
+
+impl PublishRequest {
+    /// The event a publish body describes, validated as received at `now_ms`.
+    fn validate(body: Value, now_ms: i64) -> Result<NewEvent, String> {
+        let request = PublishRequest::from_body(body)?;
+        EventInput {
+            tenant: request.tenant,
+            event_type: request.event_type,
+            payload: request.payload,
+            event_id: request.event_id,
+            user_id: request.user_id,
+            source_service: request.source_service,
+            occurred_at: request.occurred_at,
+        }
+        .validate(now_ms)
+    }
+}
+
+/// `POST /v1/events/batch` body.
+// The field holds the JSON sent; [`BatchRequest::events`] checks it.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// 1 to 1000 events; each is answered on its own (an invalid one with its 400).
+    #[schema(value_type = Vec<PublishRequest>, min_items = 1, max_items = 1000)]
+    events: Option<Value>,
+}
+
+impl RawBody for BatchRequest {
+    const FIELDS: &'static [&'static str] = &["events"];
+
+    fn from_fields(mut object: Map<String, Value>) -> BatchRequest {
+        BatchRequest {
+            events: object.remove("events"),
+        }
+    }
+}
+
+impl BatchRequest {
+    /// The items: an array of 1 to 1000 values, each validated on its own later.
+    fn events(self) -> Result<Vec<Value>, String> {
+        match self.events {
+            Some(Value::Array(items)) if (1..=MAX_BATCH_EVENTS).contains(&items.len()) => Ok(items),
+            _ => Err("events must be an array of 1 to 1000 events".into()),
+        }
+    }
+}
 
 fn unknown_tenant(name: &str) -> ApiError {
     ApiError::Validation(format!("Unknown tenant: {name}"))
@@ -33,7 +125,7 @@ fn count(outcome: &'static str, n: u64) {
 /// Publishes one event. 201 when stored now, 200 with the stored event when its
 /// `(tenant, eventId)` was already known.
 #[utoipa::path(post, path = "/v1/events", operation_id = "publishEvent", tag = "producer", security(("bearer" = [])),
-    request_body(content = crate::api::openapi::PublishRequest, content_type = "application/json"),
+    request_body(content = PublishRequest, content_type = "application/json"),
     responses((status = 201, body = EventView), (status = 200, body = EventView),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 408, body = ErrorBody),
@@ -47,7 +139,7 @@ pub async fn publish(
 ) -> Result<Response, ApiError> {
     caller.producer()?;
     let body = json_body(&headers, body, EVENT_BODY_LIMIT)?;
-    let event = validate_new_event(&body, now_ms()).map_err(|message| {
+    let event = PublishRequest::validate(body, now_ms()).map_err(|message| {
         count("rejected", 1);
         ApiError::Validation(message)
     })?;
@@ -83,9 +175,61 @@ pub struct BatchResults {
     pub results: Vec<BatchResult>,
 }
 
+/// What a batch did, for the publish counters.
+#[derive(Default)]
+struct Tally {
+    created: u64,
+    existing: u64,
+    rejected: u64,
+}
+
+impl Tally {
+    fn report(&self) {
+        count("created", self.created);
+        count("existing", self.existing);
+        count("rejected", self.rejected);
+    }
+}
+
+/// The answer to a valid batch item once the ingest writer has had it, counted in `tally`.
+fn stored_item(outcome: EventResult, tally: &mut Tally) -> BatchResult {
+    match outcome {
+        // Only this item could not be stored; the ingest writer has logged why.
+        Err(error) => {
+            let error = ApiError::from(error);
+            tally.rejected += 1;
+            BatchResult::Rejected {
+                status: error.status().as_u16(),
+                message: error.to_string(),
+            }
+        }
+        Ok(PublishOutcome::Created(event)) => {
+            tally.created += 1;
+            BatchResult::Stored {
+                status: 201,
+                event: event.into(),
+            }
+        }
+        Ok(PublishOutcome::Existing(event)) => {
+            tally.existing += 1;
+            BatchResult::Stored {
+                status: 200,
+                event: event.into(),
+            }
+        }
+        Ok(PublishOutcome::UnknownTenant(name)) => {
+            tally.rejected += 1;
+            BatchResult::Rejected {
+                status: 400,
+                message: unknown_tenant(&name).to_string(),
+            }
+        }
+    }
+}
+
 /// Publishes 1 to 1000 events; valid items are stored even when others are not.
 #[utoipa::path(post, path = "/v1/events/batch", operation_id = "publishEvents", tag = "producer", security(("bearer" = [])),
-    request_body(content = crate::api::openapi::BatchRequest, content_type = "application/json"),
+    request_body(content = BatchRequest, content_type = "application/json"),
     responses((status = 200, body = BatchResults), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 408, body = ErrorBody), (status = 413, body = ErrorBody),
@@ -96,26 +240,16 @@ pub async fn publish_batch(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<BatchResults>, ApiError> {
-    const SHAPE: &str = "events must be an array of 1 to 1000 events";
     caller.producer()?;
     let body = json_body(&headers, body, BATCH_BODY_LIMIT)?;
-    let object = body
-        .as_object()
-        .ok_or_else(|| ApiError::Validation("Request body must be a JSON object".into()))?;
-    if let Some(key) = object.keys().find(|k| k.as_str() != "events") {
-        return Err(ApiError::Validation(format!(
-            "Unknown field: {key} (expected events)"
-        )));
-    }
-    let items = match object.get("events") {
-        Some(Value::Array(items)) if (1..=MAX_BATCH_EVENTS).contains(&items.len()) => items,
-        _ => return Err(ApiError::Validation(SHAPE.into())),
-    };
+    let items = BatchRequest::from_body(body)
+        .and_then(BatchRequest::events)
+        .map_err(ApiError::Validation)?;
     let now = now_ms();
     let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(items.len());
     let mut valid = Vec::with_capacity(items.len());
     for item in items {
-        match validate_new_event(item, now) {
+        match PublishRequest::validate(item, now) {
             Ok(event) => {
                 valid.push(event);
                 results.push(None);
@@ -126,51 +260,18 @@ pub async fn publish_batch(
             })),
         }
     }
-    let rejected = (results.len() - valid.len()) as u64;
+    let mut tally = Tally {
+        rejected: (results.len() - valid.len()) as u64,
+        ..Tally::default()
+    };
     let mut outcomes = state.ingest.publish(valid).await?.into_iter();
-    let (mut created, mut existing, mut unknown, mut failed) = (0, 0, 0, 0);
     for slot in results.iter_mut().filter(|slot| slot.is_none()) {
-        *slot = Some(match outcomes.next().transpose() {
-            // Only this item could not be stored; the ingest writer has logged why.
-            Err(error) => {
-                let error = ApiError::from(error);
-                failed += 1;
-                BatchResult::Rejected {
-                    status: error.status().as_u16(),
-                    message: error.to_string(),
-                }
-            }
-            Ok(Some(PublishOutcome::Created(event))) => {
-                created += 1;
-                BatchResult::Stored {
-                    status: 201,
-                    event: event.into(),
-                }
-            }
-            Ok(Some(PublishOutcome::Existing(event))) => {
-                existing += 1;
-                BatchResult::Stored {
-                    status: 200,
-                    event: event.into(),
-                }
-            }
-            Ok(Some(PublishOutcome::UnknownTenant(name))) => {
-                unknown += 1;
-                BatchResult::Rejected {
-                    status: 400,
-                    message: unknown_tenant(&name).to_string(),
-                }
-            }
-            Ok(None) => {
-                return Err(ApiError::Internal(
-                    "publish returned too few outcomes".into(),
-                ));
-            }
-        });
+        let outcome = outcomes
+            .next()
+            .ok_or_else(|| ApiError::Internal("publish returned too few outcomes".into()))?;
+        *slot = Some(stored_item(outcome, &mut tally));
     }
-    count("created", created);
-    count("existing", existing);
-    count("rejected", rejected + unknown + failed);
+    tally.report();
     Ok(Json(BatchResults {
         results: results.into_iter().flatten().collect(),
     }))

@@ -13,6 +13,7 @@ use governor::{Quota, RateLimiter};
 
 use super::error::ApiError;
 use crate::config::WriteRate;
+use crate::domain::ids::TenantId;
 
 /// Every this many admissions, tenants whose bucket has refilled are forgotten, so the map
 /// holds at most the tenants seen since then plus those still over their rate.
@@ -20,7 +21,7 @@ const FORGET_EVERY: u32 = 1_024;
 
 /// Per-tenant limiter of partner writes.
 pub struct WriteLimiter<C: Clock = DefaultClock> {
-    limiter: RateLimiter<String, DefaultKeyedStateStore<String>, C, NoOpMiddleware<C::Instant>>,
+    limiter: RateLimiter<TenantId, DefaultKeyedStateStore<TenantId>, C, NoOpMiddleware<C::Instant>>,
     admitted: AtomicU32,
 }
 
@@ -45,14 +46,12 @@ impl<C: Clock> WriteLimiter<C> {
 
     /// Takes one write from `tenant`'s bucket, or refuses it with 429 and the whole seconds
     /// (at least one) until the bucket holds a write again.
-    pub fn admit(&self, tenant: &str) -> Result<(), ApiError> {
+    pub fn admit(&self, tenant: &TenantId) -> Result<(), ApiError> {
         if self.admitted.fetch_add(1, Ordering::Relaxed) % FORGET_EVERY == FORGET_EVERY - 1 {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
         }
-        // The key is looked up by `&String`; allocating it per write is cheap next to the
-        // write itself.
-        match self.limiter.check_key(&tenant.to_string()) {
+        match self.limiter.check_key(tenant) {
             Ok(()) => Ok(()),
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.limiter.clock().now());
@@ -82,6 +81,10 @@ mod tests {
 
     use super::*;
 
+    fn tenant(name: &str) -> TenantId {
+        TenantId::from(name.to_string())
+    }
+
     fn per_minute(count: u32) -> WriteRate {
         WriteRate {
             count,
@@ -101,17 +104,17 @@ mod tests {
         let clock = FakeRelativeClock::default();
         let limiter = WriteLimiter::with_clock(per_minute(1), 3, clock.clone());
         for _ in 0..3 {
-            limiter.admit("acme").expect("within the burst");
+            limiter.admit(&tenant("acme")).expect("within the burst");
         }
-        assert_eq!(retry_after(limiter.admit("acme")), 60);
+        assert_eq!(retry_after(limiter.admit(&tenant("acme"))), 60);
         limiter
-            .admit("umbrella")
+            .admit(&tenant("umbrella"))
             .expect("another tenant has its own bucket");
         clock.advance(Duration::from_millis(59_500));
-        assert_eq!(retry_after(limiter.admit("acme")), 1, "rounded up");
+        assert_eq!(retry_after(limiter.admit(&tenant("acme"))), 1, "rounded up");
         clock.advance(Duration::from_millis(500));
-        limiter.admit("acme").expect("one write refilled");
-        assert_eq!(retry_after(limiter.admit("acme")), 60);
+        limiter.admit(&tenant("acme")).expect("one write refilled");
+        assert_eq!(retry_after(limiter.admit(&tenant("acme"))), 60);
     }
 
     #[test]
@@ -119,11 +122,11 @@ mod tests {
         let clock = FakeRelativeClock::default();
         let limiter = WriteLimiter::with_clock(per_minute(60), 5, clock.clone());
         for n in 0..FORGET_EVERY - 1 {
-            limiter.admit(&format!("t{n}")).unwrap();
+            limiter.admit(&tenant(&format!("t{n}"))).unwrap();
         }
         assert_eq!(limiter.remembered(), (FORGET_EVERY - 1) as usize);
         clock.advance(Duration::from_secs(60));
-        limiter.admit("busy").unwrap();
+        limiter.admit(&tenant("busy")).unwrap();
         assert!(limiter.remembered() <= 1, "{}", limiter.remembered());
     }
 

@@ -6,7 +6,8 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::keys::{mask_api_key, signing_secret};
+use crate::domain::ids::{BusinessEventId, EventId, TenantId, WebhookId};
+use crate::domain::keys::ApiKey;
 use crate::domain::status::EventStatus;
 use crate::domain::time::serde_ms;
 use crate::store::{DeliveryLog, Event, Webhook};
@@ -22,8 +23,10 @@ fn raw_json(text: &str) -> Box<RawValue> {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookView {
-    pub id: Uuid,
-    pub tenant: String,
+    #[schema(value_type = Uuid)]
+    pub id: WebhookId,
+    #[schema(value_type = String)]
+    pub tenant: TenantId,
     pub name: String,
     pub url: String,
     /// `whk_****...****` and the last four characters, or the full key once.
@@ -53,15 +56,16 @@ impl WebhookView {
     }
 
     fn new(webhook: Webhook, reveal: bool) -> WebhookView {
+        let key = ApiKey::from(webhook.api_key);
         let (api_key, signing_secret) = if reveal {
-            let secret = signing_secret(&webhook.api_key);
-            (webhook.api_key, Some(secret))
+            let secret = key.signing_secret();
+            (key.into_exposed(), Some(secret))
         } else {
-            (mask_api_key(&webhook.api_key), None)
+            (key.masked(), None)
         };
         WebhookView {
-            id: webhook.id,
-            tenant: webhook.tenant,
+            id: webhook.id.into(),
+            tenant: webhook.tenant.into(),
             name: webhook.name,
             url: webhook.url,
             api_key,
@@ -80,10 +84,13 @@ impl WebhookView {
 #[serde(rename_all = "camelCase")]
 pub struct EventView {
     /// Record id.
-    pub id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub id: EventId,
     /// Business id, the idempotency key.
-    pub event_id: String,
-    pub tenant: String,
+    #[schema(value_type = String)]
+    pub event_id: BusinessEventId,
+    #[schema(value_type = String)]
+    pub tenant: TenantId,
     pub event_type: String,
     #[schema(value_type = Object)]
     pub payload: Box<RawValue>,
@@ -104,10 +111,10 @@ pub struct EventView {
 impl From<Event> for EventView {
     fn from(event: Event) -> EventView {
         EventView {
-            id: event.id,
+            id: event.id.into(),
             payload: raw_json(&event.payload),
-            event_id: event.event_id,
-            tenant: event.tenant,
+            event_id: event.event_id.into(),
+            tenant: event.tenant.into(),
             event_type: event.event_type,
             user_id: event.user_id,
             source_service: event.source_service,
@@ -123,8 +130,10 @@ impl From<Event> for EventView {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventStatusView {
-    pub id: Uuid,
-    pub event_id: String,
+    #[schema(value_type = Uuid)]
+    pub id: EventId,
+    #[schema(value_type = String)]
+    pub event_id: BusinessEventId,
     pub status: EventStatus,
     pub event_type: String,
     #[serde(with = "serde_ms")]
@@ -138,8 +147,8 @@ pub struct EventStatusView {
 impl From<Event> for EventStatusView {
     fn from(event: Event) -> EventStatusView {
         EventStatusView {
-            id: event.id,
-            event_id: event.event_id,
+            id: event.id.into(),
+            event_id: event.event_id.into(),
             status: event.status,
             event_type: event.event_type,
             created_at: event.created_at_ms,
@@ -154,8 +163,10 @@ impl From<Event> for EventStatusView {
 pub struct DeliveryLogView {
     pub id: Uuid,
     /// Business id of the event.
-    pub event_id: String,
-    pub webhook_id: Uuid,
+    #[schema(value_type = String)]
+    pub event_id: BusinessEventId,
+    #[schema(value_type = Uuid)]
+    pub webhook_id: WebhookId,
     pub attempt_number: i64,
     pub request_url: String,
     /// Headers as sent.
@@ -185,8 +196,8 @@ impl From<DeliveryLog> for DeliveryLogView {
             id: log.id,
             request_headers: raw_json(&log.request_headers),
             request_body: raw_json(&log.request_body),
-            event_id: log.event_id,
-            webhook_id: log.webhook_id,
+            event_id: log.event_id.into(),
+            webhook_id: log.webhook_id.into(),
             attempt_number: log.attempt_number,
             request_url: log.request_url,
             response_status: log.response_status,

@@ -4,12 +4,15 @@
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::body::known_fields;
 use super::envelope::RESERVED_KEYS;
 use super::event_type::is_valid_type;
+use super::ids::{BusinessEventId, EventId};
 use super::text::check_no_control;
 use super::time::parse_iso8601_ms;
 
-const FIELDS: [&str; 7] = [
+/// The fields of a publish body, in the order messages list them.
+pub const FIELDS: [&str; 7] = [
     "tenant",
     "eventType",
     "payload",
@@ -19,6 +22,8 @@ const FIELDS: [&str; 7] = [
     "occurredAt",
 ];
 const MAX_TEXT_CHARS: usize = 255;
+const OCCURRED_AT: &str =
+    "occurredAt must be an ISO 8601 timestamp such as 2025-12-29T10:00:00.000Z";
 
 /// A validated event accepted from a producer, not stored yet.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,33 +41,96 @@ pub struct NewEvent {
     pub occurred_at_ms: i64,
 }
 
-/// Validates one publish body received at `now_ms`.
-pub fn validate_new_event(body: &Value, now_ms: i64) -> Result<NewEvent, String> {
-    let object = body
-        .as_object()
-        .ok_or_else(|| "Request body must be a JSON object".to_string())?;
-    if let Some(key) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(format!(
-            "Unknown field: {key} (expected tenant, eventType, payload, eventId, userId, \
-             sourceService, occurredAt)"
-        ));
-    }
-    // Before the other checks, so the message says what is wrong with such text.
-    for field in ["tenant", "eventId", "eventType", "userId", "sourceService"] {
-        if let Some(Value::String(text)) = object.get(field) {
-            check_no_control(field, text)?;
+/// A publish body's fields as sent, each any JSON (`None`: absent).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct EventInput {
+    pub tenant: Option<Value>,
+    pub event_type: Option<Value>,
+    pub payload: Option<Value>,
+    pub event_id: Option<Value>,
+    pub user_id: Option<Value>,
+    pub source_service: Option<Value>,
+    pub occurred_at: Option<Value>,
+}
+
+impl EventInput {
+    /// The fields of a body object that holds only [`FIELDS`]
+    /// ([`known_fields`] checks that).
+    pub fn from_fields(mut object: Map<String, Value>) -> EventInput {
+        EventInput {
+            tenant: object.remove("tenant"),
+            event_type: object.remove("eventType"),
+            payload: object.remove("payload"),
+            event_id: object.remove("eventId"),
+            user_id: object.remove("userId"),
+            source_service: object.remove("sourceService"),
+            occurred_at: object.remove("occurredAt"),
         }
     }
-    let tenant = required_string(object, "tenant")?;
-    let event_type = required_string(object, "eventType")?;
-    if !is_valid_type(event_type) {
-        return Err(
-            "eventType must be lowercase segments of a-z, 0-9 and _ joined by dots, such as \
-             kyc.status.changed"
-                .into(),
-        );
+
+    /// Validates one publish received at `now_ms`.
+    pub fn validate(self, now_ms: i64) -> Result<NewEvent, String> {
+        self.check_texts()?;
+        let tenant = required_string("tenant", self.tenant)?;
+        let event_type = required_string("eventType", self.event_type)?;
+        if !is_valid_type(&event_type) {
+            return Err(
+                "eventType must be lowercase segments of a-z, 0-9 and _ joined by dots, such as \
+                 kyc.status.changed"
+                    .into(),
+            );
+        }
+        let payload = parse_payload(self.payload)?;
+        let event_id = match self.event_id {
+            None | Some(Value::Null) => BusinessEventId::generate(),
+            Some(Value::String(text)) => {
+                BusinessEventId::parse(&text).ok_or("eventId must be a valid UUID")?
+            }
+            Some(_) => return Err("eventId must be a valid UUID".into()),
+        };
+        let occurred_at_ms = match self.occurred_at {
+            None | Some(Value::Null) => now_ms,
+            Some(Value::String(text)) => parse_iso8601_ms(&text).ok_or(OCCURRED_AT)?,
+            Some(_) => return Err(OCCURRED_AT.into()),
+        };
+        Ok(NewEvent {
+            id: EventId::generate().into(),
+            event_id: event_id.into_string(),
+            tenant,
+            event_type,
+            payload,
+            user_id: optional_string("userId", self.user_id)?,
+            source_service: optional_string("sourceService", self.source_service)?,
+            occurred_at_ms,
+        })
     }
-    let payload = match object.get("payload") {
+
+    /// Text with control characters is refused before the other checks, so the message says
+    /// what is wrong with such text.
+    fn check_texts(&self) -> Result<(), String> {
+        for (field, value) in [
+            ("tenant", &self.tenant),
+            ("eventId", &self.event_id),
+            ("eventType", &self.event_type),
+            ("userId", &self.user_id),
+            ("sourceService", &self.source_service),
+        ] {
+            if let Some(Value::String(text)) = value {
+                check_no_control(field, text)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Validates one publish body received at `now_ms`.
+pub fn validate_new_event(body: &Value, now_ms: i64) -> Result<NewEvent, String> {
+    EventInput::from_fields(known_fields(body.clone(), &FIELDS)?).validate(now_ms)
+}
+
+/// `payload`: an object without the envelope's keys, as compact JSON text.
+fn parse_payload(value: Option<Value>) -> Result<String, String> {
+    let payload = match value {
         None | Some(Value::Null) => return Err("payload is required".into()),
         Some(Value::Object(payload)) => payload,
         Some(_) => return Err("payload must be a JSON object".into()),
@@ -73,50 +141,21 @@ pub fn validate_new_event(body: &Value, now_ms: i64) -> Result<NewEvent, String>
             RESERVED_KEYS.join(", ")
         ));
     }
-    let event_id = match object.get("eventId") {
-        None | Some(Value::Null) => Uuid::now_v7().to_string(),
-        Some(Value::String(text)) => Uuid::parse_str(text)
-            .map_err(|_| "eventId must be a valid UUID".to_string())?
-            .to_string(),
-        Some(_) => return Err("eventId must be a valid UUID".into()),
-    };
-    let occurred_at_ms = match object.get("occurredAt") {
-        None | Some(Value::Null) => now_ms,
-        Some(Value::String(text)) => parse_iso8601_ms(text).ok_or_else(|| {
-            "occurredAt must be an ISO 8601 timestamp such as 2025-12-29T10:00:00.000Z".to_string()
-        })?,
-        Some(_) => {
-            return Err(
-                "occurredAt must be an ISO 8601 timestamp such as 2025-12-29T10:00:00.000Z".into(),
-            );
-        }
-    };
-    Ok(NewEvent {
-        id: Uuid::now_v7(),
-        event_id,
-        tenant: tenant.to_string(),
-        event_type: event_type.to_string(),
-        payload: Value::Object(payload.clone()).to_string(),
-        user_id: optional_string(object, "userId")?,
-        source_service: optional_string(object, "sourceService")?,
-        occurred_at_ms,
-    })
+    Ok(Value::Object(payload).to_string())
 }
 
-fn required_string<'a>(object: &'a Map<String, Value>, field: &str) -> Result<&'a str, String> {
-    match object.get(field) {
+fn required_string(field: &str, value: Option<Value>) -> Result<String, String> {
+    match value {
         None | Some(Value::Null) => Err(format!("{field} is required")),
         Some(Value::String(text)) if !text.is_empty() => Ok(text),
         Some(_) => Err(format!("{field} must be a non-empty string")),
     }
 }
 
-fn optional_string(object: &Map<String, Value>, field: &str) -> Result<Option<String>, String> {
-    match object.get(field) {
+fn optional_string(field: &str, value: Option<Value>) -> Result<Option<String>, String> {
+    match value {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) if text.chars().count() <= MAX_TEXT_CHARS => {
-            Ok(Some(text.clone()))
-        }
+        Some(Value::String(text)) if text.chars().count() <= MAX_TEXT_CHARS => Ok(Some(text)),
         Some(_) => Err(format!(
             "{field} must be a string of at most {MAX_TEXT_CHARS} characters"
         )),

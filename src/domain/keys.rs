@@ -1,5 +1,8 @@
 //! Secrets Herald hands out: bearer tokens (`hrd_...`, stored only as a SHA-256 hash) and
-//! webhook API keys (`whk_...`), their masked form and the Standard Webhooks signing secret.
+//! webhook API keys (`whk_...`, an [`ApiKey`]), their masked form and the Standard Webhooks
+//! signing secret.
+
+use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -36,27 +39,58 @@ pub fn looks_like_token(text: &str) -> bool {
         .is_some_and(|rest| rest.len() >= 40 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
-/// A new webhook API key: `whk_` and 64 characters of `[a-z0-9]` from the OS CSPRNG.
-pub fn new_api_key() -> String {
-    let mut rng = rand::rngs::OsRng.unwrap_err();
-    let random: String = (0..API_KEY_RANDOM_CHARS)
-        .map(|_| LOWER_ALNUM[rng.random_range(0..LOWER_ALNUM.len())] as char)
-        .collect();
-    format!("{API_KEY_PREFIX}{random}")
+/// A webhook's API key (`whk_` and 64 characters of `[a-z0-9]`): a secret. `Debug` shows
+/// only its masked form; the key itself is reached through [`ApiKey::expose`], to sign with
+/// it or to show it once to its owner.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// A new key from the OS CSPRNG.
+    pub fn generate() -> ApiKey {
+        let mut rng = rand::rngs::OsRng.unwrap_err();
+        let random: String = (0..API_KEY_RANDOM_CHARS)
+            .map(|_| LOWER_ALNUM[rng.random_range(0..LOWER_ALNUM.len())] as char)
+            .collect();
+        ApiKey(format!("{API_KEY_PREFIX}{random}"))
+    }
+
+    /// The key itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The key itself, to store it.
+    pub fn into_exposed(self) -> String {
+        self.0
+    }
+
+    /// The form shown everywhere but create and rotate-key: `whk_****...****` and the key's
+    /// last four characters.
+    pub fn masked(&self) -> String {
+        let tail_start = self.0.len().saturating_sub(4);
+        let tail = self.0.get(tail_start..).unwrap_or("");
+        format!("{API_KEY_PREFIX}****...****{tail}")
+    }
+
+    /// The Standard Webhooks secret: `whsec_` and the padded base64 of the key's bytes, so
+    /// any Standard Webhooks verifier checks `webhook-signature` with the same key bytes.
+    pub fn signing_secret(&self) -> String {
+        format!("whsec_{}", STANDARD.encode(self.0.as_bytes()))
+    }
 }
 
-/// The form of an API key shown everywhere but create and rotate-key: `whk_****...****` and
-/// the key's last four characters.
-pub fn mask_api_key(api_key: &str) -> String {
-    let tail_start = api_key.len().saturating_sub(4);
-    let tail = api_key.get(tail_start..).unwrap_or("");
-    format!("{API_KEY_PREFIX}****...****{tail}")
+/// A key as stored.
+impl From<String> for ApiKey {
+    fn from(key: String) -> ApiKey {
+        ApiKey(key)
+    }
 }
 
-/// The Standard Webhooks secret for an API key: `whsec_` and the padded base64 of its bytes,
-/// so any Standard Webhooks verifier checks `webhook-signature` with the same key bytes.
-pub fn signing_secret(api_key: &str) -> String {
-    format!("whsec_{}", STANDARD.encode(api_key.as_bytes()))
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ApiKey").field(&self.masked()).finish()
+    }
 }
 
 #[cfg(test)]
@@ -82,21 +116,29 @@ mod tests {
 
     #[test]
     fn api_keys_are_64_lowercase_alphanumerics() {
-        let key = new_api_key();
-        let random = key.strip_prefix("whk_").unwrap();
+        let key = ApiKey::generate();
+        let random = key.expose().strip_prefix("whk_").unwrap();
         assert_eq!(random.len(), 64);
         assert!(random.bytes().all(|b| LOWER_ALNUM.contains(&b)));
-        assert_ne!(new_api_key(), key);
+        assert_ne!(ApiKey::generate(), key);
     }
 
     #[test]
-    fn masking_keeps_only_the_last_four() {
-        let key = format!("whk_{}wxyz", "a".repeat(60));
-        assert_eq!(mask_api_key(&key), "whk_****...****wxyz");
+    fn masking_keeps_only_the_last_four_and_debug_shows_only_the_mask() {
+        let key = ApiKey::from(format!("whk_{}wxyz", "a".repeat(60)));
+        assert_eq!(key.masked(), "whk_****...****wxyz");
+        assert_eq!(format!("{key:?}"), r#"ApiKey("whk_****...****wxyz")"#);
+        assert_eq!(
+            format!("{:?}", Some(&key)),
+            r#"Some(ApiKey("whk_****...****wxyz"))"#
+        );
     }
 
     #[test]
     fn signing_secret_is_padded_base64_of_the_key() {
-        assert_eq!(signing_secret("whk_a"), "whsec_d2hrX2E=");
+        assert_eq!(
+            ApiKey::from("whk_a".to_string()).signing_secret(),
+            "whsec_d2hrX2E="
+        );
     }
 }

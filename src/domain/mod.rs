@@ -1,10 +1,13 @@
-//! Pure types and rules of Herald: event types and patterns, keys and tokens, statuses,
-//! timestamps and the delivery envelope. Nothing here does I/O or knows axum or sqlx.
+//! Pure types and rules of Herald: ids, event types and patterns, keys and tokens, statuses,
+//! the validation of request bodies, timestamps and the delivery envelope. Nothing here does
+//! I/O or knows axum or sqlx.
 
+pub mod body;
 pub mod destination;
 pub mod envelope;
 pub mod event;
 pub mod event_type;
+pub mod ids;
 pub mod keys;
 pub mod outcome;
 pub mod retry;

@@ -395,7 +395,7 @@ async fn a_refused_attempt_says_the_destination_is_not_allowed_without_any_addre
                     tenant: "acme".into(),
                     name: "internal".into(),
                     url: url.clone(),
-                    api_key: herald::domain::keys::new_api_key(),
+                    api_key: herald::domain::keys::ApiKey::generate().into_exposed(),
                     event_types: vec!["*".into()],
                     is_active: true,
                     metadata: "{}".into(),

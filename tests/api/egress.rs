@@ -275,7 +275,7 @@ async fn through_the_egress_proxy_a_name_resolving_to_loopback_is_refused_before
                 tenant: "acme".into(),
                 name: "internal".into(),
                 url: format!("http://localhost:{port}/hook"),
-                api_key: herald::domain::keys::new_api_key(),
+                api_key: herald::domain::keys::ApiKey::generate().into_exposed(),
                 event_types: vec!["*".into()],
                 is_active: true,
                 metadata: "{}".into(),
