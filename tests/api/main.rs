@@ -13,7 +13,6 @@ mod postgres;
 mod sqlite;
 
 // Process-level and one-backend suites.
-mod bench;
 mod cli;
 mod connections;
 mod document;
