@@ -14,6 +14,9 @@ mod sqlite;
 
 // Process-level and one-backend suites.
 mod cli;
+mod cli_serve;
+mod cli_tenants;
+mod cli_tokens;
 mod connections;
 mod document;
 mod durability;
