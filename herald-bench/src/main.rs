@@ -12,6 +12,7 @@ mod database;
 mod delivery;
 mod flow;
 mod ingest;
+mod isolation;
 mod load;
 mod progress;
 mod receiver;

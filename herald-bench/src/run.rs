@@ -11,7 +11,7 @@ use crate::app::{BenchApp, SHORT_RETRY_SCHEDULE};
 use crate::database::DatabaseChoice;
 use crate::report::{self, Document, Failure, ScenarioReport};
 use crate::system::Machine;
-use crate::{delivery, ingest, resources};
+use crate::{delivery, ingest, isolation, resources};
 
 /// Everything a scenario needs to know about the run.
 pub struct Context {
@@ -126,7 +126,7 @@ async fn run_one(letter: char, ctx: &Context) -> anyhow::Result<ScenarioReport> 
         'e' => delivery::steady(ctx).await,
         'f' => delivery::fan_out(ctx).await,
         'g' => delivery::failing(ctx).await,
-        'h' => delivery::isolation(ctx).await,
+        'h' => isolation::isolation(ctx).await,
         'j' => ingest::colliding(ctx).await,
         _ => resources::resources(ctx).await,
     }
