@@ -45,9 +45,6 @@ enum Command {
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Benchmark Herald on a temporary store with a built-in receiver (`--database-url
-    /// postgres://...` for PostgreSQL).
-    Bench(crate::bench::BenchArgs),
 }
 
 /// Flags of `serve`; each overrides its `HERALD_*` variable and the config file.
@@ -126,10 +123,6 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Bench(args) = cli.command {
-        // The benchmark configures its own apps; the environment and config file are not read.
-        return crate::bench::run(args, cli.database_url).await;
-    }
     let mut flags = match &cli.command {
         Command::Serve(args) => args.flags(),
         _ => Vec::new(),
@@ -151,7 +144,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(command) => {
             token(open_store(&config.database_url).await?.as_ref(), command).await
         }
-        Command::Bench(_) => unreachable!("dispatched above"),
     }
 }
 

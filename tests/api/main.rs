@@ -13,8 +13,10 @@ mod postgres;
 mod sqlite;
 
 // Process-level and one-backend suites.
-mod bench;
 mod cli;
+mod cli_serve;
+mod cli_tenants;
+mod cli_tokens;
 mod connections;
 mod document;
 mod durability;

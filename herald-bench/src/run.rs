@@ -1,92 +1,44 @@
-//! `herald bench`: starts Herald on a temporary store with a built-in receiver, runs the
-//! scenarios of issue 5 and reports what it measured (a table, or JSON). It is a measuring
-//! tool, not a test: it fails only when a scenario cannot run at all.
-
-mod calls;
-mod database;
-mod delivery;
-mod flow;
-mod herald;
-mod ingest;
-mod load;
-mod progress;
-mod receiver;
-mod report;
-mod resources;
-mod system;
+//! One run: the settings every scenario reads ([`Context`]), which scenarios run and in what
+//! order, and the report at the end.
 
 use std::time::Duration;
 
 use anyhow::bail;
-use clap::Args;
 use serde_json::json;
 
-use self::database::DatabaseChoice;
-use self::herald::BenchApp;
-use self::report::{Document, Failure, ScenarioReport};
-use self::system::Machine;
-
-/// Flags of `herald bench` (`--database-url postgres://...` is the global flag).
-#[derive(Args, Debug)]
-pub struct BenchArgs {
-    /// Seconds each scenario publishes for [default: 10; 0.3 with --smoke].
-    #[arg(long, value_name = "SECS")]
-    duration: Option<f64>,
-    /// Concurrent keep-alive connections of the clients [default: 64; 4 with --smoke].
-    #[arg(long, value_name = "N")]
-    connections: Option<usize>,
-    /// Scenarios to run, by letter or name, comma-separated [default: all]: a raw,
-    /// b ingest_single, c ingest_batch, d end_to_end, e steady_latency, f fan_out,
-    /// g failing_receiver, h isolation, i resources, j colliding_ids.
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    scenarios: Vec<String>,
-    /// Deliveries left waiting in the resources scenario [default: 1000000; 2000 with
-    /// --smoke].
-    #[arg(long, value_name = "N")]
-    waiting: Option<u64>,
-    /// The longest the resources scenario spends building that queue; it reports how many
-    /// deliveries it reached [default: 120; 20 with --smoke].
-    #[arg(long, value_name = "SECS")]
-    fill_within: Option<u64>,
-    /// In the delivery scenarios, publishers hold off while more deliveries than this are
-    /// outstanding [default: 1000; 200 with --smoke].
-    #[arg(long, value_name = "N")]
-    max_backlog: Option<u64>,
-    /// A few seconds in all with tiny counts, to keep the benchmark working (CI); its
-    /// figures are not measurements of anything.
-    #[arg(long)]
-    smoke: bool,
-    /// Print one JSON document on stdout instead of the table.
-    #[arg(long)]
-    json: bool,
-}
+use crate::Args;
+use crate::app::{BenchApp, SHORT_RETRY_SCHEDULE};
+use crate::database::DatabaseChoice;
+use crate::report::{self, Document, Failure, ScenarioReport};
+use crate::system::Machine;
+use crate::{delivery, ingest, isolation, resources};
 
 /// Everything a scenario needs to know about the run.
 pub struct Context {
-    database: DatabaseChoice,
-    duration: Duration,
-    connections: usize,
-    smoke: bool,
-    batch_size: usize,
-    steady_rate_per_s: u64,
+    pub database: DatabaseChoice,
+    pub duration: Duration,
+    pub connections: usize,
+    pub smoke: bool,
+    pub batch_size: usize,
+    pub steady_rate_per_s: u64,
     /// Publishers hold off while more deliveries than this are outstanding.
-    max_backlog: u64,
-    drain_within: Duration,
-    waiting_deliveries: u64,
+    pub max_backlog: u64,
+    pub drain_within: Duration,
+    pub waiting_deliveries: u64,
     /// The longest the resources scenario spends filling the waiting queue.
-    fill_within: Duration,
-    idle: Duration,
+    pub fill_within: Duration,
+    pub idle: Duration,
     /// Retry delays of the in-process apps (the failing-receiver scenario waits for them).
-    retry_schedule: &'static str,
+    pub retry_schedule: &'static str,
     /// Per-attempt timeout of the isolation scenario, so the black hole frees its slots.
-    isolation_timeout: &'static str,
+    pub isolation_timeout: &'static str,
     /// Events with ids of one 60-bit prefix stored before the colliding-ids scenario
     /// publishes more of them.
-    colliding_stored: u64,
+    pub colliding_stored: u64,
 }
 
 impl Context {
-    fn new(args: &BenchArgs, database_url: Option<&str>) -> anyhow::Result<Context> {
+    fn new(args: &Args) -> anyhow::Result<Context> {
         let smoke = args.smoke;
         let duration = args.duration.unwrap_or(if smoke { 0.3 } else { 10.0 });
         if !(duration > 0.0 && duration <= 3_600.0) {
@@ -97,7 +49,7 @@ impl Context {
             bail!("--connections must be from 1 to 4096");
         }
         Ok(Context {
-            database: DatabaseChoice::from_url(database_url)?,
+            database: DatabaseChoice::from_url(args.database_url.as_deref())?,
             duration: Duration::from_secs_f64(duration),
             connections,
             smoke,
@@ -117,7 +69,7 @@ impl Context {
             retry_schedule: if smoke {
                 "20ms,20ms,20ms,20ms,20ms"
             } else {
-                herald::SHORT_RETRY_SCHEDULE
+                SHORT_RETRY_SCHEDULE
             },
             isolation_timeout: if smoke { "500ms" } else { "2s" },
             colliding_stored: if smoke { 200 } else { 3_000 },
@@ -174,15 +126,15 @@ async fn run_one(letter: char, ctx: &Context) -> anyhow::Result<ScenarioReport> 
         'e' => delivery::steady(ctx).await,
         'f' => delivery::fan_out(ctx).await,
         'g' => delivery::failing(ctx).await,
-        'h' => delivery::isolation(ctx).await,
+        'h' => isolation::isolation(ctx).await,
         'j' => ingest::colliding(ctx).await,
         _ => resources::resources(ctx).await,
     }
 }
 
 /// Runs the benchmark and prints its report.
-pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Result<()> {
-    let ctx = Context::new(&args, database_url.as_deref())?;
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let ctx = Context::new(&args)?;
     let selected = select(&args.scenarios)?;
     let machine = Machine::describe();
     eprintln!(
@@ -210,6 +162,7 @@ pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Resul
         }
     }
     let document = Document {
+        // Herald and its benchmark share the workspace version.
         herald_version: env!("CARGO_PKG_VERSION"),
         database: ctx.database.label(),
         machine,
@@ -226,7 +179,6 @@ pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Resul
             "isolation_delivery_timeout": ctx.isolation_timeout,
             "colliding_stored": ctx.colliding_stored,
         }),
-        targets: report::targets(&scenarios, ctx.smoke),
         scenarios,
         failures,
     };
@@ -243,7 +195,7 @@ pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Resul
 
 /// Starts an in-process app with the benchmark settings plus `extra`, runs `body` on it,
 /// then stops it and removes its store, whatever `body` returned.
-async fn with_app<T>(
+pub async fn with_app<T>(
     ctx: &Context,
     extra: &[(&str, &str)],
     body: impl AsyncFnOnce(&BenchApp) -> anyhow::Result<T>,

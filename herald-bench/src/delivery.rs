@@ -1,16 +1,17 @@
-//! Scenarios d to h, each on a fresh in-process Herald: end to end with one webhook, the
-//! first-attempt latency at a steady rate, fan-out to five webhooks, a receiver failing half
-//! the time, and a black-hole webhook beside a healthy one.
+//! Scenarios d to g, each on a fresh in-process Herald: end to end with one webhook, the
+//! first-attempt latency at a steady rate, fan-out to five webhooks, and a receiver failing
+//! half the time; and the measurement and report they share with scenario h.
 
 use serde_json::json;
 
-use super::flow::{self, Flow, FlowOptions, Publishing, round};
-use super::herald::{BenchApp, Tenant};
-use super::progress::Progress;
-use super::receiver::{Mode, Receiver};
-use super::report::{Latency, Rate, ScenarioReport, thousands};
-use super::system::{CpuClock, CpuUse, Pid};
-use super::{Context, with_app};
+use crate::app::{BenchApp, Tenant};
+use crate::flow::{self, Flow, FlowOptions, Publishing, round};
+use crate::ingest::{error_notes, percentiles};
+use crate::progress::Progress;
+use crate::receiver::{Mode, Receiver};
+use crate::report::{Latency, Rate, ScenarioReport, thousands};
+use crate::run::{Context, with_app};
+use crate::system::{CpuClock, CpuUse, Pid};
 
 /// d. 64 publishers, one webhook, every delivery checked.
 pub async fn end_to_end(ctx: &Context) -> anyhow::Result<ScenarioReport> {
@@ -87,7 +88,7 @@ pub async fn steady(ctx: &Context) -> anyhow::Result<ScenarioReport> {
         "{} events/s offered for {:.1} s; publish p50 {}",
         thousands(rate_per_s as f64),
         ctx.duration.as_secs_f64(),
-        super::ingest::percentiles(&flow.load, "publish call")
+        percentiles(&flow.load, "publish call")
             .map_or("-".into(), |l| format!("{:.2} ms", l.percentiles.p50_ms))
     );
     let mut report = report(
@@ -212,154 +213,19 @@ pub async fn failing(ctx: &Context) -> anyhow::Result<ScenarioReport> {
     Ok(report)
 }
 
-/// Runs beside the black hole in scenario h; each is preceded and followed by a run alone.
-/// With two, the ratio of one h run spread over ±0.05 around its mean (0.87-1.07 in 26
-/// runs of two builds on one machine); three narrow that by about a fifth for 25 s more.
-const ISOLATION_PAIRS: usize = 3;
-
-/// h. The d-style run with a webhook that never answers beside the healthy one, alternating
-/// with runs without it (alone, beside, alone, ..., beside, alone); the mean healthy
-/// deliveries per second beside the black hole are compared with the mean of the runs
-/// alone. This VM's speed drifts by 10-15% within a minute, so a single pair of runs read
-/// the drift as interference or hid interference behind it; alternating spreads the drift
-/// over both.
-pub async fn isolation(ctx: &Context) -> anyhow::Result<ScenarioReport> {
-    let runs = 2 * ISOLATION_PAIRS + 1;
-    let mut alone = Vec::new();
-    let mut beside: Vec<(Flow, Option<CpuUse>, u64)> = Vec::new();
-    for run in 1..=runs {
-        if run % 2 == 1 {
-            let title = format!("h. isolation {run}/{runs}: healthy webhook alone");
-            alone.push(isolation_alone(ctx, &title).await?);
-        } else {
-            let title = format!("h. isolation {run}/{runs}: beside a black hole");
-            beside.push(isolation_beside(ctx, &title).await?);
-        }
-    }
-    let mean = |rates: &[f64]| rates.iter().sum::<f64>() / rates.len().max(1) as f64;
-    let beside_rates: Vec<f64> = beside.iter().map(|(flow, _, _)| flow.rate()).collect();
-    let without = mean(&alone);
-    let with = mean(&beside_rates);
-    let ratio = with / without.max(f64::MIN_POSITIVE);
-    let list = |rates: &[f64]| {
-        rates
-            .iter()
-            .map(|rate| thousands(*rate))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let summary = format!(
-        "{:.0}% of {} /s alone (beside: {}; alone: {}) ({})",
-        ratio * 100.0,
-        thousands(without),
-        list(&beside_rates),
-        list(&alone),
-        if ratio >= 0.9 {
-            "within 10%"
-        } else {
-            "NOT within 10%"
-        }
-    );
-    let hole_connections: u64 = beside.iter().map(|(_, _, connections)| connections).sum();
-    // The figures and latency are the first run beside the black hole's; the throughput is
-    // the mean of those runs. No completion check: the events stay in processing while the
-    // black hole's attempts time out and are retried.
-    let (flow, cpu, _) = beside.swap_remove(0);
-    let mut report = report(
-        ctx,
-        "isolation",
-        'h',
-        "isolation: healthy beside a black hole",
-        flow,
-        cpu,
-        None,
-        summary,
-    );
-    report.throughput.value = round(with, 1);
-    for (name, value) in [
-        ("without_black_hole_per_s", json!(round(without, 1))),
-        (
-            "without_black_hole_runs_per_s",
-            json!(alone.iter().map(|r| round(*r, 1)).collect::<Vec<_>>()),
-        ),
-        (
-            "beside_black_hole_runs_per_s",
-            json!(
-                beside_rates
-                    .iter()
-                    .map(|r| round(*r, 1))
-                    .collect::<Vec<_>>()
-            ),
-        ),
-        ("ratio_to_run_without_black_hole", json!(round(ratio, 4))),
-        ("within_10_percent", json!(ratio >= 0.9)),
-        ("black_hole_connections", json!(hole_connections)),
-        ("delivery_timeout", json!(ctx.isolation_timeout)),
-    ] {
-        report.figures.insert(name.into(), value);
-    }
-    Ok(report)
-}
-
-/// One run of scenario h beside the black hole: the healthy webhook's flow, the CPU used and
-/// the connections the black hole accepted.
-async fn isolation_beside(
-    ctx: &Context,
-    title: &str,
-) -> anyhow::Result<(Flow, Option<CpuUse>, u64)> {
-    let mut progress = Progress::start(title);
-    let healthy = Receiver::start(Mode::Healthy, 1, true).await?;
-    let hole = Receiver::start(Mode::BlackHole, 1, false).await?;
-    let (flow, cpu) = with_app(ctx, &isolation_settings(ctx), async |app: &BenchApp| {
-        let urls = [healthy.url(0), hole.url(0)];
-        let tenant = with_webhooks(app, "bench-beside", &urls).await?;
-        Ok(measure(
-            ctx,
-            app,
-            &tenant,
-            &healthy,
-            &[0],
-            closed(ctx),
-            &mut progress,
-        )
-        .await)
-    })
-    .await?;
-    progress.finish(&format!("{} deliveries/s", thousands(flow.rate())));
-    Ok((flow, cpu, hole.connections()))
-}
-
-/// The settings of every run of scenario h: attempts time out, so the black hole frees its
-/// slots.
-fn isolation_settings(ctx: &Context) -> [(&'static str, &'static str); 1] {
-    [("HERALD_DELIVERY_TIMEOUT", ctx.isolation_timeout)]
-}
-
-/// Healthy deliveries per second of one webhook alone, as scenario h runs it.
-async fn isolation_alone(ctx: &Context, title: &str) -> anyhow::Result<f64> {
-    let mut progress = Progress::start(title);
-    let alone = Receiver::start(Mode::Healthy, 1, true).await?;
-    let flow = with_app(ctx, &isolation_settings(ctx), async |app: &BenchApp| {
-        let tenant = with_webhooks(app, "bench-alone", &[alone.url(0)]).await?;
-        Ok(
-            measure(ctx, app, &tenant, &alone, &[0], closed(ctx), &mut progress)
-                .await
-                .0,
-        )
-    })
-    .await?;
-    progress.finish(&format!("{} deliveries/s", thousands(flow.rate())));
-    Ok(flow.rate())
-}
-
-fn closed(ctx: &Context) -> Publishing {
+/// Closed-loop publishing on every connection of the run.
+pub fn closed(ctx: &Context) -> Publishing {
     Publishing::Closed {
         connections: ctx.connections,
     }
 }
 
 /// A new tenant with one active webhook per URL.
-async fn with_webhooks(app: &BenchApp, tenant: &str, urls: &[String]) -> anyhow::Result<Tenant> {
+pub async fn with_webhooks(
+    app: &BenchApp,
+    tenant: &str,
+    urls: &[String],
+) -> anyhow::Result<Tenant> {
     let tenant = app.api.tenant(tenant).await?;
     for (n, url) in urls.iter().enumerate() {
         app.api
@@ -369,7 +235,9 @@ async fn with_webhooks(app: &BenchApp, tenant: &str, urls: &[String]) -> anyhow:
     Ok(tenant)
 }
 
-async fn measure(
+/// One flow of single-event publishes to `tenant`, watched on `paths` of `receiver`, and the
+/// CPU this process used meanwhile.
+pub async fn measure(
     ctx: &Context,
     app: &BenchApp,
     tenant: &Tenant,
@@ -403,8 +271,10 @@ async fn completed(
         .await
 }
 
+/// The report of a delivery scenario from its flow: the shared figures, and notes on what did
+/// not complete or drain.
 #[allow(clippy::too_many_arguments)]
-fn report(
+pub fn report(
     ctx: &Context,
     id: &'static str,
     letter: char,
@@ -415,7 +285,7 @@ fn report(
     summary: String,
 ) -> ScenarioReport {
     let mut figures = flow.figures();
-    let mut notes = super::ingest::error_notes(&flow.load);
+    let mut notes = error_notes(&flow.load);
     if let Some(completed) = completed {
         figures.insert("completed".into(), json!(completed));
         figures.insert("all_completed".into(), json!(completed == flow.published));

@@ -6,17 +6,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use herald::app::App;
+use herald::config::Config;
+use herald::domain::keys::{new_token, token_hash};
+use herald::domain::scope::Scope;
+use herald::store::{self, NewToken, Store, TokenKind};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::database::{DatabaseChoice, TempDatabase};
-use crate::app::App;
-use crate::config::Config;
-use crate::domain::keys::{new_token, token_hash};
-use crate::domain::scope::Scope;
-use crate::store::{self, NewToken, Store, TokenKind};
+use crate::database::{DatabaseChoice, TempDatabase};
 
 /// Delays after attempts 1..5: a failed attempt comes back within a second, so the
 /// failing-receiver scenario ends in seconds.

@@ -280,7 +280,7 @@ mod tests {
         let events = body["events"].as_array().unwrap();
         assert_eq!(events.len(), 3);
         let validated =
-            crate::domain::event::validate_new_event(&events[0], 0).expect("a valid event");
+            herald::domain::event::validate_new_event(&events[0], 0).expect("a valid event");
         assert_eq!(validated.event_type, EVENT_TYPE);
     }
 }

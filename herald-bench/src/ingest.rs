@@ -11,17 +11,17 @@ use anyhow::bail;
 use serde_json::{Map, json};
 use uuid::Uuid;
 
-use super::calls::{
+use crate::app::{BenchApp, http_client};
+use crate::calls::{
     publish_batch, publish_batch_with, publish_single, publish_single_with, raw_delivery,
 };
-use super::flow::round;
-use super::herald::{BenchApp, http_client};
-use super::load::{Call, Counters, LoadResult, Percentiles, Until, closed_loop};
-use super::progress::{Progress, Status};
-use super::receiver::{Mode, Receiver};
-use super::report::{Latency, Rate, ScenarioReport, thousands};
-use super::system::{CpuClock, Pid};
-use super::{Context, with_app};
+use crate::flow::round;
+use crate::load::{Call, Counters, LoadResult, Percentiles, Until, closed_loop, per_second};
+use crate::progress::{Progress, Status};
+use crate::receiver::{Mode, Receiver};
+use crate::report::{Latency, Rate, ScenarioReport, thousands};
+use crate::run::{Context, with_app};
+use crate::system::{CpuClock, CpuUse, Pid};
 
 /// a. The same client posting delivery-shaped requests straight to the receiver.
 pub async fn raw(ctx: &Context) -> anyhow::Result<ScenarioReport> {
@@ -147,7 +147,7 @@ async fn publish(
     call: Call,
     mut progress: Progress,
     unit: &'static str,
-) -> anyhow::Result<(LoadResult, Option<super::system::CpuUse>)> {
+) -> anyhow::Result<(LoadResult, Option<CpuUse>)> {
     let counters = Arc::new(Counters::default());
     progress.watch(count_status(counters.clone(), unit));
     let cpu = CpuClock::start(Pid::Current);
@@ -161,7 +161,7 @@ async fn publish(
 
 fn ingest_report(
     ctx: &Context,
-    (load, cpu): (LoadResult, Option<super::system::CpuUse>),
+    (load, cpu): (LoadResult, Option<CpuUse>),
     stored: u64,
     letter: char,
     id: &'static str,
@@ -243,7 +243,7 @@ pub fn count_status(counters: Arc<Counters>, unit: &'static str) -> Status {
         format!(
             "{unit} {:>10}  ({}/s)  errors {}",
             done,
-            thousands(super::load::per_second(done, started.elapsed())),
+            thousands(per_second(done, started.elapsed())),
             counters.errors.load(Ordering::Relaxed)
         )
     })

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
-use super::calls::{AckLog, publish_single};
-use super::herald::{HeraldApi, Tenant};
-use super::load::{
+use crate::app::{HeraldApi, Tenant};
+use crate::calls::{AckLog, publish_single};
+use crate::load::{
     Counters, Gate, LoadResult, Percentiles, Until, closed_loop, open_loop, per_second,
 };
-use super::progress::Progress;
-use super::receiver::Receiver;
+use crate::progress::Progress;
+use crate::receiver::Receiver;
 
 /// How events are published.
 #[derive(Debug, Clone, Copy)]

@@ -9,8 +9,8 @@ use anyhow::bail;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use uuid::Uuid;
 
-use super::herald::HeraldApi;
-use super::load::{Call, EVENT_TYPE, batch_json_with, event_json};
+use crate::app::HeraldApi;
+use crate::load::{Call, EVENT_TYPE, batch_json_with, event_json};
 
 /// When each event's publish was acknowledged (the 2xx fully read), by event id.
 #[derive(Default)]

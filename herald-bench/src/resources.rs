@@ -1,6 +1,7 @@
 //! Scenario i: what the Herald process itself costs. Herald runs here as a child process
-//! (`herald serve`, this same binary) so that its CPU time and resident memory, read from
-//! `/proc/<pid>`, are its own and not the benchmark's clients' and receiver's. Three phases:
+//! (`herald-bench serve`, Herald's own command line in this binary) so that its CPU time and
+//! resident memory, read from `/proc/<pid>`, are its own and not the benchmark's clients' and
+//! receiver's. Three phases:
 //! an end-to-end load, a few idle seconds, then a large queue of deliveries waiting for a
 //! retry an hour away.
 
@@ -14,16 +15,17 @@ use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::calls::publish_batch;
-use super::database::TempDatabase;
-use super::flow::{self, FlowOptions, Publishing, round};
-use super::herald::{HeraldApi, settings};
-use super::load::{Counters, Until, closed_loop};
-use super::progress::Progress;
-use super::receiver::{Mode, Receiver};
-use super::report::{Rate, ScenarioReport, thousands};
-use super::system::{CpuClock, Pid, memory};
-use super::{Context, ingest};
+use crate::app::{HeraldApi, settings};
+use crate::calls::publish_batch;
+use crate::database::TempDatabase;
+use crate::flow::{self, FlowOptions, Publishing, round};
+use crate::ingest;
+use crate::load::{Counters, Until, closed_loop};
+use crate::progress::Progress;
+use crate::receiver::{Mode, Receiver};
+use crate::report::{Rate, ScenarioReport, thousands};
+use crate::run::Context;
+use crate::system::{CpuClock, Pid, memory};
 
 /// Events per batch when filling the waiting queue (the API's maximum).
 const FILL_BATCH: usize = 1_000;
@@ -143,8 +145,8 @@ async fn measure(ctx: &Context, database_url: &str) -> anyhow::Result<ScenarioRe
         summary,
         figures,
         notes: vec![
-            "Herald runs as a child process `herald serve` here, so its CPU and RSS are its own; \
-             the throughput is its load phase's."
+            "Herald runs as a child process (`herald serve`) here, so its CPU and RSS are its \
+             own; the throughput is its load phase's."
                 .into(),
         ],
         elapsed_s: round(load.elapsed.as_secs_f64(), 3),
@@ -258,7 +260,8 @@ async fn fill_waiting(
 /// The child's retry schedule: one retry, an hour after the first attempt.
 const WAITING_SCHEDULE: &str = "1h";
 
-/// `herald serve` as a child process on port 0, with the benchmark settings.
+/// `herald serve` as a child process on port 0, with the benchmark settings: this binary
+/// started again as `herald-bench serve` (see [`crate::SERVE`]).
 struct HeraldProcess {
     child: Child,
     pid: u32,
@@ -267,9 +270,9 @@ struct HeraldProcess {
 
 impl HeraldProcess {
     async fn start(database_url: &str) -> anyhow::Result<HeraldProcess> {
-        let exe = std::env::current_exe().context("cannot find the herald binary")?;
+        let exe = std::env::current_exe().context("cannot find the herald-bench binary")?;
         let mut command = Command::new(exe);
-        command.arg("serve");
+        command.arg(crate::SERVE);
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("HERALD_") {
                 command.env_remove(&name);

@@ -134,5 +134,5 @@ async fn admin_connection(url: &str) -> anyhow::Result<PgConnection> {
 
 /// The URL without its password, for messages.
 fn redact(url: &str) -> String {
-    crate::config::redact_password(url)
+    herald::config::redact_password(url)
 }
