@@ -1,16 +1,19 @@
 //! Pure types and rules of Herald: event types and patterns, keys and tokens, statuses,
 //! timestamps and the delivery envelope. Nothing here does I/O or knows axum or sqlx.
 
+pub mod claim;
 pub mod destination;
 pub mod envelope;
 pub mod event;
 pub mod event_type;
 pub mod keys;
 pub mod outcome;
+pub mod page;
 pub mod retry;
 pub mod scope;
 pub mod signature;
 pub mod status;
+pub mod subscription;
 pub mod tenant;
 pub mod text;
 pub mod time;
