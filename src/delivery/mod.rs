@@ -60,13 +60,11 @@ pub async fn start(
         node,
         Clock::system(),
     )?;
-    let background = store.clone();
     let woken = wakeup.clone();
-    let stop_background = shutdown.clone();
-    tracker.spawn(async move {
-        let on_work = Arc::new(move || woken.wake());
-        background.run_background(on_work, stop_background).await;
-    });
+    let on_work = Arc::new(move || woken.wake());
+    for job in store.clone().background_jobs(on_work, shutdown.clone()) {
+        tracker.spawn(job);
+    }
     tracker.spawn(retention::run(
         store.clone(),
         config.log_retention,

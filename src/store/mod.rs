@@ -10,6 +10,8 @@ mod rows;
 mod sql;
 mod sqlite;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -130,16 +132,19 @@ pub trait DeliveryStore: Send + Sync {
     async fn queue_depth(&self) -> StoreResult<QueueDepth>;
     /// Deletes up to `limit` delivery logs created before `cutoff_ms`; returns how many.
     async fn delete_attempts_before(&self, cutoff_ms: i64, limit: u32) -> StoreResult<u64>;
-    /// The store's own work beside the dispatcher, until `shutdown`: calls `on_work` whenever
-    /// the dispatcher should look again (another node announced work, a retry was queued).
-    /// PostgreSQL listens for other nodes and writes attempt results here; SQLite copies its
-    /// write-ahead log into the database file.
-    async fn run_background(
-        &self,
+    /// The store's own work beside the dispatcher, each job to run as a task of its own until
+    /// `shutdown`; a job calls `on_work` whenever the dispatcher should look again (another
+    /// node announced work, a retry was queued). PostgreSQL listens for other nodes and writes
+    /// attempt results; SQLite copies its write-ahead log into the database file.
+    fn background_jobs(
+        self: Arc<Self>,
         on_work: Arc<dyn Fn() + Send + Sync>,
         shutdown: CancellationToken,
-    );
+    ) -> Vec<BackgroundJob>;
 }
+
+/// A job of the store's own, run as a task of its own ([`DeliveryStore::background_jobs`]).
+pub type BackgroundJob = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// Everything Herald asks of its database, whichever backend holds it.
 pub trait Store: AccessStore + WebhookStore + EventStore + DeliveryStore + 'static {}

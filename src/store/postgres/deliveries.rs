@@ -13,8 +13,8 @@ use crate::domain::subscription::{FanOutPlan, PendingEvent, plan_fan_out};
 use crate::store::rows::{Candidate, take_within};
 use crate::store::sql;
 use crate::store::{
-    AttemptRecord, ClaimRequest, ClaimedDelivery, ClaimedWork, DeliveryStore, QueueDepth,
-    StoreResult,
+    AttemptRecord, BackgroundJob, ClaimRequest, ClaimedDelivery, ClaimedWork, DeliveryStore,
+    QueueDepth, StoreResult,
 };
 
 /// The CTEs `hooks` and `queued (id, first_due)`: each webhook with queued deliveries and
@@ -295,14 +295,20 @@ impl DeliveryStore for PostgresStore {
         Ok(result.rows_affected())
     }
 
-    async fn run_background(
-        &self,
+    fn background_jobs(
+        self: Arc<Self>,
         on_work: Arc<dyn Fn() + Send + Sync>,
         shutdown: CancellationToken,
-    ) {
-        tokio::join!(
-            self.listen_for_work(on_work.clone(), shutdown.clone()),
-            self.record_in_background(on_work, shutdown),
-        );
+    ) -> Vec<BackgroundJob> {
+        let recorder = self.clone();
+        let (on_recorded, stop_recording) = (on_work.clone(), shutdown.clone());
+        vec![
+            Box::pin(async move { self.listen_for_work(on_work, shutdown).await }),
+            Box::pin(async move {
+                recorder
+                    .record_in_background(on_recorded, stop_recording)
+                    .await
+            }),
+        ]
     }
 }

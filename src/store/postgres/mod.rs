@@ -36,7 +36,7 @@ pub struct PostgresStore {
     /// The NOTIFY channel, per schema, so Herald installations sharing a database (and
     /// parallel test runs) do not wake each other.
     channel: String,
-    /// Attempt results waiting for the recorder ([`DeliveryStore::run_background`]).
+    /// Attempt results waiting for the recorder ([`DeliveryStore::background_jobs`]).
     unrecorded: Unrecorded,
 }
 

@@ -15,8 +15,8 @@ use crate::domain::subscription::{PendingEvent, plan_fan_out};
 use crate::store::rows::{Candidate, take_within};
 use crate::store::sql;
 use crate::store::{
-    AttemptRecord, ClaimRequest, ClaimedDelivery, ClaimedWork, DeliveryStore, QueueDepth,
-    StoreResult,
+    AttemptRecord, BackgroundJob, ClaimRequest, ClaimedDelivery, ClaimedWork, DeliveryStore,
+    QueueDepth, StoreResult,
 };
 
 /// Matches pending events to the active webhooks of their tenants and queues a delivery per
@@ -273,12 +273,14 @@ impl DeliveryStore for SqliteStore {
         Ok(result.rows_affected())
     }
 
-    async fn run_background(
-        &self,
+    fn background_jobs(
+        self: Arc<Self>,
         _on_work: Arc<dyn Fn() + Send + Sync>,
         shutdown: CancellationToken,
-    ) {
+    ) -> Vec<BackgroundJob> {
         // One process owns the file: its own wake-ups are all there is to hear.
-        self.checkpoint_in_background(shutdown).await;
+        vec![Box::pin(async move {
+            self.checkpoint_in_background(shutdown).await
+        })]
     }
 }
