@@ -203,7 +203,7 @@ impl From<DeliveryLog> for DeliveryLogView {
             response_status: log.response_status,
             response_body: log.response_body,
             error_message: log.error_message,
-            delivery_status: log.delivery_status,
+            delivery_status: log.delivery_status.as_str().to_string(),
             duration_ms: log.duration_ms,
             created_at: log.created_at_ms,
             next_retry_at: log.next_retry_at_ms,

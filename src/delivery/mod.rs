@@ -1,10 +1,12 @@
 //! Delivery: the dispatcher claims due work under leases and sends each attempt as its own
-//! task within per-webhook, per-tenant and global limits; results are written in batches, by the
-//! dispatcher's next claim or by a recorder beside it, depending on the store; a retention
-//! task deletes old logs. Nothing here holds a transaction across an HTTP call.
+//! task within per-webhook, per-tenant and global limits, and hands each result to the store,
+//! which writes them in batches; a retention task deletes old logs. Nothing here holds a
+//! transaction across an HTTP call.
 
+mod attempt;
+mod clock;
 mod dispatcher;
-mod recorder;
+mod in_flight;
 mod retention;
 pub mod sender;
 
@@ -15,17 +17,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+pub use clock::Clock;
+pub use dispatcher::{Dispatcher, Tick};
+
 use crate::config::Config;
 use crate::domain::time::now_ms;
 use crate::store::Store;
-
-/// Most finished attempts recorded in one transaction (by the dispatcher or the recorder).
-const RECORD_BATCH: usize = 1_000;
-/// Failed tries after which results waiting to be recorded are dropped, so that a batch the
-/// store keeps refusing cannot stop delivery for good. Their deliveries stay claimed until
-/// the lease runs out and are then attempted again: nothing is lost, an attempt is only
-/// logged twice.
-const RECORD_TRIES: u32 = 20;
 
 /// Wakes the dispatcher when new work exists (an event committed, a retry queued), so the
 /// first attempt starts at once instead of at the next timer. Wake-ups coalesce.
@@ -42,8 +39,8 @@ impl Wakeup {
     }
 }
 
-/// Takes back this node's leftover claims, then starts the dispatcher (and the recorder, if
-/// the store wants one) and the retention task on `tracker`; they stop when `shutdown` is cancelled.
+/// Takes back this node's leftover claims, then starts the dispatcher, the store's own work
+/// beside it and the retention task on `tracker`; they stop when `shutdown` is cancelled.
 pub async fn start(
     store: Arc<dyn Store>,
     config: Arc<Config>,
@@ -52,33 +49,28 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let node = format!("node-{}", Uuid::new_v4());
-    let recovered = store.recover_claims(&node, now_ms()).await?;
+    let recovered = store.recover(&node, now_ms()).await?;
     if recovered > 0 {
         tracing::info!(recovered, "took back deliveries claimed by a previous run");
     }
-    let sender = Arc::new(sender::Sender::new(&config)?);
-    let listening = wakeup.clone();
-    let notifications = store.clone();
-    let stop_listening = shutdown.clone();
-    tracker.spawn(async move {
-        let on_work = Arc::new(move || listening.wake());
-        notifications.listen_for_work(on_work, stop_listening).await;
-    });
-    let (results, finished) = tokio::sync::mpsc::unbounded_channel();
-    let finished = if store.records_with_claims() {
-        Some(finished)
-    } else {
-        tracker.spawn(recorder::run(store.clone(), finished, wakeup.clone()));
-        None
-    };
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        config.clone(),
+        wakeup.clone(),
+        node,
+        Clock::system(),
+    )?;
+    let woken = wakeup.clone();
+    let on_work = Arc::new(move || woken.wake());
+    for job in store.clone().background_jobs(on_work, shutdown.clone()) {
+        tracker.spawn(job);
+    }
     tracker.spawn(retention::run(
         store.clone(),
         config.log_retention,
         shutdown.clone(),
     ));
     tracker.spawn(report_queue_depth(store.clone(), shutdown.clone()));
-    let dispatcher =
-        dispatcher::Dispatcher::new(store, config, sender, results, finished, wakeup, node);
     tracker.spawn(dispatcher.run(shutdown));
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! I/O or knows axum or sqlx.
 
 pub mod body;
+pub mod claim;
 pub mod destination;
 pub mod envelope;
 pub mod event;
@@ -10,10 +11,12 @@ pub mod event_type;
 pub mod ids;
 pub mod keys;
 pub mod outcome;
+pub mod page;
 pub mod retry;
 pub mod scope;
 pub mod signature;
 pub mod status;
+pub mod subscription;
 pub mod tenant;
 pub mod text;
 pub mod time;

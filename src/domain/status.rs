@@ -89,6 +89,55 @@ impl DeliveryState {
     }
 }
 
+/// Where a delivery goes after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    Succeeded,
+    /// Queued again, due at this instant (Unix milliseconds).
+    RetryAt(i64),
+    Failed,
+}
+
+impl NextStep {
+    /// The state the delivery moves to, and when it is due again.
+    pub fn delivery_state(self) -> (DeliveryState, Option<i64>) {
+        match self {
+            NextStep::Succeeded => (DeliveryState::Succeeded, None),
+            NextStep::RetryAt(at) => (DeliveryState::Queued, Some(at)),
+            NextStep::Failed => (DeliveryState::Failed, None),
+        }
+    }
+}
+
+/// How one attempt went, as its delivery log says: a retried attempt failed too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptStatus {
+    Success,
+    Failed,
+}
+
+impl AttemptStatus {
+    pub fn of(next: NextStep) -> AttemptStatus {
+        match next {
+            NextStep::Succeeded => AttemptStatus::Success,
+            NextStep::RetryAt(_) | NextStep::Failed => AttemptStatus::Failed,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptStatus::Success => "success",
+            AttemptStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AttemptStatus> {
+        [AttemptStatus::Success, AttemptStatus::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
 /// The status of a fanned-out event given the states of its deliveries (all cycles).
 /// `None` when there is nothing to derive from (no current delivery): the caller keeps the
 /// event's status as it is.
@@ -157,6 +206,20 @@ mod tests {
     }
 
     #[test]
+    fn a_retried_attempt_is_logged_as_failed_and_queues_its_delivery_again() {
+        assert_eq!(
+            AttemptStatus::of(NextStep::RetryAt(5)),
+            AttemptStatus::Failed
+        );
+        assert_eq!(NextStep::RetryAt(5).delivery_state(), (Queued, Some(5)));
+        assert_eq!(
+            AttemptStatus::of(NextStep::Succeeded),
+            AttemptStatus::Success
+        );
+        assert_eq!(NextStep::Failed.delivery_state(), (Failed, None));
+    }
+
+    #[test]
     fn statuses_round_trip_through_text() {
         for status in EventStatus::ALL {
             assert_eq!(EventStatus::parse(status.as_str()), Some(status));
@@ -164,6 +227,9 @@ mod tests {
         assert_eq!(EventStatus::parse("done"), None);
         for state in [Queued, InFlight, Succeeded, Failed, Superseded] {
             assert_eq!(DeliveryState::parse(state.as_str()), Some(state));
+        }
+        for status in [AttemptStatus::Success, AttemptStatus::Failed] {
+            assert_eq!(AttemptStatus::parse(status.as_str()), Some(status));
         }
     }
 }

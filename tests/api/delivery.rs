@@ -1,8 +1,9 @@
-//! Delivery (§2 statuses and logs, §4): fan-out, the signed request, outcome rules and the
-//! schedule, manual retry cycles, isolation, destination safety, retention and metrics, all
-//! against real receiving HTTP servers.
+//! Delivery against real receiving HTTP servers: fan-out, the signed request, signing keys
+//! and destination safety, and the helpers the other delivery suites share (outcome rules
+//! and the schedule in `delivery_retries.rs`; retry cycles, isolation, retention, metrics and
+//! shutdown in `delivery_cycles.rs`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -11,23 +12,23 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::helpers::{Partner, TestApp};
-use crate::receiver::{Received, Reply, TestReceiver, black_hole, hanging_up};
+use crate::receiver::{Received, TestReceiver};
 
 const DEV: [(&str, &str); 3] = [
     ("HERALD_ALLOW_HTTP", "true"),
     ("HERALD_ALLOW_PRIVATE_TARGETS", "true"),
     ("HERALD_RETRY_SCHEDULE", "100ms,200ms,300ms"),
 ];
-const SOON: Duration = Duration::from_secs(10);
+pub(super) const SOON: Duration = Duration::from_secs(10);
 
-async fn dev_app(extra: &[(&str, &str)]) -> Option<TestApp> {
+pub(super) async fn dev_app(extra: &[(&str, &str)]) -> Option<TestApp> {
     let mut env: Vec<(&str, &str)> = DEV.to_vec();
     env.extend_from_slice(extra);
     super::spawn(&env).await
 }
 
 /// An active webhook; returns its create response `data`.
-async fn subscribe(partner: &Partner<'_>, url: &str, patterns: &[&str]) -> Value {
+pub(super) async fn subscribe(partner: &Partner<'_>, url: &str, patterns: &[&str]) -> Value {
     partner
         .create_webhook(
             &json!({"name": "receiver", "url": url, "event_types": patterns, "is_active": true}),
@@ -35,13 +36,13 @@ async fn subscribe(partner: &Partner<'_>, url: &str, patterns: &[&str]) -> Value
         .await
 }
 
-async fn publish(app: &TestApp, producer: &str, body: Value) -> Value {
+pub(super) async fn publish(app: &TestApp, producer: &str, body: Value) -> Value {
     let (status, event) = app.publish(producer, &body).await;
     assert_eq!(status, 201, "{event}");
     event
 }
 
-fn simple_event(event_type: &str) -> Value {
+pub(super) fn simple_event(event_type: &str) -> Value {
     json!({"tenant": "acme", "eventType": event_type, "payload": {"status": "approved"}})
 }
 
@@ -180,303 +181,6 @@ async fn each_request_carries_the_envelope_and_verifiable_signatures() {
 }
 
 #[tokio::test]
-async fn failed_attempts_follow_the_schedule_with_identical_bodies_and_full_logs() {
-    let Some(app) = dev_app(&[]).await else {
-        return;
-    };
-    let acme = app.partner("acme").await;
-    let producer = app.producer_token().await;
-    let receiver = TestReceiver::start(|n| {
-        if n < 2 {
-            Reply::status(500)
-        } else {
-            Reply::status(200)
-        }
-    })
-    .await;
-    let webhook = subscribe(&acme, &receiver.url("/h"), &["*"]).await;
-    let webhook_id = webhook["id"].as_str().unwrap();
-    let event = publish(&app, &producer, simple_event("a.b")).await;
-    let requests = receiver.wait_for(3, SOON).await;
-    assert!(
-        requests.iter().all(|r| r.body == requests[0].body),
-        "same bytes on every attempt"
-    );
-    let gaps = [
-        requests[1].at - requests[0].at,
-        requests[2].at - requests[1].at,
-    ];
-    assert!(gaps[0] >= Duration::from_millis(85), "{gaps:?}");
-    assert!(gaps[1] >= Duration::from_millis(175), "{gaps:?}");
-    let id = event["id"].as_str().unwrap();
-    acme.wait_for_status(id, "completed").await;
-
-    let (_, logs) = acme
-        .get(&format!(
-            "/v1/webhooks/events/{}/logs",
-            event["eventId"].as_str().unwrap()
-        ))
-        .await;
-    let logs = logs["logs"].as_array().unwrap().clone();
-    assert_eq!(logs.len(), 3);
-    for (index, log) in logs.iter().enumerate() {
-        let keys: Vec<&str> = log
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(
-            keys,
-            [
-                "id",
-                "eventId",
-                "webhookId",
-                "attemptNumber",
-                "requestUrl",
-                "requestHeaders",
-                "requestBody",
-                "responseStatus",
-                "responseBody",
-                "errorMessage",
-                "deliveryStatus",
-                "durationMs",
-                "createdAt",
-                "nextRetryAt"
-            ]
-        );
-        assert!(uuid::Uuid::parse_str(log["id"].as_str().unwrap()).is_ok());
-        assert_eq!(log["eventId"], event["eventId"]);
-        assert_eq!(log["webhookId"], webhook_id);
-        assert_eq!(log["attemptNumber"], index + 1);
-        assert_eq!(log["requestUrl"], receiver.url("/h"));
-        assert_eq!(
-            log["requestHeaders"]["x-timestamp"],
-            requests[index].header("x-timestamp")
-        );
-        assert_eq!(
-            log["requestHeaders"]["x-signature"],
-            requests[index].header("x-signature")
-        );
-        assert_eq!(
-            log["requestHeaders"]["webhook-signature"],
-            requests[index].header("webhook-signature")
-        );
-        assert_eq!(log["requestHeaders"]["content-type"], "application/json");
-        assert_eq!(
-            log["requestBody"],
-            serde_json::from_str::<Value>(&requests[index].body).unwrap()
-        );
-        assert!(log["durationMs"].is_u64());
-        assert_eq!(log["errorMessage"], Value::Null);
-        assert!(log["createdAt"].as_str().unwrap().ends_with('Z'));
-    }
-    assert_eq!(logs[0]["responseStatus"], 500);
-    assert_eq!(logs[0]["responseBody"], "answer 500");
-    assert_eq!(logs[0]["deliveryStatus"], "failed");
-    assert!(logs[0]["nextRetryAt"].is_string());
-    assert!(logs[1]["nextRetryAt"].is_string());
-    assert_eq!(logs[2]["responseStatus"], 200);
-    assert_eq!(logs[2]["deliveryStatus"], "success");
-    assert_eq!(logs[2]["nextRetryAt"], Value::Null);
-
-    let (_, by_webhook) = acme
-        .get(&format!("/v1/webhooks/{webhook_id}/logs?limit=2"))
-        .await;
-    assert_eq!(by_webhook["count"], 2);
-    assert_eq!(by_webhook["logs"][0]["attemptNumber"], 3, "newest first");
-    assert_eq!(by_webhook["logs"][1]["attemptNumber"], 2);
-}
-
-#[tokio::test]
-async fn permanent_failures_are_not_retried() {
-    let Some(app) = dev_app(&[]).await else {
-        return;
-    };
-    let acme = app.partner("acme").await;
-    let producer = app.producer_token().await;
-    for status in [410u16, 400, 404, 422] {
-        let receiver = TestReceiver::answering(status).await;
-        let webhook = subscribe(&acme, &receiver.url("/"), &[&format!("s{status}.*")]).await;
-        let event = publish(&app, &producer, simple_event(&format!("s{status}.x"))).await;
-        acme.wait_for_status(event["id"].as_str().unwrap(), "failed")
-            .await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(receiver.received().len(), 1, "{status} is final");
-        let (_, logs) = acme
-            .get(&format!(
-                "/v1/webhooks/{}/logs",
-                webhook["id"].as_str().unwrap()
-            ))
-            .await;
-        assert_eq!(logs["count"], 1);
-        assert_eq!(logs["logs"][0]["responseStatus"], status);
-        assert_eq!(logs["logs"][0]["nextRetryAt"], Value::Null);
-        assert_eq!(logs["logs"][0]["deliveryStatus"], "failed");
-    }
-}
-
-#[tokio::test]
-async fn retries_end_after_the_last_attempt_of_the_schedule() {
-    let Some(app) = dev_app(&[("HERALD_RETRY_SCHEDULE", "50ms,50ms")]).await else {
-        return;
-    };
-    let acme = app.partner("acme").await;
-    let producer = app.producer_token().await;
-    let receiver = TestReceiver::start(|n| {
-        if n % 2 == 0 {
-            Reply::status(503)
-        } else {
-            Reply::status(408)
-        }
-    })
-    .await;
-    subscribe(&acme, &receiver.url("/"), &["*"]).await;
-    let event = publish(&app, &producer, simple_event("a.b")).await;
-    let failed = acme
-        .wait_for_status(event["id"].as_str().unwrap(), "failed")
-        .await;
-    assert!(failed["processedAt"].is_string());
-    assert_eq!(receiver.received().len(), 3, "N-1 delays = N attempts");
-    let (_, logs) = acme
-        .get(&format!(
-            "/v1/webhooks/events/{}/logs",
-            event["id"].as_str().unwrap()
-        ))
-        .await;
-    let next: Vec<bool> = logs["logs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["nextRetryAt"].is_string())
-        .collect();
-    assert_eq!(next, [true, true, false]);
-}
-
-#[tokio::test]
-async fn retry_after_on_429_is_honoured() {
-    let Some(app) = dev_app(&[("HERALD_RETRY_SCHEDULE", "50ms,5s")]).await else {
-        return;
-    };
-    let acme = app.partner("acme").await;
-    let producer = app.producer_token().await;
-    let receiver = TestReceiver::start(|n| {
-        if n == 0 {
-            Reply::status(429).with_header("retry-after", "1")
-        } else {
-            Reply::status(200)
-        }
-    })
-    .await;
-    subscribe(&acme, &receiver.url("/"), &["*"]).await;
-    publish(&app, &producer, simple_event("a.b")).await;
-    let requests = receiver.wait_for(2, SOON).await;
-    let gap = requests[1].at - requests[0].at;
-    assert!(
-        gap >= Duration::from_millis(950) && gap < Duration::from_secs(3),
-        "{gap:?}"
-    );
-}
-
-#[tokio::test]
-async fn timeouts_are_retried_and_logged_without_a_response() {
-    let Some(app) = dev_app(&[("HERALD_DELIVERY_TIMEOUT", "300ms")]).await else {
-        return;
-    };
-    let acme = app.partner("acme").await;
-    let producer = app.producer_token().await;
-    let receiver = TestReceiver::start(|n| {
-        if n == 0 {
-            Reply::status(200).after(Duration::from_secs(2))
-        } else {
-            Reply::status(200)
-        }
-    })
-    .await;
-    subscribe(&acme, &receiver.url("/"), &["*"]).await;
-    let event = publish(&app, &producer, simple_event("a.b")).await;
-    acme.wait_for_status(event["id"].as_str().unwrap(), "completed")
-        .await;
-    let (_, logs) = acme
-        .get(&format!(
-            "/v1/webhooks/events/{}/logs",
-            event["id"].as_str().unwrap()
-        ))
-        .await;
-    let first = &logs["logs"][0];
-    assert_eq!(first["responseStatus"], Value::Null);
-    assert_eq!(first["responseBody"], Value::Null);
-    assert_eq!(first["durationMs"], Value::Null);
-    assert!(
-        first["errorMessage"]
-            .as_str()
-            .unwrap()
-            .contains("timed out"),
-        "{first}"
-    );
-    assert!(first["nextRetryAt"].is_string());
-    assert_eq!(logs["logs"][1]["deliveryStatus"], "success");
-}
-
-#[tokio::test]
-async fn redirects_are_never_followed_and_are_retried() {
-    let Some(app) = dev_app(&[]).await else {
-        return;
-    };
-    let acme = app.partner("acme").await;
-    let producer = app.producer_token().await;
-    let receiver = TestReceiver::start(|n| {
-        if n == 0 {
-            Reply::status(302).with_header("location", "/elsewhere")
-        } else {
-            Reply::status(200)
-        }
-    })
-    .await;
-    subscribe(&acme, &receiver.url("/hook"), &["*"]).await;
-    let event = publish(&app, &producer, simple_event("a.b")).await;
-    acme.wait_for_status(event["id"].as_str().unwrap(), "completed")
-        .await;
-    let paths: Vec<String> = receiver.received().into_iter().map(|r| r.path).collect();
-    assert_eq!(paths, ["/hook", "/hook"]);
-    let (_, logs) = acme
-        .get(&format!(
-            "/v1/webhooks/events/{}/logs",
-            event["id"].as_str().unwrap()
-        ))
-        .await;
-    assert_eq!(logs["logs"][0]["responseStatus"], 302);
-    assert!(logs["logs"][0]["nextRetryAt"].is_string());
-}
-
-#[tokio::test]
-async fn a_dropped_connection_is_a_retried_transport_failure() {
-    let Some(app) = dev_app(&[("HERALD_RETRY_SCHEDULE", "50ms")]).await else {
-        return;
-    };
-    let acme = app.partner("acme").await;
-    let producer = app.producer_token().await;
-    let url = hanging_up().await;
-    subscribe(&acme, &format!("{url}/"), &["*"]).await;
-    let event = publish(&app, &producer, simple_event("a.b")).await;
-    acme.wait_for_status(event["id"].as_str().unwrap(), "failed")
-        .await;
-    let (_, logs) = acme
-        .get(&format!(
-            "/v1/webhooks/events/{}/logs",
-            event["id"].as_str().unwrap()
-        ))
-        .await;
-    let logs = logs["logs"].as_array().unwrap();
-    assert_eq!(logs.len(), 2);
-    for log in logs {
-        assert_eq!(log["responseStatus"], Value::Null);
-        assert!(!log["errorMessage"].as_str().unwrap().is_empty());
-    }
-    assert!(logs[0]["nextRetryAt"].is_string());
-}
-
-#[tokio::test]
 async fn after_rotate_key_new_attempts_are_signed_with_the_new_key() {
     let Some(app) = dev_app(&[("HERALD_RETRY_SCHEDULE", "500ms")]).await else {
         return;
@@ -508,105 +212,6 @@ async fn after_rotate_key_new_attempts_are_signed_with_the_new_key() {
         &second,
         webhook["apiKey"].as_str().unwrap()
     ));
-}
-
-#[tokio::test]
-async fn a_manual_retry_starts_a_new_cycle_at_attempt_one() {
-    let Some(app) = dev_app(&[]).await else {
-        return;
-    };
-    let acme = app.partner("acme").await;
-    let producer = app.producer_token().await;
-    let receiver = TestReceiver::first_then_ok(410).await;
-    subscribe(&acme, &receiver.url("/"), &["*"]).await;
-    let event = publish(&app, &producer, simple_event("a.b")).await;
-    let id = event["id"].as_str().unwrap();
-    acme.wait_for_status(id, "failed").await;
-    let (status, body) = acme
-        .post(&format!("/v1/webhooks/events/{id}/retry"), &json!({}))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body["data"]["message"],
-        "Event queued for retry to 1 webhook(s)"
-    );
-    receiver.wait_for(2, SOON).await;
-    let completed = acme.wait_for_status(id, "completed").await;
-    assert!(completed["processedAt"].is_string());
-    let (_, logs) = acme.get(&format!("/v1/webhooks/events/{id}/logs")).await;
-    let attempts: Vec<(Value, Value)> = logs["logs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| (l["attemptNumber"].clone(), l["deliveryStatus"].clone()))
-        .collect();
-    assert_eq!(
-        attempts,
-        [(json!(1), json!("failed")), (json!(1), json!("success"))]
-    );
-}
-
-#[tokio::test]
-async fn a_retry_to_a_webhook_still_retrying_replaces_its_cycle() {
-    let Some(app) = dev_app(&[("HERALD_RETRY_SCHEDULE", "2s,2s")]).await else {
-        return;
-    };
-    let acme = app.partner("acme").await;
-    let producer = app.producer_token().await;
-    let receiver = TestReceiver::first_then_ok(500).await;
-    let webhook = subscribe(&acme, &receiver.url("/"), &["*"]).await;
-    let event = publish(&app, &producer, simple_event("a.b")).await;
-    let id = event["id"].as_str().unwrap();
-    receiver.wait_for(1, SOON).await;
-    let retry = acme
-        .post(
-            &format!("/v1/webhooks/events/{id}/retry"),
-            &json!({"webhookId": webhook["id"]}),
-        )
-        .await;
-    assert_eq!(retry.0, 200);
-    let requests = receiver.wait_for(2, SOON).await;
-    assert!(
-        requests[1].at - requests[0].at < Duration::from_millis(1500),
-        "attempted at once"
-    );
-    acme.wait_for_status(id, "completed").await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(
-        receiver.received().len(),
-        2,
-        "the replaced cycle made no further attempt"
-    );
-}
-
-#[tokio::test]
-async fn a_slow_endpoint_does_not_delay_deliveries_to_others() {
-    let Some(app) = dev_app(&[
-        ("HERALD_DELIVERY_TIMEOUT", "20s"),
-        ("HERALD_MAX_IN_FLIGHT", "8"),
-        ("HERALD_MAX_IN_FLIGHT_PER_WEBHOOK", "4"),
-    ])
-    .await
-    else {
-        return;
-    };
-    let acme = app.partner("acme").await;
-    let producer = app.producer_token().await;
-    let (hole, accepted) = black_hole().await;
-    let healthy = TestReceiver::answering(200).await;
-    subscribe(&acme, &format!("{hole}/"), &["*"]).await;
-    subscribe(&acme, &healthy.url("/"), &["*"]).await;
-    let started = Instant::now();
-    for _ in 0..60 {
-        publish(&app, &producer, simple_event("a.b")).await;
-    }
-    healthy.wait_for(60, Duration::from_secs(5)).await;
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(5), "{took:?}");
-    assert!(
-        *accepted.lock().unwrap() <= 4,
-        "the black hole holds at most its own limit"
-    );
 }
 
 #[tokio::test]
@@ -711,150 +316,4 @@ async fn plain_http_is_refused_at_attempt_time_unless_allowed() {
         )
         .await;
     assert_eq!(refused.1["message"], "url must use https");
-}
-
-#[tokio::test]
-async fn deactivating_a_webhook_ends_its_retries() {
-    let Some(app) = dev_app(&[("HERALD_RETRY_SCHEDULE", "1s,1s")]).await else {
-        return;
-    };
-    let acme = app.partner("acme").await;
-    let producer = app.producer_token().await;
-    let receiver = TestReceiver::answering(500).await;
-    let webhook = subscribe(&acme, &receiver.url("/"), &["*"]).await;
-    let event = publish(&app, &producer, simple_event("a.b")).await;
-    receiver.wait_for(1, SOON).await;
-    let (status, _) = acme
-        .put(
-            &format!("/v1/webhooks/{}", webhook["id"].as_str().unwrap()),
-            &json!({"is_active": false}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    acme.wait_for_status(event["id"].as_str().unwrap(), "failed")
-        .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(receiver.received().len(), 1);
-}
-
-#[tokio::test]
-async fn the_first_attempt_is_prompt_on_an_idle_server() {
-    let Some(app) = dev_app(&[]).await else {
-        return;
-    };
-    let acme = app.partner("acme").await;
-    let producer = app.producer_token().await;
-    let receiver = TestReceiver::answering(200).await;
-    subscribe(&acme, &receiver.url("/"), &["*"]).await;
-    let mut latencies = Vec::new();
-    for n in 0..20 {
-        tokio::time::sleep(Duration::from_millis(20)).await; // idle between events
-        let (status, _) = app.publish(&producer, &simple_event("a.b")).await;
-        let acknowledged = Instant::now();
-        assert_eq!(status, 201);
-        let arrived = receiver.wait_for(n + 1, SOON).await[n].at;
-        latencies.push(arrived.saturating_duration_since(acknowledged));
-    }
-    latencies.sort();
-    let median = latencies[latencies.len() / 2];
-    assert!(
-        median < Duration::from_millis(50),
-        "median {median:?}, all {latencies:?}"
-    );
-}
-
-#[tokio::test]
-async fn delivery_logs_older_than_the_retention_are_deleted() {
-    let Some(app) = dev_app(&[("HERALD_LOG_RETENTION", "1s")]).await else {
-        return;
-    };
-    let acme = app.partner("acme").await;
-    let producer = app.producer_token().await;
-    let receiver = TestReceiver::answering(200).await;
-    let webhook = subscribe(&acme, &receiver.url("/"), &["*"]).await;
-    let event = publish(&app, &producer, simple_event("a.b")).await;
-    acme.wait_for_status(event["id"].as_str().unwrap(), "completed")
-        .await;
-    let path = format!("/v1/webhooks/{}/logs", webhook["id"].as_str().unwrap());
-    assert_eq!(acme.get(&path).await.1["count"], 1);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while acme.get(&path).await.1["count"] != 0 {
-        assert!(Instant::now() < deadline, "logs outlived their retention");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // The event itself stays, completed.
-    assert_eq!(
-        acme.get(&format!(
-            "/v1/webhooks/events/{}/status",
-            event["id"].as_str().unwrap()
-        ))
-        .await
-        .1["status"],
-        "completed"
-    );
-}
-
-#[tokio::test]
-async fn metrics_report_attempts_latencies_and_queue_depth() {
-    let Some(app) = dev_app(&[]).await else {
-        return;
-    };
-    let acme = app.partner("acme").await;
-    let producer = app.producer_token().await;
-    let receiver = TestReceiver::first_then_ok(500).await;
-    subscribe(&acme, &receiver.url("/"), &["*"]).await;
-    let event = publish(&app, &producer, simple_event("a.b")).await;
-    acme.wait_for_status(event["id"].as_str().unwrap(), "completed")
-        .await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let wanted = [
-            r#"herald_delivery_attempts_total{outcome="success"}"#,
-            r#"herald_delivery_attempts_total{outcome="retry"}"#,
-            "herald_delivery_first_attempt_delay_seconds_bucket",
-            "herald_delivery_success_delay_seconds_bucket",
-            "herald_deliveries_queued",
-            "herald_deliveries_in_flight",
-            "herald_events_pending",
-        ];
-        if wanted.iter().all(|w| text.contains(w)) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "missing metrics in:\n{text}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-#[tokio::test]
-async fn a_graceful_stop_finishes_the_attempt_in_flight() {
-    let Some(app) = dev_app(&[]).await else {
-        return;
-    };
-    let acme = app.partner("acme").await;
-    let producer = app.producer_token().await;
-    let receiver =
-        TestReceiver::start(|_| Reply::status(200).after(Duration::from_millis(400))).await;
-    subscribe(&acme, &receiver.url("/"), &["*"]).await;
-    let event = publish(&app, &producer, simple_event("a.b")).await;
-    receiver.wait_for(1, SOON).await;
-    let token = acme.token.clone();
-    drop(acme);
-    let app = app.restart().await;
-    let acme = Partner { app: &app, token };
-    acme.wait_for_status(event["id"].as_str().unwrap(), "completed")
-        .await;
-    assert_eq!(
-        receiver.received().len(),
-        1,
-        "finished before stopping, not attempted again"
-    );
 }

@@ -7,10 +7,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use herald::delivery::Wakeup;
+use herald::domain::claim::Capacity;
 use herald::domain::event::NewEvent;
+use herald::domain::status::NextStep;
 use herald::ingest::Ingest;
 use herald::store::{
-    AttemptRecord, ClaimRequest, ClaimedDelivery, NewWebhook, NextStep, PublishOutcome, Store,
+    AttemptRecord, ClaimRequest, ClaimedDelivery, NewWebhook, PublishOutcome, Store,
 };
 use tempfile::TempDir;
 use tokio_util::task::TaskTracker;
@@ -128,10 +130,7 @@ async fn two_claimed(store: &dyn Store, node: &str) -> Vec<ClaimedDelivery> {
         .expect("events stored");
     let mut claimed = Vec::new();
     for _ in 0..10 {
-        let work = store
-            .claim_work(&claim(node, Vec::new()))
-            .await
-            .expect("claim");
+        let work = store.claim(&claim(node)).await.expect("claim");
         claimed.extend(work.deliveries);
         if claimed.len() == 2 {
             break;
@@ -141,18 +140,19 @@ async fn two_claimed(store: &dyn Store, node: &str) -> Vec<ClaimedDelivery> {
     claimed
 }
 
-fn claim(node: &str, finished: Vec<AttemptRecord>) -> ClaimRequest {
+fn claim(node: &str) -> ClaimRequest {
     ClaimRequest {
         node: node.into(),
         now_ms: herald::domain::time::now_ms(),
         lease_ms: 60_000,
         fan_out_limit: 100,
-        limit: 100,
-        per_webhook_limit: 100,
-        in_flight: HashMap::new(),
-        per_tenant_limit: 100,
-        in_flight_per_tenant: HashMap::new(),
-        finished,
+        capacity: Capacity {
+            limit: 100,
+            per_webhook_limit: 100,
+            in_flight: HashMap::new(),
+            per_tenant_limit: 100,
+            in_flight_per_tenant: HashMap::new(),
+        },
     }
 }
 
@@ -188,19 +188,12 @@ async fn logs_of(store: &dyn Store, delivery: &ClaimedDelivery) -> usize {
         .len()
 }
 
-/// Records as the dispatcher does on this backend: in its next claim, or on their own.
-async fn record(store: &dyn Store, node: &str, records: Vec<AttemptRecord>) {
-    if store.records_with_claims() {
-        store
-            .claim_work(&claim(node, records))
-            .await
-            .expect("the claim goes through");
-    } else {
-        store
-            .record_attempts(&records)
-            .await
-            .expect("recording goes through");
+/// Hands results to the store as attempts do, then has them written.
+async fn record(store: &dyn Store, records: Vec<AttemptRecord>) {
+    for record in records {
+        store.record_result(record);
     }
+    store.flush_results().await.expect("recording goes through");
 }
 
 #[tokio::test]
@@ -217,7 +210,7 @@ async fn an_attempt_result_the_database_refuses_does_not_stop_the_others() {
         success(&claimed[0], node, id),
         success(&claimed[1], node, id),
     ];
-    record(store.as_ref(), node, records).await;
+    record(store.as_ref(), records).await;
     assert_eq!(logs_of(store.as_ref(), &claimed[0]).await, 1);
     assert_eq!(logs_of(store.as_ref(), &claimed[1]).await, 0);
     let first = store
@@ -227,9 +220,10 @@ async fn an_attempt_result_the_database_refuses_does_not_stop_the_others() {
         .unwrap();
     assert_eq!(first.status.as_str(), "completed");
     // The refused one is left to its lease; a later result for it is recorded as usual.
-    store
-        .record_attempts(&[success(&claimed[1], node, Uuid::new_v4())])
-        .await
-        .expect("recorded");
+    record(
+        store.as_ref(),
+        vec![success(&claimed[1], node, Uuid::new_v4())],
+    )
+    .await;
     assert_eq!(logs_of(store.as_ref(), &claimed[1]).await, 1);
 }

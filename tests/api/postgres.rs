@@ -14,8 +14,14 @@ async fn spawn(env: &[(&str, &str)]) -> Option<TestApp> {
 mod auth;
 #[path = "delivery.rs"]
 mod delivery;
+#[path = "delivery_cycles.rs"]
+mod delivery_cycles;
 #[path = "delivery_limits.rs"]
 mod delivery_limits;
+#[path = "delivery_retries.rs"]
+mod delivery_retries;
+#[path = "dispatch.rs"]
+mod dispatch;
 #[path = "event_ids.rs"]
 mod event_ids;
 #[path = "events.rs"]
@@ -32,6 +38,8 @@ mod publish;
 mod publish_batch;
 #[path = "robustness.rs"]
 mod robustness;
+#[path = "store.rs"]
+mod store;
 #[path = "text.rs"]
 mod text;
 #[path = "wake.rs"]

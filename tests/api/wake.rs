@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use herald::domain::claim::Capacity;
 use herald::domain::time::now_ms;
 use herald::store::ClaimRequest;
 
@@ -30,17 +31,18 @@ async fn the_store_names_the_next_instant_the_dispatcher_has_work() {
     // Fan out without claiming: the delivery waits in the queue, due at once.
     let before = now_ms();
     store
-        .claim_work(&ClaimRequest {
+        .claim(&ClaimRequest {
             node: "n1".into(),
             now_ms: before,
             lease_ms: 60_000,
             fan_out_limit: 100,
-            limit: 0,
-            per_webhook_limit: 100,
-            in_flight: HashMap::new(),
-            per_tenant_limit: 100,
-            in_flight_per_tenant: HashMap::new(),
-            finished: Vec::new(),
+            capacity: Capacity {
+                limit: 0,
+                per_webhook_limit: 100,
+                in_flight: HashMap::new(),
+                per_tenant_limit: 100,
+                in_flight_per_tenant: HashMap::new(),
+            },
         })
         .await
         .expect("fanned out");

@@ -3,9 +3,12 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::*;
+use super::{MIGRATOR, PostgresStore};
 use crate::domain::scope::scopes_to_text;
 use crate::domain::time::now_ms;
+use crate::store::rows::{TenantRow, TokenRow, is_unique_violation};
+use crate::store::sql;
+use crate::store::{AccessStore, NewToken, StoreError, StoreResult, Tenant, Token};
 
 #[async_trait]
 impl AccessStore for PostgresStore {
@@ -22,7 +25,7 @@ impl AccessStore for PostgresStore {
 
     async fn create_tenant(&self, name: &str) -> StoreResult<Tenant> {
         let created_at = now_ms();
-        let result = sqlx::query("INSERT INTO tenants (name, created_at) VALUES ($1, $2)")
+        let result = sqlx::query(sql::INSERT_TENANT)
             .bind(name)
             .bind(created_at)
             .execute(&self.pool)
@@ -40,27 +43,23 @@ impl AccessStore for PostgresStore {
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
-        let rows: Vec<TenantRow> =
-            sqlx::query_as("SELECT name, created_at FROM tenants ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<TenantRow> = sqlx::query_as(sql::LIST_TENANTS)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.into_iter().map(Tenant::from).collect())
     }
 
     async fn create_token(&self, token: NewToken) -> StoreResult<Token> {
         let created_at = now_ms();
-        let result = sqlx::query(
-            "INSERT INTO tokens (id, hash, kind, tenant, scopes, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(token.id.to_string())
-        .bind(&token.hash)
-        .bind(token.kind.as_str())
-        .bind(&token.tenant)
-        .bind(scopes_to_text(&token.scopes))
-        .bind(created_at)
-        .execute(&self.pool)
-        .await;
+        let result = sqlx::query(sql::INSERT_TOKEN)
+            .bind(token.id.to_string())
+            .bind(&token.hash)
+            .bind(token.kind.as_str())
+            .bind(&token.tenant)
+            .bind(scopes_to_text(&token.scopes))
+            .bind(created_at)
+            .execute(&self.pool)
+            .await;
         match result {
             Ok(_) => Ok(Token {
                 id: token.id,
@@ -81,31 +80,26 @@ impl AccessStore for PostgresStore {
     }
 
     async fn list_tokens(&self) -> StoreResult<Vec<Token>> {
-        let rows: Vec<TokenRow> = sqlx::query_as(
-            "SELECT id, kind, tenant, scopes, created_at, revoked_at FROM tokens ORDER BY created_at, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<TokenRow> = sqlx::query_as(sql::LIST_TOKENS)
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter().map(Token::try_from).collect()
     }
 
     async fn revoke_token(&self, id: Uuid) -> StoreResult<bool> {
-        let result =
-            sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
-                .bind(now_ms())
-                .bind(id.to_string())
-                .execute(&self.pool)
-                .await?;
+        let result = sqlx::query(sql::REVOKE_TOKEN)
+            .bind(now_ms())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected() > 0)
     }
 
     async fn find_token(&self, hash: &str) -> StoreResult<Option<Token>> {
-        let row: Option<TokenRow> = sqlx::query_as(
-            "SELECT id, kind, tenant, scopes, created_at, revoked_at FROM tokens WHERE hash = $1",
-        )
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<TokenRow> = sqlx::query_as(sql::FIND_TOKEN)
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(Token::try_from).transpose()
     }
 }

@@ -3,13 +3,19 @@
 //! moment take different work instead of waiting for each other.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
-use sqlx::postgres::PgListener;
+use sqlx::{Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 
-use super::*;
+use super::PostgresStore;
+use crate::domain::subscription::{FanOutPlan, PendingEvent, plan_fan_out};
+use crate::store::rows::{Candidate, take_within};
+use crate::store::sql;
+use crate::store::{
+    AttemptRecord, BackgroundJob, ClaimRequest, ClaimedDelivery, ClaimedWork, DeliveryStore,
+    QueueDepth, StoreResult,
+};
 
 /// The CTEs `hooks` and `queued (id, first_due)`: each webhook with queued deliveries and
 /// its first due time, found by stepping through `deliveries_queued_by_webhook` one webhook
@@ -134,154 +140,69 @@ async fn queue_fanned_out(
     Ok(())
 }
 
-/// Logs finished attempts and moves their deliveries on, and their events' statuses with
-/// them. Locks the events first, in `seq` order.
-async fn record(tx: &mut Transaction<'_, Postgres>, records: &[AttemptRecord]) -> StoreResult<()> {
-    let Some(node) = records.first().map(|r| r.node.clone()) else {
-        return Ok(());
-    };
-    let mut seqs: Vec<i64> = records.iter().map(|r| r.event_seq).collect();
-    seqs.sort_unstable();
-    seqs.dedup();
-    lock_events(tx, &seqs).await?;
-    let steps = next_states(records);
-    // Only the claim holder moves a delivery on: one superseded by a manual retry, ended
-    // by a deleted webhook or taken over after its lease keeps its state.
-    let moved: Vec<i64> = sqlx::query_scalar(
-        "UPDATE deliveries d SET state = u.state, attempts = u.attempts, \
-         next_attempt_at = COALESCE(u.next_at, d.next_attempt_at), locked_until = NULL, \
-         locked_by = NULL, updated_at = u.at \
-         FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) \
-              AS u(id, state, attempts, next_at, at) \
-         WHERE d.id = u.id AND d.state = 'in_flight' AND d.locked_by = $6 RETURNING d.id",
-    )
-    .bind(records.iter().map(|r| r.delivery_id).collect::<Vec<_>>())
-    .bind(
-        steps
-            .iter()
-            .map(|(state, _)| state.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        records
-            .iter()
-            .map(|r| i64::from(r.attempt_number))
-            .collect::<Vec<_>>(),
-    )
-    .bind(steps.iter().map(|(_, at)| *at).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.created_at_ms).collect::<Vec<_>>())
-    .bind(&node)
-    .fetch_all(&mut **tx)
-    .await?;
-    let moved: std::collections::HashSet<i64> = moved.into_iter().collect();
-    sqlx::query(
-        "INSERT INTO attempts (id, delivery_id, event_seq, webhook_id, attempt_number, request_url, \
-         request_headers, response_status, response_body, error_message, status, duration_ms, \
-         created_at, next_retry_at) \
-         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], \
-                              $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], \
-                              $11::text[], $12::bigint[], $13::bigint[], $14::bigint[])",
-    )
-    .bind(records.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.delivery_id).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.event_seq).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.webhook_id.to_string()).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| i64::from(r.attempt_number)).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.request_url.clone()).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.request_headers.clone()).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.response_status.map(i64::from)).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.response_body.clone()).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.error_message.clone()).collect::<Vec<_>>())
-    .bind(
-        records
-            .iter()
-            .map(|r| if r.next == NextStep::Succeeded { "success" } else { "failed" })
-            .collect::<Vec<_>>(),
-    )
-    .bind(records.iter().map(|r| r.duration_ms).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.created_at_ms).collect::<Vec<_>>())
-    .bind(
-        records
-            .iter()
-            .zip(&steps)
-            .map(|(r, (_, at))| if moved.contains(&r.delivery_id) { *at } else { None })
-            .collect::<Vec<_>>(),
-    )
-    .execute(&mut **tx)
-    .await?;
-    let finished = finished_events(records, &steps, &moved);
-    refresh_event_statuses(tx, &finished, latest_attempt_at(records)).await?;
-    Ok(())
-}
-
-impl PostgresStore {
-    async fn record_in_transaction(&self, records: &[AttemptRecord]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        record(&mut tx, records).await?;
-        tx.commit().await?;
-        Ok(())
+/// Reads the due deliveries this node may claim, locked, within the request's capacity:
+/// the ready webhooks' due deliveries, up to each one's quota, then those the node may take.
+async fn claimable(
+    tx: &mut Transaction<'_, Postgres>,
+    request: &ClaimRequest,
+) -> StoreResult<Vec<ClaimedDelivery>> {
+    let now = request.now_ms;
+    let capacity = &request.capacity;
+    if capacity.limit == 0 {
+        return Ok(Vec::new());
     }
+    let saturated = capacity.saturated_webhooks();
+    let saturated_tenants = capacity.saturated_tenants();
+    // One statement (each is a round trip to the database while the claim holds its
+    // locks): the webhooks with due work that are below their limit on this node, then
+    // each one's share of its due deliveries (`Capacity::per_webhook_quota`'s rule; the number
+    // of ready webhooks is known only here). Rows another node has locked are skipped.
+    // Tenants at their limit on this node are left out (looked up only when there are
+    // some, so the common claim costs what it did).
+    // Each webhook's share is read in the order of its index (due time): ordering by
+    // `id` as well sorted all of its due deliveries first, on every claim (herald bench
+    // d: ~850 rows read a tick for ~65 taken).
+    let quota = capacity.quota_bounds();
+    let candidates: Vec<Candidate> = sqlx::query_as(&format!(
+            "WITH RECURSIVE {QUEUED_WEBHOOKS}, \
+             ready AS (SELECT id FROM queued \
+                       WHERE first_due <= $1 AND id <> ALL($2::text[]) \
+                       AND (cardinality($5::text[]) = 0 OR NOT EXISTS ( \
+                         SELECT 1 FROM webhooks w \
+                         WHERE w.id = queued.id AND w.tenant = ANY($5::text[])))), \
+             c AS (SELECT q.id FROM ready h CROSS JOIN LATERAL ( \
+                     SELECT id FROM deliveries WHERE state = 'queued' \
+                     AND webhook_id = h.id AND next_attempt_at <= $1 \
+                     ORDER BY next_attempt_at \
+                     LIMIT (SELECT GREATEST(1, LEAST($4, ($3 + COUNT(*) - 1) / GREATEST(COUNT(*), 1))) \
+                            FROM ready) \
+                     FOR UPDATE SKIP LOCKED) q) \
+             SELECT d.id, d.event_seq, d.webhook_id, w.tenant, d.attempts, d.cycle, e.event_id, \
+                    e.event_type, e.user_id, e.occurred_at, e.payload, e.created_at, w.url, \
+                    w.api_key \
+             FROM c JOIN deliveries d ON d.id = c.id JOIN events e ON e.seq = d.event_seq \
+             JOIN webhooks w ON w.id = d.webhook_id ORDER BY d.next_attempt_at, d.id"
+        ))
+        .bind(now)
+        .bind(&saturated)
+        .bind(quota.reads as i64)
+        .bind(quota.most as i64)
+        .bind(&saturated_tenants)
+        .fetch_all(&mut **tx)
+        .await?;
+    take_within(candidates, capacity)
 }
 
 #[async_trait]
 impl DeliveryStore for PostgresStore {
-    async fn claim_work(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork> {
+    async fn claim(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork> {
         let now = request.now_ms;
         let mut tx = self.pool.begin().await?;
         let plan = plan_pending(&mut tx, request.fan_out_limit).await?;
         // Every tick, even without pending events: the same statement takes back expired
         // leases, so that the claim below sees them.
         queue_fanned_out(&mut tx, &plan, now).await?;
-        record(&mut tx, &request.finished).await?;
-        let saturated: Vec<String> = request
-            .in_flight
-            .iter()
-            .filter(|(_, count)| **count >= request.per_webhook_limit)
-            .map(|(id, _)| id.to_string())
-            .collect();
-        let saturated_tenants = saturated_tenants(request);
-        // One statement (each is a round trip to the database while the claim holds its
-        // locks): the webhooks with due work that are below their limit on this node, then
-        // each one's share of its due deliveries (`per_webhook_quota`'s rule; the number
-        // of ready webhooks is known only here). Rows another node has locked are skipped.
-        // Tenants at their limit on this node are left out (looked up only when there are
-        // some, so the common claim costs what it did).
-        // Each webhook's share is read in the order of its index (due time): ordering by
-        // `id` as well sorted all of its due deliveries first, on every claim (herald bench
-        // d: ~850 rows read a tick for ~65 taken).
-        let quota = QuotaBounds::of(request);
-        let candidates: Vec<Candidate> = if request.limit == 0 {
-            Vec::new()
-        } else {
-            sqlx::query_as(&format!(
-                "WITH RECURSIVE {QUEUED_WEBHOOKS}, \
-                 ready AS (SELECT id FROM queued \
-                           WHERE first_due <= $1 AND id <> ALL($2::text[]) \
-                           AND (cardinality($5::text[]) = 0 OR NOT EXISTS ( \
-                             SELECT 1 FROM webhooks w \
-                             WHERE w.id = queued.id AND w.tenant = ANY($5::text[])))), \
-                 c AS (SELECT q.id FROM ready h CROSS JOIN LATERAL ( \
-                         SELECT id FROM deliveries WHERE state = 'queued' \
-                         AND webhook_id = h.id AND next_attempt_at <= $1 \
-                         ORDER BY next_attempt_at \
-                         LIMIT (SELECT GREATEST(1, LEAST($4, ($3 + COUNT(*) - 1) / GREATEST(COUNT(*), 1))) \
-                                FROM ready) \
-                         FOR UPDATE SKIP LOCKED) q) \
-                 SELECT d.id, d.event_seq, d.webhook_id, w.tenant, d.attempts, d.cycle, e.event_id, \
-                        e.event_type, e.user_id, e.occurred_at, e.payload, e.created_at, w.url, \
-                        w.api_key \
-                 FROM c JOIN deliveries d ON d.id = c.id JOIN events e ON e.seq = d.event_seq \
-                 JOIN webhooks w ON w.id = d.webhook_id ORDER BY d.next_attempt_at, d.id"
-            ))
-            .bind(now)
-            .bind(&saturated)
-            .bind(quota.reads as i64)
-            .bind(quota.most as i64)
-            .bind(&saturated_tenants)
-            .fetch_all(&mut *tx)
-            .await?
-        };
-        let deliveries = within_limits(candidates, request)?;
+        let deliveries = claimable(&mut tx, request).await?;
         // More was queued than this node took: the notification lets idle nodes share it.
         let notify = plan.deliveries.len() > deliveries.len();
         if !deliveries.is_empty() || notify {
@@ -308,33 +229,16 @@ impl DeliveryStore for PostgresStore {
         })
     }
 
-    async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<()> {
-        let error = match self.record_in_transaction(records).await {
-            Ok(()) => return Ok(()),
-            Err(error) if error.is_transient() => return Err(error),
-            Err(error) => error,
-        };
-        // Only once the batch failed: each record in a transaction of its own, so a row the
-        // database refuses stops no other; it is skipped, its delivery left to its lease.
-        if records.len() == 1 {
-            skip(&records[0], &error);
-            return Ok(());
-        }
-        tracing::warn!(%error, count = records.len(), "attempt results refused together; recording them one by one");
-        for record in records {
-            match self
-                .record_in_transaction(std::slice::from_ref(record))
-                .await
-            {
-                Ok(()) => {}
-                Err(error) if error.is_transient() => return Err(error),
-                Err(error) => skip(record, &error),
-            }
-        }
+    fn record_result(&self, result: AttemptRecord) {
+        self.unrecorded.hand_over(result);
+    }
+
+    async fn flush_results(&self) -> StoreResult<()> {
+        while self.record_waiting().await? {}
         Ok(())
     }
 
-    async fn release_deliveries(&self, node: &str, delivery_ids: &[i64]) -> StoreResult<()> {
+    async fn release(&self, node: &str, delivery_ids: &[i64]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE deliveries SET state = 'queued', locked_until = NULL, locked_by = NULL \
@@ -349,7 +253,7 @@ impl DeliveryStore for PostgresStore {
         Ok(())
     }
 
-    async fn recover_claims(&self, _node: &str, _now_ms: i64) -> StoreResult<u64> {
+    async fn recover(&self, _node: &str, _now_ms: i64) -> StoreResult<u64> {
         // Nodes share the database: a claim may belong to a live node, so none is taken back
         // here. Claims of a node that died return to the queue when their lease runs out.
         Ok(0)
@@ -369,13 +273,9 @@ impl DeliveryStore for PostgresStore {
     }
 
     async fn queue_depth(&self) -> StoreResult<QueueDepth> {
-        let (pending_events, queued, in_flight): (i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM events WHERE status = 'pending'), \
-                    (SELECT COUNT(*) FROM deliveries WHERE state = 'queued'), \
-                    (SELECT COUNT(*) FROM deliveries WHERE state = 'in_flight')",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let (pending_events, queued, in_flight): (i64, i64, i64) = sqlx::query_as(sql::QUEUE_DEPTH)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(QueueDepth {
             pending_events,
             queued,
@@ -395,90 +295,20 @@ impl DeliveryStore for PostgresStore {
         Ok(result.rows_affected())
     }
 
-    async fn listen_for_work(
-        &self,
+    fn background_jobs(
+        self: Arc<Self>,
         on_work: Arc<dyn Fn() + Send + Sync>,
         shutdown: CancellationToken,
-    ) {
-        let mut failures = 0u32;
-        while !shutdown.is_cancelled() {
-            if failures > 0 {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(listen_backoff(failures)) => {}
-                }
-            }
-            let mut listener = match PgListener::connect_with(&self.pool).await {
-                Ok(listener) => listener,
-                Err(error) => {
-                    failures = failures.saturating_add(1);
-                    tracing::warn!(%error, failures, "cannot listen for work notifications");
-                    continue;
-                }
-            };
-            if let Err(error) = listener.listen(&self.channel).await {
-                failures = failures.saturating_add(1);
-                tracing::warn!(%error, failures, "cannot listen for work notifications");
-                continue;
-            }
-            let listening_since = Instant::now();
-            // Whatever was announced while not listening is found by looking now.
-            on_work();
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    received = listener.try_recv() => match received {
-                        Ok(Some(_)) => on_work(),
-                        // The connection was lost; try_recv reconnects on the next call.
-                        Ok(None) => on_work(),
-                        Err(error) => {
-                            tracing::warn!(%error, "work notifications interrupted");
-                            break;
-                        }
-                    },
-                }
-            }
-            // A listener that held for a while was a success: start the backoff afresh.
-            if listening_since.elapsed() >= LISTEN_BACKOFF_MAX {
-                failures = 0;
-            }
-            failures = failures.saturating_add(1);
-        }
-    }
-}
-
-/// The first pause before listening again after a failure, and the longest.
-const LISTEN_BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-/// The pause before listening again after `failures` failures in a row: doubling from
-/// [`LISTEN_BACKOFF_FIRST`] up to [`LISTEN_BACKOFF_MAX`], so a database that refuses LISTEN
-/// is not asked again in a tight loop.
-fn listen_backoff(failures: u32) -> Duration {
-    if failures == 0 {
-        return Duration::ZERO;
-    }
-    let doublings = (failures - 1).min(16);
-    LISTEN_BACKOFF_FIRST
-        .saturating_mul(1u32 << doublings)
-        .min(LISTEN_BACKOFF_MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listening_again_backs_off_exponentially_up_to_a_cap() {
-        let pauses: Vec<u64> = (0..=10)
-            .map(|failures| listen_backoff(failures).as_millis() as u64)
-            .collect();
-        assert_eq!(
-            pauses,
-            [
-                0, 100, 200, 400, 800, 1_600, 3_200, 5_000, 5_000, 5_000, 5_000
-            ]
-        );
-        assert_eq!(listen_backoff(u32::MAX), LISTEN_BACKOFF_MAX);
+    ) -> Vec<BackgroundJob> {
+        let recorder = self.clone();
+        let (on_recorded, stop_recording) = (on_work.clone(), shutdown.clone());
+        vec![
+            Box::pin(async move { self.listen_for_work(on_work, shutdown).await }),
+            Box::pin(async move {
+                recorder
+                    .record_in_background(on_recorded, stop_recording)
+                    .await
+            }),
+        ]
     }
 }

@@ -5,9 +5,19 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::*;
-use crate::domain::event_type::any_pattern_matches;
+use super::PostgresStore;
+use crate::domain::page::cut_page;
+use crate::domain::subscription::{RetryCandidate, RetryTargets, retry_targets};
 use crate::domain::time::now_ms;
+use crate::store::model::Published;
+use crate::store::rows::{
+    EVENT_COLUMNS, EventRow, LOG_SELECT, LogRow, SeqEventRow, WEBHOOK_COLUMNS, WebhookRow,
+};
+use crate::store::sql;
+use crate::store::{
+    DeliveryLog, Event, EventPage, EventQuery, EventStore, MAX_EVENT_LOGS, NewEvent,
+    PublishFailure, PublishOutcome, RetryOutcome, StoreError, StoreResult, Webhook,
+};
 
 /// Publish commits in flight at once on one node (of the pool's connections).
 const CONCURRENT_PUBLISHES: usize = 4;
@@ -117,10 +127,9 @@ impl EventStore for PostgresStore {
     }
 
     async fn list_events(&self, query: &EventQuery) -> StoreResult<EventPage> {
-        const FILTER: &str = "tenant = $1 AND ($2::text IS NULL OR status = $2) \
-             AND ($3::text IS NULL OR event_type = $3) AND ($4::bigint IS NULL OR created_at >= $4) \
-             AND ($5::bigint IS NULL OR created_at <= $5)";
-        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM events WHERE {FILTER}"))
+        // Optional filters are written as `($2 IS NULL OR ...)` so one statement (prepared
+        // once per connection) serves every combination.
+        let total: i64 = sqlx::query_scalar(sql::COUNT_EVENTS)
             .bind(&query.tenant)
             .bind(query.status.map(|s| s.as_str()))
             .bind(&query.event_type)
@@ -128,31 +137,23 @@ impl EventStore for PostgresStore {
             .bind(query.until_ms)
             .fetch_one(&self.pool)
             .await?;
-        let mut rows: Vec<(i64, EventRow)> = sqlx::query_as::<_, SeqEventRow>(&format!(
-            "SELECT seq, {EVENT_COLUMNS} FROM events WHERE {FILTER} \
-             AND ($6::bigint IS NULL OR seq < $6) ORDER BY seq DESC LIMIT $7"
-        ))
-        .bind(&query.tenant)
-        .bind(query.status.map(|s| s.as_str()))
-        .bind(&query.event_type)
-        .bind(query.since_ms)
-        .bind(query.until_ms)
-        .bind(query.before_cursor)
-        .bind(i64::from(query.limit) + 1)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|row| (row.seq, row.event))
-        .collect();
-        let next_cursor = if rows.len() > query.limit as usize {
-            rows.truncate(query.limit as usize);
-            rows.last().map(|(seq, _)| *seq)
-        } else {
-            None
-        };
+        let rows: Vec<(i64, EventRow)> = sqlx::query_as::<_, SeqEventRow>(sql::LIST_EVENTS)
+            .bind(&query.tenant)
+            .bind(query.status.map(|s| s.as_str()))
+            .bind(&query.event_type)
+            .bind(query.since_ms)
+            .bind(query.until_ms)
+            .bind(query.before_cursor)
+            .bind(i64::from(query.limit) + 1)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|row| (row.seq, row.event))
+            .collect();
+        let (rows, next_cursor) = cut_page(rows, query.limit);
         let events = rows
             .into_iter()
-            .map(|(_, row)| Event::try_from(row))
+            .map(Event::try_from)
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(EventPage {
             total,
@@ -188,13 +189,11 @@ impl EventStore for PostgresStore {
     }
 
     async fn event_position(&self, tenant: &str, event: Uuid) -> StoreResult<Option<i64>> {
-        Ok(
-            sqlx::query_scalar("SELECT seq FROM events WHERE id = $1 AND tenant = $2")
-                .bind(event.to_string())
-                .bind(tenant)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar(sql::EVENT_POSITION)
+            .bind(event.to_string())
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn retry_event(
@@ -230,18 +229,17 @@ impl EventStore for PostgresStore {
             .into_iter()
             .map(Webhook::try_from)
             .collect::<StoreResult<_>>()?;
-        let targets: Vec<String> = match webhook {
-            Some(_) => match webhooks.first() {
-                None => return Ok(RetryOutcome::WebhookNotFound),
-                Some(w) if !w.is_active => return Ok(RetryOutcome::WebhookInactive),
-                Some(w) => vec![w.id.to_string()],
-            },
-            None => webhooks
-                .iter()
-                .filter(|w| w.is_active && any_pattern_matches(&w.event_types, &event_type))
-                .map(|w| w.id.to_string())
-                .collect(),
-        };
+        let candidates = webhooks.iter().map(|w| RetryCandidate {
+            key: w.id.to_string(),
+            is_active: w.is_active,
+            event_types: &w.event_types,
+        });
+        let targets: Vec<String> =
+            match retry_targets(candidates.collect(), webhook.is_some(), &event_type) {
+                RetryTargets::Webhooks(targets) => targets,
+                RetryTargets::NotFound => return Ok(RetryOutcome::WebhookNotFound),
+                RetryTargets::Inactive => return Ok(RetryOutcome::WebhookInactive),
+            };
         if targets.is_empty() {
             return Ok(RetryOutcome::Queued(0));
         }
@@ -268,14 +266,11 @@ impl EventStore for PostgresStore {
         .bind(&targets)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE events SET status = 'processing', processed_at = NULL, \
-             queued_at = COALESCE(queued_at, $1) WHERE seq = $2",
-        )
-        .bind(now)
-        .bind(event_seq)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(sql::REOPEN_EVENT)
+            .bind(now)
+            .bind(event_seq)
+            .execute(&mut *tx)
+            .await?;
         self.notify_work(&mut tx).await?;
         tx.commit().await?;
         Ok(RetryOutcome::Queued(targets.len() as u32))

@@ -7,6 +7,8 @@
 mod access;
 mod deliveries;
 mod events;
+mod notify;
+mod results;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -16,8 +18,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-use super::rows::*;
-use super::*;
+use super::StoreResult;
+use super::results::Unrecorded;
 use crate::domain::status::{DeliveryState, derive_event_status};
 
 const MAX_CONNECTIONS: u32 = 16;
@@ -34,6 +36,8 @@ pub struct PostgresStore {
     /// The NOTIFY channel, per schema, so Herald installations sharing a database (and
     /// parallel test runs) do not wake each other.
     channel: String,
+    /// Attempt results waiting for the recorder ([`DeliveryStore::background_jobs`]).
+    unrecorded: Unrecorded,
 }
 
 impl PostgresStore {
@@ -64,7 +68,11 @@ impl PostgresStore {
             .await?;
         let mut channel = format!("herald_work_{schema}");
         channel.truncate(63);
-        Ok(PostgresStore { pool, channel })
+        Ok(PostgresStore {
+            pool,
+            channel,
+            unrecorded: Unrecorded::default(),
+        })
     }
 
     /// Tells every node's dispatcher (this one's too) that work is waiting; delivered when

@@ -3,29 +3,28 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::*;
+use super::{PostgresStore, end_unfinished_deliveries};
 use crate::domain::time::now_ms;
+use crate::store::rows::{LOG_SELECT, LogRow, WEBHOOK_COLUMNS, WebhookRow};
+use crate::store::sql;
+use crate::store::{DeliveryLog, NewWebhook, StoreResult, Webhook, WebhookChange, WebhookStore};
 
 #[async_trait]
 impl WebhookStore for PostgresStore {
     async fn list_webhooks(&self, tenant: &str) -> StoreResult<Vec<Webhook>> {
-        let rows: Vec<WebhookRow> = sqlx::query_as(&format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = $1 ORDER BY created_at, id"
-        ))
-        .bind(tenant)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<WebhookRow> = sqlx::query_as(sql::LIST_WEBHOOKS)
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter().map(Webhook::try_from).collect()
     }
 
     async fn find_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Webhook>> {
-        let row: Option<WebhookRow> = sqlx::query_as(&format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = $1 AND id = $2"
-        ))
-        .bind(tenant)
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<WebhookRow> = sqlx::query_as(sql::FIND_WEBHOOK)
+            .bind(tenant)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(Webhook::try_from).transpose()
     }
 
@@ -40,7 +39,7 @@ impl WebhookStore for PostgresStore {
             .bind(&webhook.tenant)
             .execute(&mut *tx)
             .await?;
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE tenant = $1")
+        let count: i64 = sqlx::query_scalar(sql::COUNT_WEBHOOKS)
             .bind(&webhook.tenant)
             .fetch_one(&mut *tx)
             .await?;
@@ -48,21 +47,19 @@ impl WebhookStore for PostgresStore {
             return Ok(None);
         }
         let now = now_ms();
-        sqlx::query(&format!(
-            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .bind(webhook.id.to_string())
-        .bind(&webhook.tenant)
-        .bind(&webhook.name)
-        .bind(&webhook.url)
-        .bind(&webhook.api_key)
-        .bind(serde_json::to_string(&webhook.event_types).unwrap_or_default())
-        .bind(webhook.is_active)
-        .bind(&webhook.metadata)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(sql::INSERT_WEBHOOK)
+            .bind(webhook.id.to_string())
+            .bind(&webhook.tenant)
+            .bind(&webhook.name)
+            .bind(&webhook.url)
+            .bind(&webhook.api_key)
+            .bind(serde_json::to_string(&webhook.event_types).unwrap_or_default())
+            .bind(webhook.is_active)
+            .bind(&webhook.metadata)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Some(Webhook {
             id: webhook.id,
@@ -100,20 +97,17 @@ impl WebhookStore for PostgresStore {
             end_unfinished_deliveries(&mut tx, &webhook.id.to_string(), now_ms()).await?;
         }
         webhook.updated_at_ms = now_ms().max(webhook.updated_at_ms + 1);
-        sqlx::query(
-            "UPDATE webhooks SET name = $1, url = $2, api_key = $3, event_types = $4, is_active = $5, \
-             metadata = $6, updated_at = $7 WHERE id = $8",
-        )
-        .bind(&webhook.name)
-        .bind(&webhook.url)
-        .bind(&webhook.api_key)
-        .bind(serde_json::to_string(&webhook.event_types).unwrap_or_default())
-        .bind(webhook.is_active)
-        .bind(&webhook.metadata)
-        .bind(webhook.updated_at_ms)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(sql::UPDATE_WEBHOOK)
+            .bind(&webhook.name)
+            .bind(&webhook.url)
+            .bind(&webhook.api_key)
+            .bind(serde_json::to_string(&webhook.event_types).unwrap_or_default())
+            .bind(webhook.is_active)
+            .bind(&webhook.metadata)
+            .bind(webhook.updated_at_ms)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Some(webhook))
     }

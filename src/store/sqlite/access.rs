@@ -3,7 +3,12 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::*;
+use super::{MIGRATOR, SqliteStore};
+use crate::domain::scope::scopes_to_text;
+use crate::domain::time::now_ms;
+use crate::store::rows::{TenantRow, TokenRow, is_unique_violation};
+use crate::store::sql;
+use crate::store::{AccessStore, NewToken, StoreError, StoreResult, Tenant, Token};
 
 #[async_trait]
 impl AccessStore for SqliteStore {
@@ -40,7 +45,7 @@ impl AccessStore for SqliteStore {
 
     async fn create_tenant(&self, name: &str) -> StoreResult<Tenant> {
         let created_at = now_ms();
-        let result = sqlx::query("INSERT INTO tenants (name, created_at) VALUES (?, ?)")
+        let result = sqlx::query(sql::INSERT_TENANT)
             .bind(name)
             .bind(created_at)
             .execute(&self.writer)
@@ -58,27 +63,23 @@ impl AccessStore for SqliteStore {
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
-        let rows: Vec<TenantRow> =
-            sqlx::query_as("SELECT name, created_at FROM tenants ORDER BY name")
-                .fetch_all(&self.reader)
-                .await?;
+        let rows: Vec<TenantRow> = sqlx::query_as(sql::LIST_TENANTS)
+            .fetch_all(&self.reader)
+            .await?;
         Ok(rows.into_iter().map(Tenant::from).collect())
     }
 
     async fn create_token(&self, token: NewToken) -> StoreResult<Token> {
         let created_at = now_ms();
-        let result = sqlx::query(
-            "INSERT INTO tokens (id, hash, kind, tenant, scopes, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(token.id.to_string())
-        .bind(&token.hash)
-        .bind(token.kind.as_str())
-        .bind(&token.tenant)
-        .bind(scopes_to_text(&token.scopes))
-        .bind(created_at)
-        .execute(&self.writer)
-        .await;
+        let result = sqlx::query(sql::INSERT_TOKEN)
+            .bind(token.id.to_string())
+            .bind(&token.hash)
+            .bind(token.kind.as_str())
+            .bind(&token.tenant)
+            .bind(scopes_to_text(&token.scopes))
+            .bind(created_at)
+            .execute(&self.writer)
+            .await;
         match result {
             Ok(_) => Ok(Token {
                 id: token.id,
@@ -99,32 +100,26 @@ impl AccessStore for SqliteStore {
     }
 
     async fn list_tokens(&self) -> StoreResult<Vec<Token>> {
-        let rows: Vec<TokenRow> = sqlx::query_as(
-            "SELECT id, kind, tenant, scopes, created_at, revoked_at FROM tokens \
-             ORDER BY created_at, id",
-        )
-        .fetch_all(&self.reader)
-        .await?;
+        let rows: Vec<TokenRow> = sqlx::query_as(sql::LIST_TOKENS)
+            .fetch_all(&self.reader)
+            .await?;
         rows.into_iter().map(Token::try_from).collect()
     }
 
     async fn revoke_token(&self, id: Uuid) -> StoreResult<bool> {
-        let result =
-            sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
-                .bind(now_ms())
-                .bind(id.to_string())
-                .execute(&self.writer)
-                .await?;
+        let result = sqlx::query(sql::REVOKE_TOKEN)
+            .bind(now_ms())
+            .bind(id.to_string())
+            .execute(&self.writer)
+            .await?;
         Ok(result.rows_affected() > 0)
     }
 
     async fn find_token(&self, hash: &str) -> StoreResult<Option<Token>> {
-        let row: Option<TokenRow> = sqlx::query_as(
-            "SELECT id, kind, tenant, scopes, created_at, revoked_at FROM tokens WHERE hash = ?",
-        )
-        .bind(hash)
-        .fetch_optional(&self.reader)
-        .await?;
+        let row: Option<TokenRow> = sqlx::query_as(sql::FIND_TOKEN)
+            .bind(hash)
+            .fetch_optional(&self.reader)
+            .await?;
         row.map(Token::try_from).transpose()
     }
 }

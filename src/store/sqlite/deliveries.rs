@@ -2,24 +2,39 @@
 //! Every statement here runs on the single writer connection, so a tick's fan-out and claim
 //! see each other and no two claims can take the same row.
 
-use std::collections::HashSet;
-
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
+use sqlx::{QueryBuilder, Sqlite, Transaction};
 use tokio_util::sync::CancellationToken;
 
-use super::*;
+use super::results::record_isolated;
+use super::{Commit, LEASE_CHECK_EVERY_MS, SqliteStore, chunks, json_list, push_rows};
+use crate::domain::subscription::{PendingEvent, plan_fan_out};
+use crate::store::rows::{Candidate, take_within};
+use crate::store::sql;
+use crate::store::{
+    AttemptRecord, BackgroundJob, ClaimRequest, ClaimedDelivery, ClaimedWork, DeliveryStore,
+    QueueDepth, StoreResult,
+};
 
 /// Matches pending events to the active webhooks of their tenants and queues a delivery per
 /// match; events nobody subscribes to are `skipped`. A handful of statements per batch.
 async fn fan_out(tx: &mut Transaction<'_, Sqlite>, now: i64, limit: usize) -> StoreResult<usize> {
-    let pending: Vec<PendingEvent> = sqlx::query_as(
+    let pending: Vec<PendingEvent> = sqlx::query_as::<_, (i64, String, String)>(
         "SELECT seq, tenant, event_type FROM events WHERE status = 'pending' ORDER BY seq LIMIT ?",
     )
     .bind(limit as i64)
     .fetch_all(&mut **tx)
-    .await?;
+    .await?
+    .into_iter()
+    .map(|(seq, tenant, event_type)| PendingEvent {
+        seq,
+        tenant,
+        event_type,
+    })
+    .collect();
     if pending.is_empty() {
         return Ok(0);
     }
@@ -87,172 +102,68 @@ const QUEUED_WEBHOOKS: &str = "WITH RECURSIVE hooks (seq) AS ( \
                    WHERE state = 'queued' AND webhook_seq = hooks.seq), w.tenant \
      FROM hooks JOIN webhooks w ON w.seq = hooks.seq";
 
-/// Logs finished attempts and moves their deliveries on, and their events' statuses with them.
-async fn record(tx: &mut Transaction<'_, Sqlite>, records: &[AttemptRecord]) -> StoreResult<()> {
-    let Some(node) = records.first().map(|r| r.node.clone()) else {
-        return Ok(());
-    };
-    let steps = next_states(records);
-    let moves: Vec<_> = records
-        .iter()
-        .zip(&steps)
-        .map(|(r, (state, at))| {
-            (
-                r.delivery_id,
-                state.as_str(),
-                r.attempt_number,
-                *at,
-                r.created_at_ms,
-            )
-        })
-        .collect();
-    // Only the claim holder moves a delivery on: one superseded by a manual retry, ended
-    // by a deleted webhook or taken over after its lease keeps its state.
-    let mut moved: HashSet<i64> = HashSet::with_capacity(moves.len());
-    for chunk in chunks(&moves) {
-        let mut update =
-            QueryBuilder::<Sqlite>::new("WITH u (id, state, attempts, next_at, at) AS (");
-        push_rows(
-            &mut update,
-            &chunk,
-            5,
-            |row, (id, state, attempts, next_at, at)| {
-                row.push_bind(*id)
-                    .push_bind(*state)
-                    .push_bind(*attempts)
-                    .push_bind(*next_at)
-                    .push_bind(*at);
-            },
-        );
-        update
-            .push(
-                ") UPDATE OR IGNORE deliveries SET state = u.state, attempts = u.attempts, \
-                 next_attempt_at = COALESCE(u.next_at, deliveries.next_attempt_at), \
-                 locked_until = NULL, locked_by = NULL, updated_at = u.at FROM u \
-                 WHERE deliveries.id = u.id AND deliveries.state = 'in_flight' \
-                 AND deliveries.locked_by = ",
-            )
-            .push_bind(node.as_str())
-            .push(" RETURNING deliveries.id");
-        moved.extend(
-            update
-                .build_query_scalar::<i64>()
-                .fetch_all(&mut **tx)
-                .await?,
-        );
-    }
-    let logs: Vec<_> = records
-        .iter()
-        .zip(&steps)
-        .map(|(r, (_, at))| {
-            (
-                r.id.to_string(),
-                r.delivery_id,
-                r.event_seq,
-                r.webhook_id.to_string(),
-                r.attempt_number,
-                &r.request_url,
-                &r.request_headers,
-                r.response_status,
-                &r.response_body,
-                &r.error_message,
-                if r.next == NextStep::Succeeded {
-                    "success"
-                } else {
-                    "failed"
-                },
-                r.duration_ms,
-                r.created_at_ms,
-                if moved.contains(&r.delivery_id) {
-                    *at
-                } else {
-                    None
-                },
-            )
-        })
-        .collect();
-    for chunk in chunks(&logs) {
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO attempts (id, delivery_id, event_seq, webhook_id, attempt_number, \
-             request_url, request_headers, response_status, response_body, error_message, \
-             status, duration_ms, created_at, next_retry_at) SELECT * FROM (",
-        );
-        push_rows(&mut insert, &chunk, 14, |row, log| {
-            row.push_bind(log.0.as_str())
-                .push_bind(log.1)
-                .push_bind(log.2)
-                .push_bind(log.3.as_str())
-                .push_bind(log.4)
-                .push_bind(log.5.as_str())
-                .push_bind(log.6.as_str())
-                .push_bind(log.7)
-                .push_bind(log.8.as_deref())
-                .push_bind(log.9.as_deref())
-                .push_bind(log.10)
-                .push_bind(log.11)
-                .push_bind(log.12)
-                .push_bind(log.13);
-        });
-        insert.push(") WHERE column1 IS NOT NULL");
-        insert.build().execute(&mut **tx).await?;
-    }
-    let finished = finished_events(records, &steps, &moved);
-    refresh_event_statuses(tx, &finished, latest_attempt_at(records)).await?;
-    Ok(())
-}
-
-/// Records `records` inside `tx` without letting one of them stop the others: all in one
-/// savepoint, and only if the database refuses that, each in a savepoint of its own, skipping
-/// (and logging) those it still refuses. Transient failures are returned: the caller keeps
-/// the results and tries again.
-async fn record_isolated(
+/// Claims due deliveries within the request's capacity: the ready webhooks' due
+/// deliveries, up to each one's quota, then those the node may take, under a lease.
+async fn claim_due(
     tx: &mut Transaction<'_, Sqlite>,
-    records: &[AttemptRecord],
-) -> StoreResult<()> {
-    if records.is_empty() {
-        return Ok(());
+    request: &ClaimRequest,
+) -> StoreResult<Vec<ClaimedDelivery>> {
+    let now = request.now_ms;
+    let queued: Vec<(String, i64, String)> =
+        sqlx::query_as(QUEUED_WEBHOOKS).fetch_all(&mut **tx).await?;
+    let capacity = &request.capacity;
+    let ready = capacity.webhooks_ready(queued, now);
+    if ready.is_empty() || capacity.limit == 0 {
+        return Ok(Vec::new());
     }
-    let error = match record_in_savepoint(tx, records).await {
-        Ok(()) => return Ok(()),
-        Err(error) if error.is_transient() => return Err(error),
-        Err(error) => error,
-    };
-    if records.len() == 1 {
-        skip(&records[0], &error);
-        return Ok(());
+    let candidates: Vec<Candidate> = sqlx::query_as(
+        "SELECT d.id, d.event_seq, w.id AS webhook_id, w.tenant, d.attempts, d.cycle, \
+         e.event_id, e.event_type, e.user_id, e.occurred_at, e.payload, e.created_at, \
+         w.url, w.api_key \
+         FROM json_each(?1) AS h \
+         JOIN webhooks w ON w.id = h.value \
+         JOIN deliveries d ON d.id IN ( \
+           SELECT q.id FROM deliveries q WHERE q.state = 'queued' \
+           AND q.webhook_seq = w.seq AND q.next_attempt_at <= ?2 \
+           ORDER BY q.next_attempt_at, q.id LIMIT ?3) \
+         JOIN events e ON e.seq = d.event_seq \
+         ORDER BY d.next_attempt_at, d.id",
+    )
+    .bind(json_list(&ready))
+    .bind(now)
+    .bind(capacity.per_webhook_quota(ready.len()) as i64)
+    .fetch_all(&mut **tx)
+    .await?;
+    let deliveries = take_within(candidates, capacity)?;
+    if !deliveries.is_empty() {
+        let ids: Vec<i64> = deliveries.iter().map(|d| d.delivery_id).collect();
+        sqlx::query(
+            "UPDATE OR IGNORE deliveries SET state = 'in_flight', locked_until = ?, \
+             locked_by = ?, updated_at = ? WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(now + request.lease_ms)
+        .bind(&request.node)
+        .bind(now)
+        .bind(json_list(&ids))
+        .execute(&mut **tx)
+        .await?;
     }
-    tracing::warn!(%error, count = records.len(), "attempt results refused together; recording them one by one");
-    for record in records {
-        match record_in_savepoint(tx, std::slice::from_ref(record)).await {
-            Ok(()) => {}
-            Err(error) if error.is_transient() => return Err(error),
-            Err(error) => skip(record, &error),
-        }
-    }
-    Ok(())
+    Ok(deliveries)
 }
 
-async fn record_in_savepoint(
-    tx: &mut Transaction<'_, Sqlite>,
-    records: &[AttemptRecord],
-) -> StoreResult<()> {
-    let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
-    match record(&mut savepoint, records).await {
-        Ok(()) => Ok(savepoint.commit().await?),
-        Err(error) => {
-            savepoint.rollback().await?;
-            Err(error)
-        }
-    }
-}
-
-#[async_trait]
-impl DeliveryStore for SqliteStore {
-    async fn claim_work(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork> {
+impl SqliteStore {
+    /// The claim, in one transaction with the results handed over since the last one: one
+    /// writer does everything, so a transaction of their own would only queue behind the
+    /// claims, and a finished attempt wakes the dispatcher anyway (its slot is free).
+    async fn claim_recording(
+        &self,
+        request: &ClaimRequest,
+        finished: &[AttemptRecord],
+    ) -> StoreResult<ClaimedWork> {
         let now = request.now_ms;
         let mut tx = self.write_transaction(Commit::Relaxed).await?;
         let fanned_out = fan_out(&mut tx, now, request.fan_out_limit).await?;
-        record_isolated(&mut tx, &request.finished).await?;
+        record_isolated(&mut tx, finished).await?;
         // A lease that ran out means its attempt hung: the delivery is due again.
         if now - self.leases_checked_at.load(Ordering::Relaxed) >= LEASE_CHECK_EVERY_MS {
             sqlx::query(
@@ -264,71 +175,40 @@ impl DeliveryStore for SqliteStore {
             .await?;
             self.leases_checked_at.store(now, Ordering::Relaxed);
         }
-
-        let queued: Vec<(String, i64, String)> =
-            sqlx::query_as(QUEUED_WEBHOOKS).fetch_all(&mut *tx).await?;
-        let ready = webhooks_ready(queued, request);
-        let candidates: Vec<Candidate> = if ready.is_empty() || request.limit == 0 {
-            Vec::new()
-        } else {
-            sqlx::query_as(
-                "SELECT d.id, d.event_seq, w.id AS webhook_id, w.tenant, d.attempts, d.cycle, \
-                 e.event_id, e.event_type, e.user_id, e.occurred_at, e.payload, e.created_at, \
-                 w.url, w.api_key \
-                 FROM json_each(?1) AS h \
-                 JOIN webhooks w ON w.id = h.value \
-                 JOIN deliveries d ON d.id IN ( \
-                   SELECT q.id FROM deliveries q WHERE q.state = 'queued' \
-                   AND q.webhook_seq = w.seq AND q.next_attempt_at <= ?2 \
-                   ORDER BY q.next_attempt_at, q.id LIMIT ?3) \
-                 JOIN events e ON e.seq = d.event_seq \
-                 ORDER BY d.next_attempt_at, d.id",
-            )
-            .bind(json_list(&ready))
-            .bind(now)
-            .bind(per_webhook_quota(request, ready.len()) as i64)
-            .fetch_all(&mut *tx)
-            .await?
-        };
-
-        let deliveries = within_limits(candidates, request)?;
-        if !deliveries.is_empty() {
-            let ids: Vec<i64> = deliveries.iter().map(|d| d.delivery_id).collect();
-            sqlx::query(
-                "UPDATE OR IGNORE deliveries SET state = 'in_flight', locked_until = ?, \
-                 locked_by = ?, \
-                 updated_at = ? WHERE id IN (SELECT value FROM json_each(?))",
-            )
-            .bind(now + request.lease_ms)
-            .bind(&request.node)
-            .bind(now)
-            .bind(json_list(&ids))
-            .execute(&mut *tx)
-            .await?;
-        }
+        let deliveries = claim_due(&mut tx, request).await?;
         tx.commit().await?;
         Ok(ClaimedWork {
             fanned_out,
             deliveries,
         })
     }
+}
 
-    async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<()> {
-        let mut tx = self.write_transaction(Commit::Relaxed).await?;
-        record_isolated(&mut tx, records).await?;
-        tx.commit().await?;
-        Ok(())
+#[async_trait]
+impl DeliveryStore for SqliteStore {
+    async fn claim(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork> {
+        let finished = self.unrecorded.take();
+        match self.claim_recording(request, &finished).await {
+            Ok(work) => {
+                self.unrecorded.written();
+                Ok(work)
+            }
+            Err(error) => {
+                self.unrecorded.not_written(finished, &error);
+                Err(error)
+            }
+        }
     }
 
-    /// One writer does everything, so a recorder's transaction would only queue behind the
-    /// claims, and each transaction costs round trips to sqlx's worker thread while the writer
-    /// is held. Recording in the claim made healthy webhooks beside a dead one (herald bench
-    /// h) keep 93-94% of their throughput alone instead of 90-91%, d and e unchanged.
-    fn records_with_claims(&self) -> bool {
-        true
+    fn record_result(&self, result: AttemptRecord) {
+        self.unrecorded.hand_over(result);
     }
 
-    async fn release_deliveries(&self, node: &str, delivery_ids: &[i64]) -> StoreResult<()> {
+    async fn flush_results(&self) -> StoreResult<()> {
+        self.record_waiting().await
+    }
+
+    async fn release(&self, node: &str, delivery_ids: &[i64]) -> StoreResult<()> {
         sqlx::query(
             "UPDATE deliveries SET state = 'queued', locked_until = NULL, locked_by = NULL \
              WHERE locked_by = ? AND state = 'in_flight' AND id IN (SELECT value FROM json_each(?))",
@@ -340,7 +220,7 @@ impl DeliveryStore for SqliteStore {
         Ok(())
     }
 
-    async fn recover_claims(&self, _node: &str, now_ms: i64) -> StoreResult<u64> {
+    async fn recover(&self, _node: &str, now_ms: i64) -> StoreResult<u64> {
         // One process owns a SQLite file, so every claim in it belongs to a run that is gone.
         let result = sqlx::query(
             "UPDATE deliveries SET state = 'queued', locked_until = NULL, locked_by = NULL, \
@@ -371,13 +251,9 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn queue_depth(&self) -> StoreResult<QueueDepth> {
-        let (pending_events, queued, in_flight): (i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM events WHERE status = 'pending'), \
-                    (SELECT COUNT(*) FROM deliveries WHERE state = 'queued'), \
-                    (SELECT COUNT(*) FROM deliveries WHERE state = 'in_flight')",
-        )
-        .fetch_one(&self.reader)
-        .await?;
+        let (pending_events, queued, in_flight): (i64, i64, i64) = sqlx::query_as(sql::QUEUE_DEPTH)
+            .fetch_one(&self.reader)
+            .await?;
         Ok(QueueDepth {
             pending_events,
             queued,
@@ -397,11 +273,14 @@ impl DeliveryStore for SqliteStore {
         Ok(result.rows_affected())
     }
 
-    async fn listen_for_work(
-        &self,
+    fn background_jobs(
+        self: Arc<Self>,
         _on_work: Arc<dyn Fn() + Send + Sync>,
-        _shutdown: CancellationToken,
-    ) {
-        // One process owns the file: its own wake-ups are all there is.
+        shutdown: CancellationToken,
+    ) -> Vec<BackgroundJob> {
+        // One process owns the file: its own wake-ups are all there is to hear.
+        vec![Box::pin(async move {
+            self.checkpoint_in_background(shutdown).await
+        })]
     }
 }

@@ -3,10 +3,23 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
+use sqlx::{QueryBuilder, Sqlite};
 use uuid::Uuid;
 
 use super::event_keys::{event_key, event_number, id_hex};
-use super::*;
+use super::{Commit, KeyedWebhookRow, SqliteStore, chunks, json_list, push_rows};
+use crate::domain::page::cut_page;
+use crate::domain::subscription::{RetryCandidate, RetryTargets, retry_targets};
+use crate::domain::time::now_ms;
+use crate::store::model::Published;
+use crate::store::rows::{
+    EVENT_COLUMNS, EventRow, LOG_SELECT, LogRow, SeqEventRow, WEBHOOK_COLUMNS,
+};
+use crate::store::sql;
+use crate::store::{
+    DeliveryLog, Event, EventPage, EventQuery, EventStore, MAX_EVENT_LOGS, NewEvent,
+    PublishFailure, PublishOutcome, RetryOutcome, StoreError, StoreResult, Webhook, pending_event,
+};
 
 impl SqliteStore {
     /// Stores `events` in one transaction; see [`EventStore::publish_events`].
@@ -164,12 +177,9 @@ impl EventStore for SqliteStore {
     }
 
     async fn list_events(&self, query: &EventQuery) -> StoreResult<EventPage> {
-        // Optional filters are written as `(? IS NULL OR ...)` so one statement (prepared
+        // Optional filters are written as `($2 IS NULL OR ...)` so one statement (prepared
         // once per connection) serves every combination.
-        const FILTER: &str = "tenant = ?1 AND (?2 IS NULL OR status = ?2) \
-             AND (?3 IS NULL OR event_type = ?3) AND (?4 IS NULL OR created_at >= ?4) \
-             AND (?5 IS NULL OR created_at <= ?5)";
-        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM events WHERE {FILTER}"))
+        let total: i64 = sqlx::query_scalar(sql::COUNT_EVENTS)
             .bind(&query.tenant)
             .bind(query.status.map(|s| s.as_str()))
             .bind(&query.event_type)
@@ -177,33 +187,23 @@ impl EventStore for SqliteStore {
             .bind(query.until_ms)
             .fetch_one(&self.reader)
             .await?;
-        let rows: Vec<(i64, EventRow)> = sqlx::query_as::<_, SeqEventRow>(&format!(
-            "SELECT seq, {EVENT_COLUMNS} FROM events WHERE {FILTER} \
-             AND (?6 IS NULL OR seq < ?6) ORDER BY seq DESC LIMIT ?7"
-        ))
-        .bind(&query.tenant)
-        .bind(query.status.map(|s| s.as_str()))
-        .bind(&query.event_type)
-        .bind(query.since_ms)
-        .bind(query.until_ms)
-        .bind(query.before_cursor)
-        .bind(i64::from(query.limit) + 1)
-        .fetch_all(&self.reader)
-        .await?
-        .into_iter()
-        .map(|row| (row.seq, row.event))
-        .collect();
-        // One row more than the page says whether another page follows.
-        let mut rows = rows;
-        let next_cursor = if rows.len() > query.limit as usize {
-            rows.truncate(query.limit as usize);
-            rows.last().map(|(seq, _)| *seq)
-        } else {
-            None
-        };
+        let rows: Vec<(i64, EventRow)> = sqlx::query_as::<_, SeqEventRow>(sql::LIST_EVENTS)
+            .bind(&query.tenant)
+            .bind(query.status.map(|s| s.as_str()))
+            .bind(&query.event_type)
+            .bind(query.since_ms)
+            .bind(query.until_ms)
+            .bind(query.before_cursor)
+            .bind(i64::from(query.limit) + 1)
+            .fetch_all(&self.reader)
+            .await?
+            .into_iter()
+            .map(|row| (row.seq, row.event))
+            .collect();
+        let (rows, next_cursor) = cut_page(rows, query.limit);
         let events = rows
             .into_iter()
-            .map(|(_, row)| Event::try_from(row))
+            .map(Event::try_from)
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(EventPage {
             total,
@@ -264,13 +264,11 @@ impl EventStore for SqliteStore {
     }
 
     async fn event_position(&self, tenant: &str, event: Uuid) -> StoreResult<Option<i64>> {
-        Ok(
-            sqlx::query_scalar("SELECT seq FROM events WHERE id = ? AND tenant = ?")
-                .bind(event.to_string())
-                .bind(tenant)
-                .fetch_optional(&self.reader)
-                .await?,
-        )
+        Ok(sqlx::query_scalar(sql::EVENT_POSITION)
+            .bind(event.to_string())
+            .bind(tenant)
+            .fetch_optional(&self.reader)
+            .await?)
     }
 
     async fn retry_event(
@@ -304,18 +302,17 @@ impl EventStore for SqliteStore {
             .into_iter()
             .map(KeyedWebhookRow::decode)
             .collect::<StoreResult<_>>()?;
-        let targets: Vec<i64> = match webhook {
-            Some(_) => match webhooks.first() {
-                None => return Ok(RetryOutcome::WebhookNotFound),
-                Some((_, w)) if !w.is_active => return Ok(RetryOutcome::WebhookInactive),
-                Some((seq, _)) => vec![*seq],
-            },
-            None => webhooks
-                .iter()
-                .filter(|(_, w)| w.is_active && any_pattern_matches(&w.event_types, &event_type))
-                .map(|(seq, _)| *seq)
-                .collect(),
-        };
+        let candidates = webhooks.iter().map(|(seq, w)| RetryCandidate {
+            key: *seq,
+            is_active: w.is_active,
+            event_types: &w.event_types,
+        });
+        let targets: Vec<i64> =
+            match retry_targets(candidates.collect(), webhook.is_some(), &event_type) {
+                RetryTargets::Webhooks(targets) => targets,
+                RetryTargets::NotFound => return Ok(RetryOutcome::WebhookNotFound),
+                RetryTargets::Inactive => return Ok(RetryOutcome::WebhookInactive),
+            };
         if targets.is_empty() {
             return Ok(RetryOutcome::Queued(0));
         }
@@ -354,14 +351,11 @@ impl EventStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(
-            "UPDATE events SET status = 'processing', processed_at = NULL, \
-             queued_at = COALESCE(queued_at, ?) WHERE seq = ?",
-        )
-        .bind(now)
-        .bind(event_seq)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(sql::REOPEN_EVENT)
+            .bind(now)
+            .bind(event_seq)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(RetryOutcome::Queued(targets.len() as u32))
     }

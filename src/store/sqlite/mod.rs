@@ -8,9 +8,16 @@
 //! every page it changes to a statement journal first, in case it must be undone; one that
 //! cannot abort skips that (about a third of the time of inserting a batch of events).
 
+mod access;
+mod deliveries;
+mod event_keys;
+mod events;
+mod results;
+mod webhooks;
+
+use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -18,21 +25,13 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 use tokio::sync::Notify;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 
-use super::*;
-
-use super::rows::*;
-
-mod access;
-mod deliveries;
-mod event_keys;
-mod events;
-mod webhooks;
-use crate::domain::event_type::any_pattern_matches;
-use crate::domain::scope::scopes_to_text;
+use super::StoreResult;
+use super::model::Webhook;
+use super::results::Unrecorded;
+use super::rows::WebhookRow;
 use crate::domain::status::{DeliveryState, derive_event_status};
-use crate::domain::time::now_ms;
 
 const READ_CONNECTIONS: u32 = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,10 +61,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
-    /// Told of every write transaction; see [`checkpoint_in_background`].
-    wrote: Arc<Notify>,
-    /// Stops the checkpointer when the store goes.
-    _checkpointer: DropGuard,
+    /// Told of every write transaction; see [`SqliteStore::checkpoint_in_background`].
+    wrote: Notify,
+    /// The connection that checkpoints beside the writer.
+    checkpointer: SqlitePool,
+    /// Attempt results waiting for the next claim.
+    unrecorded: Unrecorded,
     /// When claims last looked for expired leases; see [`LEASE_CHECK_EVERY_MS`].
     leases_checked_at: AtomicI64,
     /// The keys of the events not yet in `event_keys`; see [`event_keys`].
@@ -104,18 +105,12 @@ impl SqliteStore {
             .max_connections(READ_CONNECTIONS)
             .connect_with(options.read_only(true))
             .await?;
-        let wrote = Arc::new(Notify::new());
-        let stop = CancellationToken::new();
-        tokio::spawn(checkpoint_in_background(
-            checkpointer,
-            wrote.clone(),
-            stop.clone(),
-        ));
         Ok(SqliteStore {
             writer,
             reader,
-            wrote,
-            _checkpointer: stop.drop_guard(),
+            wrote: Notify::new(),
+            checkpointer,
+            unrecorded: Unrecorded::default(),
             leases_checked_at: AtomicI64::new(0),
             recent_keys: event_keys::RecentKeys::default(),
         })
@@ -138,29 +133,31 @@ fn create_owner_only(path: &std::path::Path) {
     let _ = file.open(path);
 }
 
-/// Copies committed pages from the WAL into the database file on a connection of its own,
-/// a moment after writes, so that work (a read of the WAL, a write and an fsync of the file)
-/// runs beside the writer instead of inside one of its commits. Idle when nothing is written.
-/// The writer still checkpoints by itself if the WAL ever outgrows
-/// [`WRITER_CHECKPOINT_PAGES`], which bounds the file if this task falls behind.
-async fn checkpoint_in_background(pool: SqlitePool, wrote: Arc<Notify>, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = wrote.notified() => {}
-            _ = stop.cancelled() => break,
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(CHECKPOINT_DELAY) => {}
-            _ = stop.cancelled() => break,
-        }
-        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            tracing::warn!(%error, "background WAL checkpoint failed");
+impl SqliteStore {
+    /// Copies committed pages from the WAL into the database file on a connection of its
+    /// own, a moment after writes, so that work (a read of the WAL, a write and an fsync of
+    /// the file) runs beside the writer instead of inside one of its commits. Idle when
+    /// nothing is written. The writer still checkpoints by itself if the WAL ever outgrows
+    /// [`WRITER_CHECKPOINT_PAGES`] (or nothing runs this: the command line), which bounds
+    /// the file if this task falls behind.
+    async fn checkpoint_in_background(&self, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = self.wrote.notified() => {}
+                _ = stop.cancelled() => break,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(CHECKPOINT_DELAY) => {}
+                _ = stop.cancelled() => break,
+            }
+            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.checkpointer)
+                .await
+            {
+                tracing::warn!(%error, "background WAL checkpoint failed");
+            }
         }
     }
-    pool.close().await;
 }
 
 /// How much a write transaction's commit must survive.
@@ -298,7 +295,7 @@ async fn refresh_event_statuses(
     .bind(json_list(seqs))
     .fetch_all(&mut **tx)
     .await?;
-    let mut states: std::collections::HashMap<i64, Vec<DeliveryState>> = Default::default();
+    let mut states: HashMap<i64, Vec<DeliveryState>> = HashMap::new();
     for (seq, state) in rows {
         if let Some(state) = DeliveryState::parse(&state) {
             states.entry(seq).or_default().push(state);

@@ -3,28 +3,28 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::*;
+use super::{Commit, KeyedWebhookRow, SqliteStore, end_unfinished_deliveries};
+use crate::domain::time::now_ms;
+use crate::store::rows::{LOG_SELECT, LogRow, WEBHOOK_COLUMNS, WebhookRow};
+use crate::store::sql;
+use crate::store::{DeliveryLog, NewWebhook, StoreResult, Webhook, WebhookChange, WebhookStore};
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
     async fn list_webhooks(&self, tenant: &str) -> StoreResult<Vec<Webhook>> {
-        let rows: Vec<WebhookRow> = sqlx::query_as(&format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ? ORDER BY created_at, id"
-        ))
-        .bind(tenant)
-        .fetch_all(&self.reader)
-        .await?;
+        let rows: Vec<WebhookRow> = sqlx::query_as(sql::LIST_WEBHOOKS)
+            .bind(tenant)
+            .fetch_all(&self.reader)
+            .await?;
         rows.into_iter().map(Webhook::try_from).collect()
     }
 
     async fn find_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Webhook>> {
-        let row: Option<WebhookRow> = sqlx::query_as(&format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ? AND id = ?"
-        ))
-        .bind(tenant)
-        .bind(id.to_string())
-        .fetch_optional(&self.reader)
-        .await?;
+        let row: Option<WebhookRow> = sqlx::query_as(sql::FIND_WEBHOOK)
+            .bind(tenant)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
         row.map(Webhook::try_from).transpose()
     }
 
@@ -36,7 +36,7 @@ impl WebhookStore for SqliteStore {
         // The count and the insert share the single writer, so two concurrent creates cannot
         // both slip under the cap.
         let mut tx = self.write_transaction(Commit::Durable).await?;
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE tenant = ?")
+        let count: i64 = sqlx::query_scalar(sql::COUNT_WEBHOOKS)
             .bind(&webhook.tenant)
             .fetch_one(&mut *tx)
             .await?;
@@ -45,21 +45,19 @@ impl WebhookStore for SqliteStore {
         }
         let now = now_ms();
         let event_types = serde_json::to_string(&webhook.event_types).unwrap_or_default();
-        sqlx::query(&format!(
-            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(webhook.id.to_string())
-        .bind(&webhook.tenant)
-        .bind(&webhook.name)
-        .bind(&webhook.url)
-        .bind(&webhook.api_key)
-        .bind(&event_types)
-        .bind(webhook.is_active)
-        .bind(&webhook.metadata)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(sql::INSERT_WEBHOOK)
+            .bind(webhook.id.to_string())
+            .bind(&webhook.tenant)
+            .bind(&webhook.name)
+            .bind(&webhook.url)
+            .bind(&webhook.api_key)
+            .bind(&event_types)
+            .bind(webhook.is_active)
+            .bind(&webhook.metadata)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Some(Webhook {
             id: webhook.id,
@@ -100,20 +98,17 @@ impl WebhookStore for SqliteStore {
         }
         // Strictly later than before, even within one millisecond: clients compare it.
         webhook.updated_at_ms = now_ms().max(webhook.updated_at_ms + 1);
-        sqlx::query(
-            "UPDATE webhooks SET name = ?, url = ?, api_key = ?, event_types = ?, is_active = ?, \
-             metadata = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(&webhook.name)
-        .bind(&webhook.url)
-        .bind(&webhook.api_key)
-        .bind(serde_json::to_string(&webhook.event_types).unwrap_or_default())
-        .bind(webhook.is_active)
-        .bind(&webhook.metadata)
-        .bind(webhook.updated_at_ms)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(sql::UPDATE_WEBHOOK)
+            .bind(&webhook.name)
+            .bind(&webhook.url)
+            .bind(&webhook.api_key)
+            .bind(serde_json::to_string(&webhook.event_types).unwrap_or_default())
+            .bind(webhook.is_active)
+            .bind(&webhook.metadata)
+            .bind(webhook.updated_at_ms)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Some(webhook))
     }

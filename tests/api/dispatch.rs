@@ -1,0 +1,182 @@
+//! The dispatcher driven one tick at a time, with a clock the test moves: what each tick
+//! claims, that nothing is attempted before it is due, and what the store recorded, asserted
+//! once the dispatcher is idle, without sleeping.
+
+use std::sync::Arc;
+
+use herald::config::Config;
+use herald::delivery::{Clock, Dispatcher, Tick, Wakeup};
+use herald::domain::status::{AttemptStatus, EventStatus};
+use herald::domain::time::now_ms;
+use herald::store::{DeliveryLog, Event, NewWebhook, Store};
+use uuid::Uuid;
+
+use super::isolation::{fresh_store, new_event};
+use crate::receiver::{Reply, TestReceiver};
+
+/// A dispatcher on `store` with the test's clock, allowed to call a local receiver.
+fn dispatcher(store: &Arc<dyn Store>, clock: &Clock, env: &[(&str, &str)]) -> Dispatcher {
+    let mut vars = vec![
+        ("HERALD_ALLOW_HTTP".to_string(), "true".to_string()),
+        (
+            "HERALD_ALLOW_PRIVATE_TARGETS".to_string(),
+            "true".to_string(),
+        ),
+    ];
+    vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = Config::load(None, vars, &[]).expect("test configuration is valid");
+    Dispatcher::new(
+        store.clone(),
+        Arc::new(config),
+        Wakeup::default(),
+        format!("node-{}", Uuid::new_v4()),
+        clock.clone(),
+    )
+    .expect("dispatcher builds")
+}
+
+async fn subscribe(store: &dyn Store, url: String) {
+    store
+        .create_webhook(
+            NewWebhook {
+                id: Uuid::new_v4(),
+                tenant: "acme".into(),
+                name: "w".into(),
+                url,
+                api_key: "k".into(),
+                event_types: vec!["*".into()],
+                is_active: true,
+                metadata: "{}".into(),
+            },
+            100,
+        )
+        .await
+        .expect("webhook created");
+}
+
+async fn publish(store: &dyn Store) -> Uuid {
+    let event = new_event("{}");
+    let id = event.id;
+    store.publish_events(vec![event]).await.expect("stored");
+    id
+}
+
+/// One tick, then every attempt it started finished and its result written.
+async fn step(dispatcher: &mut Dispatcher, store: &dyn Store) -> Tick {
+    let tick = dispatcher.tick().await.expect("the tick goes through");
+    dispatcher.settle().await;
+    store.flush_results().await.expect("results written");
+    tick
+}
+
+async fn state(store: &dyn Store, id: Uuid) -> (Event, Vec<DeliveryLog>) {
+    let event = store
+        .find_event("acme", &id.to_string())
+        .await
+        .expect("lookup")
+        .expect("the event exists");
+    let logs = store.event_logs("acme", id).await.expect("logs");
+    (event, logs)
+}
+
+#[tokio::test]
+async fn a_failed_attempt_is_tried_again_when_due_and_not_a_moment_before() {
+    let Some((store, _dir)) = fresh_store().await else {
+        return;
+    };
+    let receiver = TestReceiver::start(|n| Reply::status(if n == 0 { 500 } else { 200 })).await;
+    subscribe(store.as_ref(), receiver.url("/h")).await;
+    let id = publish(store.as_ref()).await;
+    let start = now_ms();
+    let clock = Clock::manual(start);
+    let mut dispatcher = dispatcher(&store, &clock, &[("HERALD_RETRY_SCHEDULE", "10s")]);
+
+    let first = step(&mut dispatcher, store.as_ref()).await;
+    assert_eq!((first.fanned_out, first.claimed), (1, 1));
+    let (event, logs) = state(store.as_ref(), id).await;
+    assert_eq!(event.status, EventStatus::Processing);
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].delivery_status, AttemptStatus::Failed);
+    // Ten seconds, give or take the jitter of a tenth.
+    let due = logs[0].next_retry_at_ms.expect("a retry is scheduled");
+    assert!(
+        (start + 9_000..=start + 11_000).contains(&due),
+        "{due} after {start}"
+    );
+
+    clock.advance(due - start - 1);
+    assert_eq!(
+        step(&mut dispatcher, store.as_ref()).await.claimed,
+        0,
+        "not due yet"
+    );
+    assert_eq!(receiver.received().len(), 1);
+
+    clock.advance(1);
+    assert_eq!(
+        step(&mut dispatcher, store.as_ref()).await.claimed,
+        1,
+        "due now"
+    );
+    let (event, logs) = state(store.as_ref(), id).await;
+    assert_eq!(event.status, EventStatus::Completed);
+    let attempts: Vec<(i64, AttemptStatus)> = logs
+        .iter()
+        .map(|log| (log.attempt_number, log.delivery_status))
+        .collect();
+    assert_eq!(
+        attempts,
+        [(1, AttemptStatus::Failed), (2, AttemptStatus::Success)]
+    );
+    assert_eq!(logs[1].next_retry_at_ms, None);
+    assert_eq!(receiver.received().len(), 2);
+    assert_eq!(receiver.received()[0].body, receiver.received()[1].body);
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_never_tried_again() {
+    let Some((store, _dir)) = fresh_store().await else {
+        return;
+    };
+    let receiver = TestReceiver::answering(410).await;
+    subscribe(store.as_ref(), receiver.url("/")).await;
+    let id = publish(store.as_ref()).await;
+    let clock = Clock::manual(now_ms());
+    let mut dispatcher = dispatcher(&store, &clock, &[]);
+
+    assert_eq!(step(&mut dispatcher, store.as_ref()).await.claimed, 1);
+    // A day later, past every delay of the default schedule.
+    clock.advance(86_400_000);
+    assert_eq!(step(&mut dispatcher, store.as_ref()).await.claimed, 0);
+    let (event, logs) = state(store.as_ref(), id).await;
+    assert_eq!(event.status, EventStatus::Failed);
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].response_status, Some(410));
+    assert_eq!(logs[0].next_retry_at_ms, None);
+    assert_eq!(receiver.received().len(), 1);
+}
+
+#[tokio::test]
+async fn retries_end_with_the_last_attempt_of_the_schedule() {
+    let Some((store, _dir)) = fresh_store().await else {
+        return;
+    };
+    let receiver = TestReceiver::answering(503).await;
+    subscribe(store.as_ref(), receiver.url("/")).await;
+    let id = publish(store.as_ref()).await;
+    let clock = Clock::manual(now_ms());
+    let mut dispatcher = dispatcher(&store, &clock, &[("HERALD_RETRY_SCHEDULE", "1s,2s")]);
+
+    let mut claimed = Vec::new();
+    for _ in 0..6 {
+        claimed.push(step(&mut dispatcher, store.as_ref()).await.claimed);
+        clock.advance(2_500);
+    }
+    assert_eq!(claimed, [1, 1, 1, 0, 0, 0], "three attempts, then none");
+    let (event, logs) = state(store.as_ref(), id).await;
+    assert_eq!(event.status, EventStatus::Failed);
+    let numbers: Vec<i64> = logs.iter().map(|log| log.attempt_number).collect();
+    assert_eq!(numbers, [1, 2, 3]);
+    assert!(logs[2].next_retry_at_ms.is_none());
+    assert_eq!(receiver.received().len(), 3);
+}
