@@ -2,7 +2,7 @@
 //! than their free in-flight slots on the claiming node. Both backends apply these rules to
 //! the due deliveries they read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use uuid::Uuid;
 
@@ -35,12 +35,16 @@ impl Capacity {
     /// Picks, in order, the candidates this node may claim: at most `limit`, and per
     /// webhook and per tenant no more than their free in-flight slots. A candidate over a
     /// limit is passed over, not waited for, so the others behind it are still taken.
+    /// While several webhooks of one tenant have due work, each may hold at most an equal
+    /// part of the tenant's slots: an endpoint that never answers would otherwise hold them
+    /// all until its timeouts and starve its tenant's other webhooks.
     /// `owner` names a candidate's webhook and tenant.
     pub fn within_limits<C>(
         &self,
         candidates: Vec<C>,
         owner: impl Fn(&C) -> (Uuid, &str),
     ) -> Vec<C> {
+        let webhooks_per_tenant = webhooks_per_tenant(&candidates, &owner);
         let mut taken: HashMap<Uuid, usize> = HashMap::new();
         let mut taken_by_tenant: HashMap<String, usize> = HashMap::new();
         let mut chosen = Vec::with_capacity(candidates.len().min(self.limit));
@@ -51,7 +55,13 @@ impl Capacity {
             let (webhook, tenant) = owner(&candidate);
             let busy = self.in_flight.get(&webhook).copied().unwrap_or(0);
             let count = taken.entry(webhook).or_insert(0);
-            if busy + *count >= self.per_webhook_limit {
+            let webhook_limit = match webhooks_per_tenant.get(tenant) {
+                Some(&sharing) if sharing > 1 => self
+                    .per_webhook_limit
+                    .min((self.per_tenant_limit / sharing).max(1)),
+                _ => self.per_webhook_limit,
+            };
+            if busy + *count >= webhook_limit {
                 continue;
             }
             let tenant_busy = self.in_flight_per_tenant.get(tenant).copied().unwrap_or(0);
@@ -125,6 +135,27 @@ impl Capacity {
     }
 }
 
+/// How many distinct webhooks each tenant has among the candidates.
+fn webhooks_per_tenant<C>(
+    candidates: &[C],
+    owner: &impl Fn(&C) -> (Uuid, &str),
+) -> HashMap<String, usize> {
+    let mut seen: HashSet<Uuid> = HashSet::new();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for candidate in candidates {
+        let (webhook, tenant) = owner(candidate);
+        if seen.insert(webhook) {
+            match counts.get_mut(tenant) {
+                Some(count) => *count += 1,
+                None => {
+                    counts.insert(tenant.to_string(), 1);
+                }
+            }
+        }
+    }
+    counts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +187,31 @@ mod tests {
             .map(|(id, _, _)| *id)
             .collect();
         assert_eq!(claimed, vec![1, 7, 8, 9]);
+    }
+
+    #[test]
+    fn webhooks_of_one_tenant_with_due_work_share_its_slots() {
+        let (black_hole, healthy) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut capacity = capacity(128, 128, &[(black_hole, 60)]);
+        capacity.per_tenant_limit = 128;
+        capacity.in_flight_per_tenant = [("acme".to_string(), 60)].into();
+        // The black hole's work comes first in due order, the healthy webhook's behind it.
+        let candidates: Vec<(i64, Uuid)> = (0..100)
+            .map(|id| (id, black_hole))
+            .chain((100..200).map(|id| (id, healthy)))
+            .collect();
+        let claimed = capacity.within_limits(candidates, |(_, webhook)| (*webhook, "acme"));
+        let of = |webhook| claimed.iter().filter(|(_, w)| *w == webhook).count();
+        assert_eq!(
+            of(black_hole),
+            4,
+            "up to half of acme's 128, counting its 60 in flight"
+        );
+        assert_eq!(of(healthy), 64);
+        // Alone, a webhook may use its own whole limit.
+        let alone: Vec<(i64, Uuid)> = (0..100).map(|id| (id, black_hole)).collect();
+        let claimed = capacity.within_limits(alone, |(_, webhook)| (*webhook, "acme"));
+        assert_eq!(claimed.len(), 68);
     }
 
     #[test]
