@@ -1,4 +1,4 @@
-//! Delivery limits and hardening (§6, §4): partners that answer badly cost one attempt and
+//! Delivery limits and hardening: partners that answer badly cost one attempt and
 //! nothing else, each tenant gets a fair share of a node's slots, absurd `Retry-After`s are
 //! capped, refusals name no address, and a shutdown hands back work still in flight.
 

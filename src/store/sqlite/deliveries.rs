@@ -235,8 +235,8 @@ impl DeliveryStore for SqliteStore {
     /// On the writer, although a reader would see the same: waiting for the writer (behind a
     /// publish commit, ~2.4 ms under load) paces the dispatcher, whose next tick then takes
     /// two publish batches instead of one. On a reader the ticks came twice as often with
-    /// half the events each, spending the writer's time on more transactions: herald bench d
-    /// measured no better (6,668 deliveries/s, against 7,200-8,700 on the writer that hour).
+    /// half the events each, spending the writer's time on more transactions, and end-to-end
+    /// throughput fell.
     async fn next_wake_at(&self) -> StoreResult<Option<i64>> {
         let next: Option<i64> = sqlx::query_scalar(&format!(
             "WITH queued (webhook_id, due, tenant) AS ({QUEUED_WEBHOOKS}) \

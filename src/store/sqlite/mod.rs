@@ -207,7 +207,7 @@ const CHUNK_ROWS: usize = 256;
 /// while the writer is held: cut exactly into powers of two, a batch of 63 rows took six;
 /// one statement with a few rows of NULLs, which the statements skip, costs less. Bound
 /// parameters cost SQLite much less than decoding rows of several columns out of JSON
-/// (`json_each` with `->>` was about a tenth of all of Herald's CPU in herald bench d).
+/// (`json_each` with `->>` took about a tenth of Herald's CPU under end-to-end load).
 fn chunks<T>(rows: &[T]) -> Vec<Vec<Option<&T>>> {
     rows.chunks(CHUNK_ROWS)
         .map(|chunk| {
