@@ -36,7 +36,7 @@ impl Capacity {
     /// webhook and per tenant no more than their free in-flight slots. A candidate over a
     /// limit is passed over, not waited for, so the others behind it are still taken.
     /// While several webhooks of one tenant have due work, each may hold at most an equal
-    /// part of the tenant's slots: an endpoint that never answers would otherwise hold them
+    /// part (rounded up) of the tenant's slots: an endpoint that never answers would otherwise hold them
     /// all until its timeouts and starve its tenant's other webhooks.
     /// `owner` names a candidate's webhook and tenant.
     pub fn within_limits<C>(
@@ -56,9 +56,10 @@ impl Capacity {
             let busy = self.in_flight.get(&webhook).copied().unwrap_or(0);
             let count = taken.entry(webhook).or_insert(0);
             let webhook_limit = match webhooks_per_tenant.get(tenant) {
+                // Rounded up, so that the parts add up to the tenant's whole limit.
                 Some(&sharing) if sharing > 1 => self
                     .per_webhook_limit
-                    .min((self.per_tenant_limit / sharing).max(1)),
+                    .min(self.per_tenant_limit.div_ceil(sharing).max(1)),
                 _ => self.per_webhook_limit,
             };
             if busy + *count >= webhook_limit {
@@ -212,6 +213,16 @@ mod tests {
         let alone: Vec<(i64, Uuid)> = (0..100).map(|id| (id, black_hole)).collect();
         let claimed = capacity.within_limits(alone, |(_, webhook)| (*webhook, "acme"));
         assert_eq!(claimed.len(), 68);
+        // Parts are rounded up: two webhooks sharing 3 slots can still fill all three.
+        let (one, two) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut small = capacity(128, 128, &[]);
+        small.per_tenant_limit = 3;
+        let candidates: Vec<(i64, Uuid)> = (0..4)
+            .map(|id| (id, one))
+            .chain((4..8).map(|id| (id, two)))
+            .collect();
+        let claimed = small.within_limits(candidates, |(_, webhook)| (*webhook, "acme"));
+        assert_eq!(claimed.len(), 3);
     }
 
     #[test]
