@@ -193,15 +193,15 @@ mod tests {
     #[test]
     fn webhooks_of_one_tenant_with_due_work_share_its_slots() {
         let (black_hole, healthy) = (Uuid::now_v7(), Uuid::now_v7());
-        let mut capacity = capacity(128, 128, &[(black_hole, 60)]);
-        capacity.per_tenant_limit = 128;
-        capacity.in_flight_per_tenant = [("acme".to_string(), 60)].into();
+        let mut shared = capacity(128, 128, &[(black_hole, 60)]);
+        shared.per_tenant_limit = 128;
+        shared.in_flight_per_tenant = [("acme".to_string(), 60)].into();
         // The black hole's work comes first in due order, the healthy webhook's behind it.
         let candidates: Vec<(i64, Uuid)> = (0..100)
             .map(|id| (id, black_hole))
             .chain((100..200).map(|id| (id, healthy)))
             .collect();
-        let claimed = capacity.within_limits(candidates, |(_, webhook)| (*webhook, "acme"));
+        let claimed = shared.within_limits(candidates, |(_, webhook)| (*webhook, "acme"));
         let of = |webhook| claimed.iter().filter(|(_, w)| *w == webhook).count();
         assert_eq!(
             of(black_hole),
@@ -211,7 +211,7 @@ mod tests {
         assert_eq!(of(healthy), 64);
         // Alone, a webhook may use its own whole limit.
         let alone: Vec<(i64, Uuid)> = (0..100).map(|id| (id, black_hole)).collect();
-        let claimed = capacity.within_limits(alone, |(_, webhook)| (*webhook, "acme"));
+        let claimed = shared.within_limits(alone, |(_, webhook)| (*webhook, "acme"));
         assert_eq!(claimed.len(), 68);
         // Parts are rounded up: two webhooks sharing 3 slots can still fill all three.
         let (one, two) = (Uuid::now_v7(), Uuid::now_v7());
