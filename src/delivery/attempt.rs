@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::clock::Clock;
 use super::in_flight::Slots;
 use super::sender::{Sender, SentAttempt};
+use crate::domain::ids::NodeId;
 use crate::domain::outcome::{Verdict, classify};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::status::NextStep;
@@ -20,7 +21,7 @@ pub(super) struct Attempts {
     pub(super) store: Arc<dyn Store>,
     pub(super) sender: Arc<Sender>,
     pub(super) policy: RetryPolicy,
-    pub(super) node: String,
+    pub(super) node: NodeId,
     pub(super) slots: Slots,
     pub(super) clock: Clock,
 }
@@ -61,7 +62,7 @@ impl Attempts {
                 delivery_id,
                 event_seq: delivery.event_seq,
                 webhook_id: delivery.webhook_id,
-                node: this.node.clone(),
+                node: this.node.to_string(),
                 attempt_number: delivery.attempt_number,
                 request_url: delivery.url,
                 request_headers: headers_json(&sent.request_headers),

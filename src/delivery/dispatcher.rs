@@ -18,6 +18,7 @@ use super::clock::Clock;
 use super::in_flight::Slots;
 use super::sender::Sender;
 use crate::config::Config;
+use crate::domain::ids::NodeId;
 use crate::store::{ClaimRequest, Store, StoreResult};
 
 /// Most pending events fanned out per tick.
@@ -62,7 +63,7 @@ impl Dispatcher {
         store: Arc<dyn Store>,
         config: Arc<Config>,
         wakeup: Wakeup,
-        node: String,
+        node: NodeId,
         clock: Clock,
     ) -> anyhow::Result<Dispatcher> {
         let lease = config.delivery_timeout.saturating_add(LEASE_MARGIN);
@@ -101,7 +102,7 @@ impl Dispatcher {
         };
         metrics::gauge!("herald_deliveries_in_flight_node").set((max_in_flight - free) as f64);
         let request = ClaimRequest {
-            node: self.attempts.node.clone(),
+            node: self.attempts.node.to_string(),
             now_ms: self.attempts.clock.now_ms(),
             lease_ms: self.lease_ms,
             fan_out_limit: BATCH,
@@ -188,7 +189,11 @@ impl Dispatcher {
         if unfinished.is_empty() {
             return;
         }
-        match self.store.release(&self.attempts.node, &unfinished).await {
+        match self
+            .store
+            .release(self.attempts.node.as_str(), &unfinished)
+            .await
+        {
             Ok(()) => tracing::info!(
                 released = unfinished.len(),
                 "released deliveries in flight at shutdown"

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use uuid::Uuid;
 
 pub use clock::Clock;
 pub use dispatcher::{Dispatcher, Tick};
 
 use crate::config::Config;
+use crate::domain::ids::NodeId;
 use crate::domain::time::now_ms;
 use crate::store::Store;
 
@@ -48,8 +48,8 @@ pub async fn start(
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let node = format!("node-{}", Uuid::new_v4());
-    let recovered = store.recover(&node, now_ms()).await?;
+    let node = NodeId::generate();
+    let recovered = store.recover(node.as_str(), now_ms()).await?;
     if recovered > 0 {
         tracing::info!(recovered, "took back deliveries claimed by a previous run");
     }

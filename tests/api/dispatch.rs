@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use herald::config::Config;
 use herald::delivery::{Clock, Dispatcher, Tick, Wakeup};
+use herald::domain::ids::NodeId;
 use herald::domain::status::{AttemptStatus, EventStatus};
 use herald::domain::time::now_ms;
 use herald::store::{DeliveryLog, Event, NewWebhook, Store};
@@ -29,7 +30,7 @@ fn dispatcher(store: &Arc<dyn Store>, clock: &Clock, env: &[(&str, &str)]) -> Di
         store.clone(),
         Arc::new(config),
         Wakeup::default(),
-        format!("node-{}", Uuid::new_v4()),
+        NodeId::generate(),
         clock.clone(),
     )
     .expect("dispatcher builds")
