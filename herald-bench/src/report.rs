@@ -130,7 +130,7 @@ pub fn render_table(document: &Document) -> String {
             out.push_str(&format!("  {note}\n"));
         }
     }
-    out.push_str("\nTargets, and figures of other webhook senders: herald-bench/README.md\n");
+    out.push_str("\nTargets, and figures of other webhook senders: docs/performance.md\n");
     out
 }
 
