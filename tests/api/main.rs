@@ -20,6 +20,7 @@ mod cli_tokens;
 mod connections;
 mod document;
 mod durability;
+mod durability_delivery;
 mod egress;
 mod fuzz;
 mod metric_labels;

@@ -14,6 +14,8 @@ async fn spawn(env: &[(&str, &str)]) -> Option<TestApp> {
 mod auth;
 #[path = "delivery.rs"]
 mod delivery;
+#[path = "delivery_bad_partners.rs"]
+mod delivery_bad_partners;
 #[path = "delivery_cycles.rs"]
 mod delivery_cycles;
 #[path = "delivery_limits.rs"]
