@@ -19,6 +19,7 @@ pub use self::parse::{MAX_RETRY_DELAY, parse_duration};
 pub use self::settings::{SETTINGS, Setting};
 use self::sources::layer;
 use crate::domain::destination::DestinationPolicy;
+use crate::domain::health::HealthPolicy;
 use crate::domain::retry::RetryPolicy;
 
 /// The validated configuration of one Herald process.
@@ -57,6 +58,31 @@ pub struct Config {
     /// Forward proxy every attempt goes through; `None` connects directly. Proxy variables
     /// of the environment are never read.
     pub egress_proxy: Option<String>,
+    /// Consecutive failed attempts that make a webhook `failing`.
+    pub failing_after: u32,
+    /// Continuous failure after which a webhook is disabled; `None`: never.
+    pub disable_after: Option<Duration>,
+    /// How far back an automatic catch-up reaches; `None`: off.
+    pub auto_recover: Option<Duration>,
+    /// Where health notifications go, and the secret they are signed with.
+    pub operator_webhook: Option<OperatorWebhook>,
+}
+
+/// The operator's endpoint for health notifications.
+#[derive(Clone, PartialEq)]
+pub struct OperatorWebhook {
+    pub url: String,
+    /// The secret's key bytes (the base64 after `whsec_`, decoded).
+    pub key: Vec<u8>,
+}
+
+impl fmt::Debug for OperatorWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OperatorWebhook")
+            .field("url", &self.url)
+            .field("key", &"***")
+            .finish()
+    }
 }
 
 /// A rate of `count` requests per `per`.
@@ -98,6 +124,9 @@ impl Config {
             move |v: &str| parse::parse_duration_between(v, min, max)
         };
         let (ms, secs) = (Duration::from_millis, Duration::from_secs);
+        let duration_or_off = |min: Duration| {
+            move |v: &str| parse::parse_duration_or_off(v, min, secs(3650 * 86_400))
+        };
         Config {
             database_url: parser.get("database_url", parse::parse_database_url),
             listen: parser.get("listen", parse::parse_listen),
@@ -127,6 +156,21 @@ impl Config {
                 parse::parse_bounded(v, 1, 100_000)
             }),
             egress_proxy: parser.get("egress_proxy", parse::parse_proxy),
+            failing_after: parser.get("failing_after", |v| parse::parse_bounded(v, 1, 10_000)),
+            disable_after: parser.get("disable_after", duration_or_off(secs(1))),
+            auto_recover: parser.get("auto_recover", duration_or_off(secs(1))),
+            operator_webhook: parse::operator_webhook(parser),
+        }
+    }
+
+    /// How attempts' results move webhooks' health, as the store applies it.
+    pub fn health_policy(&self) -> HealthPolicy {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        HealthPolicy {
+            failing_after: self.failing_after,
+            disable_after_ms: self.disable_after.map(ms),
+            auto_recover_ms: self.auto_recover.map(ms),
+            notify_operator: self.operator_webhook.is_some(),
         }
     }
 

@@ -3,9 +3,12 @@
 
 use std::time::Duration;
 
-use super::WriteRate;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
 use super::database_url::{DatabaseUrl, redact_password};
 use super::sources::Values;
+use super::{OperatorWebhook, WriteRate};
 
 const MAX_RETRY_DELAYS: usize = 20;
 /// The longest delay a schedule may hold, so that every next-attempt instant stays far
@@ -148,6 +151,59 @@ pub(super) fn parse_duration_between(
                 humanize(max)
             )
         })
+}
+
+/// `0` (off) or a duration within bounds.
+pub(super) fn parse_duration_or_off(
+    value: &str,
+    min: Duration,
+    max: Duration,
+) -> Result<Option<Duration>, String> {
+    if value == "0" {
+        return Ok(None);
+    }
+    parse_duration_between(value, min, max)
+        .map(Some)
+        .map_err(|expected| format!("{expected}, or 0 for off"))
+}
+
+/// The operator's endpoint: both settings or neither. The secret is never echoed.
+pub(super) fn operator_webhook(parser: &mut Parser<'_>) -> Option<OperatorWebhook> {
+    let url = parser.values["operator_webhook_url"].0.trim().to_string();
+    let (secret, source) = &parser.values["operator_webhook_secret"];
+    let secret = secret.trim();
+    match (url.is_empty(), secret.is_empty()) {
+        (true, true) => return None,
+        (false, true) | (true, false) => {
+            parser.problems.push(
+                "operator_webhook_url and operator_webhook_secret: set both or neither".into(),
+            );
+            return None;
+        }
+        (false, false) => {}
+    }
+    let parsed = url::Url::parse(&url).ok();
+    if !parsed
+        .as_ref()
+        .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+    {
+        let source = &parser.values["operator_webhook_url"].1;
+        parser.problems.push(format!(
+            "operator_webhook_url (from {source}): expected an http(s) URL, got {url:?}"
+        ));
+        return None;
+    }
+    let key = secret
+        .strip_prefix("whsec_")
+        .and_then(|b64| STANDARD.decode(b64).ok())
+        .filter(|key| !key.is_empty());
+    let Some(key) = key else {
+        parser.problems.push(format!(
+            "operator_webhook_secret (from {source}): expected whsec_ followed by base64 (value not shown)"
+        ));
+        return None;
+    };
+    Some(OperatorWebhook { url, key })
 }
 
 pub(super) fn parse_schedule(value: &str) -> Result<Vec<Duration>, String> {

@@ -125,4 +125,34 @@ pub const SETTINGS: &[Setting] = &[
         default: "",
         help: "`http://host:port` forward proxy for every attempt (empty: connect directly)",
     },
+    Setting {
+        key: "failing_after",
+        env: "HERALD_FAILING_AFTER",
+        default: "5",
+        help: "consecutive failed attempts that make a webhook `failing`",
+    },
+    Setting {
+        key: "disable_after",
+        env: "HERALD_DISABLE_AFTER",
+        default: "5d",
+        help: "continuous failure after which Herald disables a webhook (`0`: never)",
+    },
+    Setting {
+        key: "auto_recover",
+        env: "HERALD_AUTO_RECOVER",
+        default: "24h",
+        help: "how far back a recovered webhook's catch-up reaches (`0`: no catch-up)",
+    },
+    Setting {
+        key: "operator_webhook_url",
+        env: "HERALD_OPERATOR_WEBHOOK_URL",
+        default: "",
+        help: "where health notifications go (empty: nowhere)",
+    },
+    Setting {
+        key: "operator_webhook_secret",
+        env: "HERALD_OPERATOR_WEBHOOK_SECRET",
+        default: "",
+        help: "`whsec_` + base64: the Standard Webhooks secret notifications are signed with",
+    },
 ];

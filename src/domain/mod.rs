@@ -8,6 +8,7 @@ pub mod destination;
 pub mod envelope;
 pub mod event;
 pub mod event_type;
+pub mod health;
 pub mod ids;
 pub mod keys;
 pub mod outcome;

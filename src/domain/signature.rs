@@ -9,8 +9,8 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn mac(key: &str, parts: &[&[u8]]) -> Vec<u8> {
-    let mut mac = HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any size");
+fn mac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any size");
     for part in parts {
         mac.update(part);
     }
@@ -20,15 +20,20 @@ fn mac(key: &str, parts: &[&[u8]]) -> Vec<u8> {
 /// `X-Signature`: lowercase hex HMAC-SHA256 over `"{timestamp}.{body}"`.
 pub fn x_signature(api_key: &str, timestamp: i64, body: &str) -> String {
     hex::encode(mac(
-        api_key,
+        api_key.as_bytes(),
         &[timestamp.to_string().as_bytes(), b".", body.as_bytes()],
     ))
 }
 
 /// `webhook-signature`: `v1,` and the base64 HMAC-SHA256 over `"{id}.{timestamp}.{body}"`.
 pub fn standard_signature(api_key: &str, message_id: &str, timestamp: i64, body: &str) -> String {
+    standard_signature_with(api_key.as_bytes(), message_id, timestamp, body)
+}
+
+/// [`standard_signature`] with the key's bytes, as a `whsec_` secret decodes to.
+pub fn standard_signature_with(key: &[u8], message_id: &str, timestamp: i64, body: &str) -> String {
     let digest = mac(
-        api_key,
+        key,
         &[
             message_id.as_bytes(),
             b".",
@@ -64,10 +69,15 @@ mod tests {
         // body {"test": 2432232314}. Its key bytes are the base64-decoded secret; Herald's
         // key bytes are the apiKey's UTF-8, so decode here to reuse the vector.
         let key_bytes = STANDARD.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-        let mut mac = HmacSha256::new_from_slice(&key_bytes).unwrap();
-        mac.update(b"msg_p5jXN8AQM9LWM0D4loKWxJek.1614265330.{\"test\": 2432232314}");
-        let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
-        assert_eq!(expected, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        assert_eq!(
+            standard_signature_with(
+                &key_bytes,
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+                "{\"test\": 2432232314}"
+            ),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
         // With a key whose bytes are valid UTF-8, the function computes the same thing.
         let key = "whk_abc";
         let mut mac = HmacSha256::new_from_slice(key.as_bytes()).unwrap();
