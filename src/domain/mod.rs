@@ -11,6 +11,7 @@ pub mod event_type;
 pub mod health;
 pub mod ids;
 pub mod keys;
+pub mod notification;
 pub mod outcome;
 pub mod page;
 pub mod retry;

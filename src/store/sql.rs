@@ -71,3 +71,9 @@ pub(super) const REOPEN_EVENT: &str = "UPDATE events SET status = 'processing', 
 pub(super) const QUEUE_DEPTH: &str = "SELECT (SELECT COUNT(*) FROM events WHERE status = 'pending'), \
      (SELECT COUNT(*) FROM deliveries WHERE state = 'queued'), \
      (SELECT COUNT(*) FROM deliveries WHERE state = 'in_flight')";
+
+/// Queues an operator notification, in the transaction of the transition it tells of:
+/// `(id, kind, body, now)`.
+pub(super) const QUEUE_NOTIFICATION: &str = "INSERT INTO notifications \
+     (id, kind, body, state, attempts, next_attempt_at, created_at, updated_at) \
+     VALUES ($1, $2, $3, 'queued', 0, $4, $4, $4)";
