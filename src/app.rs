@@ -15,13 +15,22 @@ use crate::api::serve::{ServeLimits, serve};
 use crate::api::{self, AppState};
 use crate::config::{Config, redact_password};
 use crate::delivery::{self, Wakeup};
+use crate::domain::health::HealthPolicy;
 use crate::ingest::Ingest;
 use crate::store::{self, Store};
 use crate::telemetry::metrics_handle;
 
 /// Connects to the database a URL names and applies its migrations.
 pub async fn open_store(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    let store = store::connect(database_url)
+    open_store_with(database_url, HealthPolicy::default()).await
+}
+
+/// [`open_store`] for a server, whose attempt results move health as `health` says.
+pub async fn open_store_with(
+    database_url: &str,
+    health: HealthPolicy,
+) -> anyhow::Result<Arc<dyn Store>> {
+    let store = store::connect_with(database_url, health)
         .await
         .with_context(|| format!("cannot open the database {}", redact_password(database_url)))?;
     store
@@ -39,7 +48,7 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let store = open_store(&config.database_url).await?;
+        let store = open_store_with(&config.database_url, config.health_policy()).await?;
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -6,6 +6,7 @@ pub mod body;
 pub mod cursor;
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod openapi;
 pub mod ops;
 pub mod path;
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/webhooks/{id}/rotate-key", post(webhooks::rotate_key))
         .route("/v1/webhooks/{id}/logs", get(webhooks::logs))
+        .route("/v1/webhooks/{id}/health", get(health::health))
         .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -12,10 +12,12 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
 use super::events::{self, EventList, EventLogs, RetryQueued, RetryRequest};
+use super::health::{self, HealthView};
 use super::ops::{self, Health};
 use super::publish::{self, BatchRequest, BatchResult, BatchResults, PublishRequest};
 use super::views::{DeliveryLogView, EventStatusView, EventView, WebhookView};
 use super::webhooks::{self, Deleted, LogList, WebhookCreate, WebhookUpdate};
+use crate::domain::health::HealthState;
 use crate::domain::status::EventStatus;
 
 struct BearerAuth;
@@ -185,7 +187,7 @@ fn optional_body_is_absent_not_null(operation: &mut Operation) {
     info(title = "Herald", description = "Webhook notification service: partner and producer API."),
     paths(
         webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete,
-        webhooks::rotate_key, webhooks::logs, events::list, events::status, events::logs,
+        webhooks::rotate_key, webhooks::logs, health::health, events::list, events::status, events::logs,
         events::retry, publish::publish, publish::publish_batch, ops::healthz, ops::readyz,
         ops::metrics, openapi_json,
     ),
@@ -193,6 +195,7 @@ fn optional_body_is_absent_not_null(operation: &mut Operation) {
         WebhookView, EventView, EventStatusView, DeliveryLogView, EventStatus, ErrorBody,
         Deleted, LogList, EventList, EventLogs, RetryQueued, BatchResult, BatchResults,
         WebhookCreate, WebhookUpdate, RetryRequest, PublishRequest, BatchRequest, Health,
+        HealthView, HealthState,
     )),
     modifiers(&BearerAuth, &ErrorResponses),
 )]

@@ -152,7 +152,7 @@ impl From<WebhookUpdate> for WebhookInput {
 }
 
 /// A path id that is not a UUID names no webhook.
-fn webhook_id(text: &str) -> Result<WebhookId, ApiError> {
+pub(super) fn webhook_id(text: &str) -> Result<WebhookId, ApiError> {
     WebhookId::parse(text).ok_or(ApiError::WebhookNotFound)
 }
 

@@ -3,6 +3,7 @@
 //! talks to, nor how it batches its writes. Instants are Unix milliseconds in every backend.
 
 mod error;
+mod health;
 mod model;
 mod postgres;
 mod results;
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use crate::domain::event::NewEvent;
+use crate::domain::health::HealthPolicy;
 pub use error::{PublishFailure, StoreError, StoreResult};
 pub use model::{
     AttemptRecord, ClaimRequest, ClaimedDelivery, ClaimedWork, DeliveryLog, Event, EventPage,
@@ -151,12 +153,21 @@ pub trait Store: AccessStore + WebhookStore + EventStore + DeliveryStore + 'stat
 
 impl<T: AccessStore + WebhookStore + EventStore + DeliveryStore + 'static> Store for T {}
 
-/// Opens the store a database URL names, without migrating it.
+/// Opens the store a database URL names, without migrating it, with the default health
+/// policy (enough for everything but writing attempt results).
 pub async fn connect(database_url: &str) -> StoreResult<Arc<dyn Store>> {
+    connect_with(database_url, HealthPolicy::default()).await
+}
+
+/// Opens the store a database URL names, without migrating it; attempt results move
+/// webhooks' health as `health` says.
+pub async fn connect_with(database_url: &str, health: HealthPolicy) -> StoreResult<Arc<dyn Store>> {
     if database_url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(database_url).await?))
+        Ok(Arc::new(SqliteStore::connect(database_url, health).await?))
     } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::connect(database_url).await?))
+        Ok(Arc::new(
+            PostgresStore::connect(database_url, health).await?,
+        ))
     } else {
         Err(StoreError::Invalid(format!(
             "unsupported database URL {:?}: use sqlite://PATH or postgres://...",

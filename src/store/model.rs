@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::domain::claim::Capacity;
 use crate::domain::event::NewEvent;
+use crate::domain::health::Health;
 use crate::domain::scope::Scope;
 use crate::domain::status::{AttemptStatus, EventStatus, NextStep};
 use crate::domain::webhook::WebhookFields;
@@ -65,6 +66,7 @@ pub struct Webhook {
     pub metadata: String,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    pub health: Health,
 }
 
 impl Webhook {

@@ -9,6 +9,7 @@ use super::{
 };
 use crate::domain::claim::Capacity;
 use crate::domain::envelope::{EnvelopeFields, render_body};
+use crate::domain::health::{Health, HealthState};
 use crate::domain::scope::scopes_from_text;
 use crate::domain::status::{AttemptStatus, EventStatus};
 
@@ -55,8 +56,13 @@ impl TryFrom<TokenRow> for Token {
     }
 }
 
-pub(super) const WEBHOOK_COLUMNS: &str =
-    "id, tenant, name, url, api_key, event_types, is_active, metadata, created_at, updated_at";
+pub(super) const WEBHOOK_COLUMNS: &str = "id, tenant, name, url, api_key, event_types, is_active, metadata, created_at, updated_at, \
+     health_state, consecutive_failures, failing_since, last_attempt_at, last_success_at, \
+     last_failure_at, last_response_status, disabled_at, disabled_reason";
+
+/// The columns of [`HealthRow`].
+pub(super) const HEALTH_COLUMNS: &str = "health_state, consecutive_failures, failing_since, last_attempt_at, last_success_at, \
+     last_failure_at, last_response_status, disabled_at, disabled_reason";
 
 #[derive(FromRow)]
 pub(super) struct WebhookRow {
@@ -70,6 +76,41 @@ pub(super) struct WebhookRow {
     pub(super) metadata: String,
     pub(super) created_at: i64,
     pub(super) updated_at: i64,
+    #[sqlx(flatten)]
+    pub(super) health: HealthRow,
+}
+
+/// A webhook's health columns.
+#[derive(FromRow)]
+pub(super) struct HealthRow {
+    pub(super) health_state: String,
+    pub(super) consecutive_failures: i64,
+    pub(super) failing_since: Option<i64>,
+    pub(super) last_attempt_at: Option<i64>,
+    pub(super) last_success_at: Option<i64>,
+    pub(super) last_failure_at: Option<i64>,
+    pub(super) last_response_status: Option<i64>,
+    pub(super) disabled_at: Option<i64>,
+    pub(super) disabled_reason: Option<String>,
+}
+
+impl TryFrom<HealthRow> for Health {
+    type Error = StoreError;
+    fn try_from(row: HealthRow) -> StoreResult<Health> {
+        Ok(Health {
+            state: HealthState::parse(&row.health_state).ok_or_else(|| {
+                StoreError::Invalid(format!("stored health state {:?}", row.health_state))
+            })?,
+            consecutive_failures: row.consecutive_failures,
+            failing_since_ms: row.failing_since,
+            last_attempt_at_ms: row.last_attempt_at,
+            last_success_at_ms: row.last_success_at,
+            last_failure_at_ms: row.last_failure_at,
+            last_response_status: row.last_response_status,
+            disabled_at_ms: row.disabled_at,
+            disabled_reason: row.disabled_reason,
+        })
+    }
 }
 
 impl TryFrom<WebhookRow> for Webhook {
@@ -87,6 +128,7 @@ impl TryFrom<WebhookRow> for Webhook {
             metadata: row.metadata,
             created_at_ms: row.created_at,
             updated_at_ms: row.updated_at,
+            health: Health::try_from(row.health)?,
         })
     }
 }

@@ -6,7 +6,9 @@
 /// The columns of a webhook row, as [`super::rows::WebhookRow`] decodes them.
 macro_rules! webhook_columns {
     () => {
-        "id, tenant, name, url, api_key, event_types, is_active, metadata, created_at, updated_at"
+        "id, tenant, name, url, api_key, event_types, is_active, metadata, created_at, updated_at, \
+         health_state, consecutive_failures, failing_since, last_attempt_at, last_success_at, \
+         last_failure_at, last_response_status, disabled_at, disabled_reason"
     };
 }
 
@@ -44,13 +46,20 @@ pub(super) const FIND_WEBHOOK: &str = concat!(
     " FROM webhooks WHERE tenant = $1 AND id = $2"
 );
 pub(super) const COUNT_WEBHOOKS: &str = "SELECT COUNT(*) FROM webhooks WHERE tenant = $1";
-pub(super) const INSERT_WEBHOOK: &str = concat!(
-    "INSERT INTO webhooks (",
-    webhook_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-);
+pub(super) const INSERT_WEBHOOK: &str = "INSERT INTO webhooks (id, tenant, name, url, api_key, \
+     event_types, is_active, metadata, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 pub(super) const UPDATE_WEBHOOK: &str = "UPDATE webhooks SET name = $1, url = $2, api_key = $3, \
      event_types = $4, is_active = $5, metadata = $6, updated_at = $7 WHERE id = $8";
+
+/// Writes a webhook's health: the columns of [`super::rows::HealthRow`] in order, then the id.
+pub(super) const UPDATE_HEALTH: &str = "UPDATE webhooks SET health_state = $1, \
+     consecutive_failures = $2, failing_since = $3, last_attempt_at = $4, last_success_at = $5, \
+     last_failure_at = $6, last_response_status = $7, disabled_at = $8, disabled_reason = $9 \
+     WHERE id = $10";
+/// Herald switches a webhook off (its health says why): `(now, id)`.
+pub(super) const DISABLE_WEBHOOK: &str =
+    "UPDATE webhooks SET is_active = FALSE, updated_at = $1 WHERE id = $2";
 
 /// How many events match a list's filters.
 pub(super) const COUNT_EVENTS: &str =

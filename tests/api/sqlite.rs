@@ -27,6 +27,8 @@ mod dispatch;
 mod event_ids;
 #[path = "events.rs"]
 mod events;
+#[path = "health.rs"]
+mod health;
 #[path = "isolation.rs"]
 mod isolation;
 #[path = "ops.rs"]

@@ -7,6 +7,7 @@
 mod access;
 mod deliveries;
 mod events;
+mod health;
 mod notify;
 mod results;
 mod webhooks;
@@ -20,6 +21,7 @@ use sqlx::{Postgres, Transaction};
 
 use super::StoreResult;
 use super::results::Unrecorded;
+use crate::domain::health::HealthPolicy;
 use crate::domain::status::{DeliveryState, derive_event_status};
 
 const MAX_CONNECTIONS: u32 = 16;
@@ -38,12 +40,14 @@ pub struct PostgresStore {
     channel: String,
     /// Attempt results waiting for the recorder ([`DeliveryStore::background_jobs`]).
     unrecorded: Unrecorded,
+    /// How attempt results move webhooks' health.
+    health: HealthPolicy,
 }
 
 impl PostgresStore {
     /// Connects to the database a `postgres://` URL names (its `options[search_path]`
     /// parameter, if any, picks the schema).
-    pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
+    pub async fn connect(url: &str, health: HealthPolicy) -> StoreResult<PostgresStore> {
         let options = PgConnectOptions::from_str(url)?.application_name("herald");
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
@@ -72,6 +76,7 @@ impl PostgresStore {
             pool,
             channel,
             unrecorded: Unrecorded::default(),
+            health,
         })
     }
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 use sqlx::{Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 
+use super::health::{apply_health, lock_webhooks};
 use super::{PostgresStore, lock_events, refresh_event_statuses};
+use crate::domain::health::HealthPolicy;
 use crate::domain::status::NextStep;
 use crate::store::results::{
     attempt_status, finished_events, latest_attempt_at, next_states, skip,
@@ -15,11 +17,16 @@ use crate::store::results::{
 use crate::store::{AttemptRecord, StoreResult};
 
 /// Logs finished attempts and moves their deliveries on, and their events' statuses with
-/// them. Locks the events first, in `seq` order.
-async fn record(tx: &mut Transaction<'_, Postgres>, records: &[AttemptRecord]) -> StoreResult<()> {
+/// them, and their webhooks' health. Locks the webhooks first, then the events, each in order.
+async fn record(
+    tx: &mut Transaction<'_, Postgres>,
+    records: &[AttemptRecord],
+    health: &HealthPolicy,
+) -> StoreResult<()> {
     let Some(node) = records.first().map(|r| r.node.clone()) else {
         return Ok(());
     };
+    let webhooks = lock_webhooks(tx, records).await?;
     let mut seqs: Vec<i64> = records.iter().map(|r| r.event_seq).collect();
     seqs.sort_unstable();
     seqs.dedup();
@@ -90,14 +97,15 @@ async fn record(tx: &mut Transaction<'_, Postgres>, records: &[AttemptRecord]) -
     .execute(&mut **tx)
     .await?;
     let finished = finished_events(records, &steps, &moved);
-    refresh_event_statuses(tx, &finished, latest_attempt_at(records)).await?;
-    Ok(())
+    let at = latest_attempt_at(records);
+    refresh_event_statuses(tx, &finished, at).await?;
+    apply_health(tx, webhooks, records, health, at).await
 }
 
 impl PostgresStore {
     async fn record_in_transaction(&self, records: &[AttemptRecord]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        record(&mut tx, records).await?;
+        record(&mut tx, records, &self.health).await?;
         tx.commit().await?;
         Ok(())
     }

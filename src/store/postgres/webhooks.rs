@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{PostgresStore, end_unfinished_deliveries};
+use crate::domain::health::{Health, HealthState};
 use crate::domain::time::now_ms;
+use crate::store::health::update_health;
 use crate::store::rows::{LOG_SELECT, LogRow, WEBHOOK_COLUMNS, WebhookRow};
 use crate::store::sql;
 use crate::store::{DeliveryLog, NewWebhook, StoreResult, Webhook, WebhookChange, WebhookStore};
@@ -72,6 +74,7 @@ impl WebhookStore for PostgresStore {
             metadata: webhook.metadata,
             created_at_ms: now,
             updated_at_ms: now,
+            health: Health::default(),
         }))
     }
 
@@ -93,6 +96,14 @@ impl WebhookStore for PostgresStore {
         let mut webhook = Webhook::try_from(row)?;
         let was_active = webhook.is_active;
         webhook.apply(change);
+        let reenabled =
+            !was_active && webhook.is_active && webhook.health.state == HealthState::Disabled;
+        if reenabled {
+            webhook.health.reenabled();
+            update_health::<_>(&webhook.health, id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         if was_active && !webhook.is_active {
             end_unfinished_deliveries(&mut tx, &webhook.id.to_string(), now_ms()).await?;
         }

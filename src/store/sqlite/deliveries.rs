@@ -163,7 +163,7 @@ impl SqliteStore {
         let now = request.now_ms;
         let mut tx = self.write_transaction(Commit::Relaxed).await?;
         let fanned_out = fan_out(&mut tx, now, request.fan_out_limit).await?;
-        record_isolated(&mut tx, finished).await?;
+        record_isolated(&mut tx, finished, &self.health).await?;
         // A lease that ran out means its attempt hung: the delivery is due again.
         if now - self.leases_checked_at.load(Ordering::Relaxed) >= LEASE_CHECK_EVERY_MS {
             sqlx::query(

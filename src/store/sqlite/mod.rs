@@ -12,6 +12,7 @@ mod access;
 mod deliveries;
 mod event_keys;
 mod events;
+mod health;
 mod results;
 mod webhooks;
 
@@ -31,6 +32,7 @@ use super::StoreResult;
 use super::model::Webhook;
 use super::results::Unrecorded;
 use super::rows::WebhookRow;
+use crate::domain::health::HealthPolicy;
 use crate::domain::status::{DeliveryState, derive_event_status};
 
 const READ_CONNECTIONS: u32 = 4;
@@ -67,6 +69,8 @@ pub struct SqliteStore {
     checkpointer: SqlitePool,
     /// Attempt results waiting for the next claim.
     unrecorded: Unrecorded,
+    /// How attempt results move webhooks' health.
+    health: HealthPolicy,
     /// When claims last looked for expired leases; see [`LEASE_CHECK_EVERY_MS`].
     leases_checked_at: AtomicI64,
     /// The keys of the events not yet in `event_keys`; see [`event_keys`].
@@ -75,7 +79,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file a `sqlite://PATH` URL names.
-    pub async fn connect(url: &str) -> StoreResult<SqliteStore> {
+    pub async fn connect(url: &str, health: HealthPolicy) -> StoreResult<SqliteStore> {
         let options = SqliteConnectOptions::from_str(url)?;
         create_owner_only(options.get_filename());
         let options = options
@@ -111,6 +115,7 @@ impl SqliteStore {
             wrote: Notify::new(),
             checkpointer,
             unrecorded: Unrecorded::default(),
+            health,
             leases_checked_at: AtomicI64::new(0),
             recent_keys: event_keys::RecentKeys::default(),
         })

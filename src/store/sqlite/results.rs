@@ -6,14 +6,20 @@ use std::collections::HashSet;
 
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
+use super::health::apply_health;
 use super::{Commit, SqliteStore, chunks, push_rows, refresh_event_statuses};
+use crate::domain::health::HealthPolicy;
 use crate::store::results::{
     attempt_status, finished_events, latest_attempt_at, next_states, skip,
 };
 use crate::store::{AttemptRecord, StoreError, StoreResult};
 
 /// Logs finished attempts and moves their deliveries on, and their events' statuses with them.
-async fn record(tx: &mut Transaction<'_, Sqlite>, records: &[AttemptRecord]) -> StoreResult<()> {
+async fn record(
+    tx: &mut Transaction<'_, Sqlite>,
+    records: &[AttemptRecord],
+    health: &HealthPolicy,
+) -> StoreResult<()> {
     let Some(node) = records.first().map(|r| r.node.clone()) else {
         return Ok(());
     };
@@ -118,8 +124,9 @@ async fn record(tx: &mut Transaction<'_, Sqlite>, records: &[AttemptRecord]) -> 
         insert.build().execute(&mut **tx).await?;
     }
     let finished = finished_events(records, &steps, &moved);
-    refresh_event_statuses(tx, &finished, latest_attempt_at(records)).await?;
-    Ok(())
+    let at = latest_attempt_at(records);
+    refresh_event_statuses(tx, &finished, at).await?;
+    apply_health(tx, records, health, at).await
 }
 
 /// Records `records` inside `tx` without letting one of them stop the others: all in one
@@ -129,11 +136,12 @@ async fn record(tx: &mut Transaction<'_, Sqlite>, records: &[AttemptRecord]) -> 
 pub(super) async fn record_isolated(
     tx: &mut Transaction<'_, Sqlite>,
     records: &[AttemptRecord],
+    health: &HealthPolicy,
 ) -> StoreResult<()> {
     if records.is_empty() {
         return Ok(());
     }
-    let error = match record_in_savepoint(tx, records).await {
+    let error = match record_in_savepoint(tx, records, health).await {
         Ok(()) => return Ok(()),
         Err(error) if error.is_transient() => return Err(error),
         Err(error) => error,
@@ -144,7 +152,7 @@ pub(super) async fn record_isolated(
     }
     tracing::warn!(%error, count = records.len(), "attempt results refused together; recording them one by one");
     for record in records {
-        match record_in_savepoint(tx, std::slice::from_ref(record)).await {
+        match record_in_savepoint(tx, std::slice::from_ref(record), health).await {
             Ok(()) => {}
             Err(error) if error.is_transient() => return Err(error),
             Err(error) => skip(record, &error),
@@ -156,9 +164,10 @@ pub(super) async fn record_isolated(
 async fn record_in_savepoint(
     tx: &mut Transaction<'_, Sqlite>,
     records: &[AttemptRecord],
+    health: &HealthPolicy,
 ) -> StoreResult<()> {
     let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
-    match record(&mut savepoint, records).await {
+    match record(&mut savepoint, records, health).await {
         Ok(()) => Ok(savepoint.commit().await?),
         Err(error) => {
             savepoint.rollback().await?;
@@ -177,7 +186,7 @@ impl SqliteStore {
             }
             let written = async {
                 let mut tx = self.write_transaction(Commit::Relaxed).await?;
-                record_isolated(&mut tx, &finished).await?;
+                record_isolated(&mut tx, &finished, &self.health).await?;
                 Ok::<_, StoreError>(tx.commit().await?)
             }
             .await;

@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{Commit, KeyedWebhookRow, SqliteStore, end_unfinished_deliveries};
+use crate::domain::health::{Health, HealthState};
 use crate::domain::time::now_ms;
+use crate::store::health::update_health;
 use crate::store::rows::{LOG_SELECT, LogRow, WEBHOOK_COLUMNS, WebhookRow};
 use crate::store::sql;
 use crate::store::{DeliveryLog, NewWebhook, StoreResult, Webhook, WebhookChange, WebhookStore};
@@ -70,6 +72,7 @@ impl WebhookStore for SqliteStore {
             metadata: webhook.metadata,
             created_at_ms: now,
             updated_at_ms: now,
+            health: Health::default(),
         }))
     }
 
@@ -91,6 +94,14 @@ impl WebhookStore for SqliteStore {
         let (seq, mut webhook) = row.decode()?;
         let was_active = webhook.is_active;
         webhook.apply(change);
+        let reenabled =
+            !was_active && webhook.is_active && webhook.health.state == HealthState::Disabled;
+        if reenabled {
+            webhook.health.reenabled();
+            update_health::<_>(&webhook.health, id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         // Deactivating ends the webhook's unfinished deliveries, as deleting does: no
         // further attempts, and their events still reach a final status.
         if was_active && !webhook.is_active {

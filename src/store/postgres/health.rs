@@ -1,0 +1,86 @@
+//! Webhook health on PostgreSQL, written with the attempt results that move it. Several
+//! nodes may finish attempts of one webhook at once: each batch locks its webhooks' rows
+//! (in id order, before any event's) so the counters stay exact and a transition happens in
+//! exactly one transaction.
+
+use sqlx::{FromRow, Postgres, Transaction};
+
+use super::end_unfinished_deliveries;
+use crate::domain::health::{HealthPolicy, Transition};
+use crate::domain::notification::Subject;
+use crate::store::health::{apply, attempts_by_webhook, queue_notification, update_health};
+use crate::store::rows::{HEALTH_COLUMNS, HealthRow, parse_uuid};
+use crate::store::{AttemptRecord, StoreResult, sql};
+
+/// A webhook whose health a batch of results moves, locked.
+#[derive(FromRow)]
+pub(super) struct Locked {
+    id: String,
+    tenant: String,
+    url: String,
+    #[sqlx(flatten)]
+    health: HealthRow,
+}
+
+/// Locks the webhooks of a batch of results, in id order.
+pub(super) async fn lock_webhooks(
+    tx: &mut Transaction<'_, Postgres>,
+    records: &[AttemptRecord],
+) -> StoreResult<Vec<Locked>> {
+    let mut ids: Vec<String> = records.iter().map(|r| r.webhook_id.to_string()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(sqlx::query_as(&format!(
+        "SELECT id, tenant, url, {HEALTH_COLUMNS} FROM webhooks WHERE id = ANY($1) \
+         ORDER BY id FOR UPDATE"
+    ))
+    .bind(ids)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// Applies a batch's attempts to their (locked) webhooks' health, and the transitions'
+/// effects: a disabled webhook is switched off and its unfinished deliveries end failed, and
+/// the operator's notifications are queued.
+pub(super) async fn apply_health(
+    tx: &mut Transaction<'_, Postgres>,
+    locked: Vec<Locked>,
+    records: &[AttemptRecord],
+    policy: &HealthPolicy,
+    now: i64,
+) -> StoreResult<()> {
+    let by_webhook = attempts_by_webhook(records);
+    for row in locked {
+        let id = parse_uuid(&row.id)?;
+        let Some(attempts) = by_webhook.get(&id) else {
+            continue;
+        };
+        let applied = apply(row.health.try_into()?, attempts, policy);
+        update_health(&applied.health, row.id.clone())
+            .execute(&mut **tx)
+            .await?;
+        let subject = Subject {
+            tenant: &row.tenant,
+            webhook_id: id,
+            url: &row.url,
+            consecutive_failures: applied.health.consecutive_failures,
+            failing_since_ms: applied.health.failing_since_ms,
+        };
+        for (transition, at) in &applied.transitions {
+            if let Transition::Disabled { .. } = transition {
+                sqlx::query(sql::DISABLE_WEBHOOK)
+                    .bind(now)
+                    .bind(&row.id)
+                    .execute(&mut **tx)
+                    .await?;
+                end_unfinished_deliveries(tx, &row.id, now).await?;
+            }
+            if policy.notify_operator {
+                queue_notification(transition, &subject, *at, now)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
