@@ -171,7 +171,7 @@ async fn with_notifications_off_every_webhooks_operation_answers_its_documented_
         }
         checked += 1;
     }
-    assert_eq!(checked, 11, "the eleven partner operations");
+    assert_eq!(checked, 12, "the eleven partner operations and health");
 }
 
 /// The retry body may be left out, but when sent it is an object: the document says so
