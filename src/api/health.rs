@@ -2,19 +2,26 @@
 //! missed.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
-use serde::Serialize;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Caller;
+use super::body::{WEBHOOK_BODY_LIMIT, json_body};
 use super::error::{ApiError, ErrorBody};
 use super::path::Path;
+use super::views::Success;
 use super::webhooks::webhook_id;
 use crate::domain::health::{Health, HealthState};
 use crate::domain::ids::WebhookId;
 use crate::domain::scope::Scope;
-use crate::domain::time::serde_ms;
+use crate::domain::time::{now_ms, parse_iso8601_ms, serde_ms};
+use crate::store::RecoverOutcome;
 
 /// A webhook's health: its state and the streak of failures that led to it.
 #[derive(Serialize, ToSchema)]
@@ -83,4 +90,153 @@ pub async fn health(
         .await?
         .ok_or(ApiError::WebhookNotFound)?;
     Ok(Json(HealthView::new(id, webhook.health)))
+}
+
+/// The body of a recover request: the creation times of the events to look at.
+#[derive(Deserialize, ToSchema)]
+pub struct RecoverRequest {
+    /// ISO 8601; events created at or after it.
+    #[schema(format = DateTime, example = "2025-12-29T10:00:00.000Z")]
+    pub since: String,
+    /// ISO 8601, default now; events created before it.
+    #[schema(format = DateTime)]
+    pub until: Option<String>,
+}
+
+/// What a recover request queued.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryQueued {
+    #[schema(value_type = Uuid)]
+    pub webhook_id: WebhookId,
+    pub event_count: u64,
+    /// `N event(s) queued for recovery`.
+    pub message: String,
+}
+
+/// `[since, until)` from a recover body, `until` defaulting to `now_ms`.
+fn recover_range(body: &Value, now_ms: i64) -> Result<(i64, i64), String> {
+    let Some(object) = body.as_object() else {
+        return Err("Request body must be a JSON object".into());
+    };
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !["since", "until"].contains(&k.as_str()))
+    {
+        return Err(format!("Unknown field: {unknown}"));
+    }
+    let instant = |field: &str| -> Result<Option<i64>, String> {
+        match object.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => parse_iso8601_ms(text)
+                .map(Some)
+                .ok_or_else(|| format!("{field} must be an ISO 8601 timestamp")),
+            Some(_) => Err(format!("{field} must be an ISO 8601 timestamp")),
+        }
+    };
+    let since = instant("since")?.ok_or("since is required")?;
+    let until = instant("until")?.unwrap_or(now_ms);
+    if since >= until {
+        return Err("since must be before until".into());
+    }
+    Ok((since, until))
+}
+
+/// Re-sends to this webhook every event created in `[since, until)` whose delivery to it
+/// ended failed; large ranges continue in the background.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/recover", operation_id = "recoverWebhook", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Webhook id")),
+    request_body(content = RecoverRequest, content_type = "application/json"),
+    responses((status = 202, body = Success<RecoveryQueued>), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 408, body = ErrorBody),
+              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+              (status = 429, description = "Too many writes for this tenant", body = ErrorBody,
+               headers(("Retry-After" = u64, description = "Whole seconds (at least 1) until a write is allowed again"))), (status = 503, body = ErrorBody)))]
+pub async fn recover(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Success<RecoveryQueued>>), ApiError> {
+    let tenant = caller.partner(Scope::EventsRetry)?;
+    state.partner_writes.admit(tenant)?;
+    let id = webhook_id(&id)?;
+    let body = json_body(&headers, body, WEBHOOK_BODY_LIMIT)?;
+    let (since, until) = recover_range(&body, now_ms()).map_err(ApiError::Validation)?;
+    match state
+        .store
+        .recover_webhook(tenant.as_str(), id.into(), since, until)
+        .await?
+    {
+        RecoverOutcome::Queued(count) => {
+            if count > 0 {
+                metrics::counter!("herald_recoveries_started_total", "trigger" => "request")
+                    .increment(1);
+                state.wakeup.wake();
+            }
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(Success::new(RecoveryQueued {
+                    webhook_id: id,
+                    event_count: count,
+                    message: format!("{count} event(s) queued for recovery"),
+                })),
+            ))
+        }
+        RecoverOutcome::WebhookNotFound => Err(ApiError::WebhookNotFound),
+        RecoverOutcome::WebhookInactive => {
+            Err(ApiError::Validation("Webhook is not active".into()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_recover_range_needs_since_before_until() {
+        let at = |text: &str| parse_iso8601_ms(text).unwrap();
+        assert_eq!(
+            recover_range(
+                &json!({"since": "2025-01-01T00:00:00Z"}),
+                at("2025-01-02T00:00:00Z")
+            ),
+            Ok((at("2025-01-01T00:00:00Z"), at("2025-01-02T00:00:00Z")))
+        );
+        assert_eq!(
+            recover_range(
+                &json!({"since": "2025-01-01T00:00:00Z", "until": "2025-01-01T01:00:00Z"}),
+                0
+            ),
+            Ok((at("2025-01-01T00:00:00Z"), at("2025-01-01T01:00:00Z")))
+        );
+        assert_eq!(
+            recover_range(&json!({}), 0),
+            Err("since is required".into())
+        );
+        assert_eq!(
+            recover_range(&json!({"since": "yesterday"}), 0),
+            Err("since must be an ISO 8601 timestamp".into())
+        );
+        assert_eq!(
+            recover_range(&json!({"since": "2025-01-01T00:00:00Z", "until": 5}), 0),
+            Err("until must be an ISO 8601 timestamp".into())
+        );
+        assert_eq!(
+            recover_range(
+                &json!({"since": "2025-01-02T00:00:00Z", "until": "2025-01-01T00:00:00Z"}),
+                0
+            ),
+            Err("since must be before until".into())
+        );
+        assert_eq!(
+            recover_range(&json!({"since": "2025-01-01T00:00:00Z", "from": 1}), 0),
+            Err("Unknown field: from".into())
+        );
+    }
 }

@@ -73,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/webhooks/{id}/rotate-key", post(webhooks::rotate_key))
         .route("/v1/webhooks/{id}/logs", get(webhooks::logs))
         .route("/v1/webhooks/{id}/health", get(health::health))
+        .route("/v1/webhooks/{id}/recover", post(health::recover))
         .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
 use super::events::{self, EventList, EventLogs, RetryQueued, RetryRequest};
-use super::health::{self, HealthView};
+use super::health::{self, HealthView, RecoverRequest, RecoveryQueued};
 use super::ops::{self, Health};
 use super::publish::{self, BatchRequest, BatchResult, BatchResults, PublishRequest};
 use super::views::{DeliveryLogView, EventStatusView, EventView, WebhookView};
@@ -187,7 +187,7 @@ fn optional_body_is_absent_not_null(operation: &mut Operation) {
     info(title = "Herald", description = "Webhook notification service: partner and producer API."),
     paths(
         webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete,
-        webhooks::rotate_key, webhooks::logs, health::health, events::list, events::status, events::logs,
+        webhooks::rotate_key, webhooks::logs, health::health, health::recover, events::list, events::status, events::logs,
         events::retry, publish::publish, publish::publish_batch, ops::healthz, ops::readyz,
         ops::metrics, openapi_json,
     ),
@@ -195,7 +195,7 @@ fn optional_body_is_absent_not_null(operation: &mut Operation) {
         WebhookView, EventView, EventStatusView, DeliveryLogView, EventStatus, ErrorBody,
         Deleted, LogList, EventList, EventLogs, RetryQueued, BatchResult, BatchResults,
         WebhookCreate, WebhookUpdate, RetryRequest, PublishRequest, BatchRequest, Health,
-        HealthView, HealthState,
+        HealthView, HealthState, RecoverRequest, RecoveryQueued,
     )),
     modifiers(&BearerAuth, &ErrorResponses),
 )]

@@ -170,6 +170,8 @@ impl Config {
             failing_after: self.failing_after,
             disable_after_ms: self.disable_after.map(ms),
             auto_recover_ms: self.auto_recover.map(ms),
+            delivery_span_ms: ms(self.retry_schedule.iter().sum::<Duration>()
+                + self.delivery_timeout * (self.retry_schedule.len() as u32 + 1)),
             notify_operator: self.operator_webhook.is_some(),
         }
     }

@@ -7,6 +7,7 @@ mod attempt;
 mod clock;
 mod dispatcher;
 mod in_flight;
+mod recoveries;
 mod retention;
 pub mod sender;
 
@@ -40,7 +41,7 @@ impl Wakeup {
 }
 
 /// Takes back this node's leftover claims, then starts the dispatcher, the store's own work
-/// beside it and the retention task on `tracker`; they stop when `shutdown` is cancelled.
+/// beside it, the recoveries and the retention task on `tracker`; they stop when `shutdown` is cancelled.
 pub async fn start(
     store: Arc<dyn Store>,
     config: Arc<Config>,
@@ -70,12 +71,18 @@ pub async fn start(
         config.log_retention,
         shutdown.clone(),
     ));
+    tracker.spawn(recoveries::run(
+        store.clone(),
+        wakeup.clone(),
+        shutdown.clone(),
+    ));
     tracker.spawn(report_queue_depth(store.clone(), shutdown.clone()));
     tracker.spawn(dispatcher.run(shutdown));
     Ok(())
 }
 
-/// Publishes the queue's depth (all nodes) as gauges every few seconds.
+/// Publishes the queue's depth, webhooks by health and running recoveries (all nodes) as
+/// gauges every few seconds.
 async fn report_queue_depth(store: Arc<dyn Store>, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(std::time::Duration::from_secs(2));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -89,6 +96,14 @@ async fn report_queue_depth(store: Arc<dyn Store>, shutdown: CancellationToken) 
                 metrics::gauge!("herald_events_pending").set(depth.pending_events as f64);
                 metrics::gauge!("herald_deliveries_queued").set(depth.queued as f64);
                 metrics::gauge!("herald_deliveries_in_flight").set(depth.in_flight as f64);
+                for (state, count) in [
+                    ("healthy", depth.webhooks_healthy),
+                    ("failing", depth.webhooks_failing),
+                    ("disabled", depth.webhooks_disabled),
+                ] {
+                    metrics::gauge!("herald_webhooks", "state" => state).set(count as f64);
+                }
+                metrics::gauge!("herald_recoveries_running").set(depth.recoveries_running as f64);
             }
             Err(error) => tracing::debug!(%error, "could not read the queue depth"),
         }

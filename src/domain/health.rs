@@ -47,6 +47,10 @@ pub struct HealthPolicy {
     pub disable_after_ms: Option<i64>,
     /// How far back an automatic catch-up reaches; `None`: no automatic catch-up.
     pub auto_recover_ms: Option<i64>,
+    /// The longest a delivery can take from its event's creation to its end (the retry
+    /// schedule and every attempt's timeout): a catch-up looks at events created up to this
+    /// long before the streak began.
+    pub delivery_span_ms: i64,
     /// Whether transitions queue an operator notification.
     pub notify_operator: bool,
 }
@@ -57,8 +61,20 @@ impl Default for HealthPolicy {
             failing_after: 5,
             disable_after_ms: Some(5 * 24 * 3_600_000),
             auto_recover_ms: Some(24 * 3_600_000),
+            delivery_span_ms: 16 * 60_000,
             notify_operator: false,
         }
+    }
+}
+
+impl HealthPolicy {
+    /// The range of events a catch-up looks at, after a webhook recovered at `at_ms` from a
+    /// streak that began at `streak_since_ms`: created within the catch-up's reach, and early
+    /// enough that their delivery could have ended during the streak. `None`: no catch-up.
+    pub fn catch_up(&self, streak_since_ms: i64, at_ms: i64) -> Option<(i64, i64)> {
+        let reach = self.auto_recover_ms?;
+        let since = (at_ms - reach).max(streak_since_ms - self.delivery_span_ms);
+        Some((since, at_ms + 1))
     }
 }
 
@@ -202,6 +218,7 @@ mod tests {
             failing_after: 3,
             disable_after_ms: Some(10_000),
             auto_recover_ms: Some(60_000),
+            delivery_span_ms: 5_000,
             notify_operator: true,
         }
     }
@@ -302,6 +319,19 @@ mod tests {
             health.apply(failed(at * 1_000_000, Some(500)), &policy);
         }
         assert_eq!(health.state, HealthState::Failing);
+    }
+
+    #[test]
+    fn a_catch_up_reaches_back_to_the_streak_but_no_further_than_allowed() {
+        // A short streak: from a delivery span before it began.
+        assert_eq!(policy().catch_up(100_000, 110_000), Some((95_000, 110_001)));
+        // A streak longer than the reach: the reach.
+        assert_eq!(policy().catch_up(0, 100_000), Some((40_000, 100_001)));
+        let off = HealthPolicy {
+            auto_recover_ms: None,
+            ..policy()
+        };
+        assert_eq!(off.catch_up(0, 100_000), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod error;
 mod health;
 mod model;
 mod postgres;
+mod recovery;
 mod results;
 mod rows;
 mod sql;
@@ -24,10 +25,11 @@ use crate::domain::health::HealthPolicy;
 pub use error::{PublishFailure, StoreError, StoreResult};
 pub use model::{
     AttemptRecord, ClaimRequest, ClaimedDelivery, ClaimedWork, DeliveryLog, Event, EventPage,
-    EventQuery, MAX_EVENT_LOGS, NewToken, NewWebhook, PublishOutcome, QueueDepth, RetryOutcome,
-    Tenant, Token, TokenKind, Webhook, WebhookChange, pending_event,
+    EventQuery, MAX_EVENT_LOGS, NewToken, NewWebhook, PublishOutcome, QueueDepth, RecoverOutcome,
+    RetryOutcome, Tenant, Token, TokenKind, Webhook, WebhookChange, pending_event,
 };
 pub use postgres::PostgresStore;
+pub use recovery::RecoveryStep;
 pub use sqlite::SqliteStore;
 
 /// Schema, health, tenants and tokens.
@@ -67,6 +69,17 @@ pub trait WebhookStore: Send + Sync {
     ) -> StoreResult<Option<Webhook>>;
     /// Deletes a webhook and ends its unfinished deliveries as failed; false when not found.
     async fn delete_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<bool>;
+    /// Gives every event of the tenant created in `[since_ms, until_ms)` whose delivery to
+    /// the webhook ended failed a new delivery cycle to it, as a retry naming it would. Works
+    /// through the first windows itself and leaves the rest to
+    /// [`DeliveryStore::continue_recoveries`]; returns how many events it queues in all.
+    async fn recover_webhook(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> StoreResult<RecoverOutcome>;
     /// The webhook's delivery logs, newest first.
     async fn webhook_logs(
         &self,
@@ -132,6 +145,9 @@ pub trait DeliveryStore: Send + Sync {
     /// earliest due delivery or lease expiry; `None` when there is nothing at all.
     async fn next_wake_at(&self) -> StoreResult<Option<i64>>;
     async fn queue_depth(&self) -> StoreResult<QueueDepth>;
+    /// One window of the oldest recovery still running (a large recover request, a
+    /// catch-up after a webhook recovered), in a transaction of its own.
+    async fn continue_recoveries(&self, now_ms: i64) -> StoreResult<RecoveryStep>;
     /// Deletes up to `limit` delivery logs created before `cutoff_ms`; returns how many.
     async fn delete_attempts_before(&self, cutoff_ms: i64, limit: u32) -> StoreResult<u64>;
     /// The store's own work beside the dispatcher, each job to run as a task of its own until

@@ -254,6 +254,16 @@ pub enum RetryOutcome {
     WebhookInactive,
 }
 
+/// What a recover request did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoverOutcome {
+    /// This many events get a new delivery cycle to the webhook (some perhaps in the
+    /// background).
+    Queued(u64),
+    WebhookNotFound,
+    WebhookInactive,
+}
+
 /// What a dispatcher asks for on each tick: fan out pending events, take back expired leases,
 /// and claim due deliveries within its free capacity.
 #[derive(Debug, Clone)]
@@ -317,10 +327,15 @@ pub struct AttemptRecord {
     pub next: NextStep,
 }
 
-/// Deliveries waiting and in flight, for the queue gauges.
-#[derive(Debug, Clone, Copy, Default)]
+/// Deliveries waiting and in flight, webhooks by health and recoveries running, for the
+/// gauges.
+#[derive(Debug, Clone, Copy, Default, sqlx::FromRow)]
 pub struct QueueDepth {
     pub pending_events: i64,
     pub queued: i64,
     pub in_flight: i64,
+    pub webhooks_healthy: i64,
+    pub webhooks_failing: i64,
+    pub webhooks_disabled: i64,
+    pub recoveries_running: i64,
 }

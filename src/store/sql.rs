@@ -77,9 +77,14 @@ pub(super) const EVENT_POSITION: &str = "SELECT seq FROM events WHERE id = $1 AN
 pub(super) const REOPEN_EVENT: &str = "UPDATE events SET status = 'processing', \
      processed_at = NULL, queued_at = COALESCE(queued_at, $1) WHERE seq = $2";
 
-pub(super) const QUEUE_DEPTH: &str = "SELECT (SELECT COUNT(*) FROM events WHERE status = 'pending'), \
-     (SELECT COUNT(*) FROM deliveries WHERE state = 'queued'), \
-     (SELECT COUNT(*) FROM deliveries WHERE state = 'in_flight')";
+pub(super) const QUEUE_DEPTH: &str = "SELECT \
+     (SELECT COUNT(*) FROM events WHERE status = 'pending') AS pending_events, \
+     (SELECT COUNT(*) FROM deliveries WHERE state = 'queued') AS queued, \
+     (SELECT COUNT(*) FROM deliveries WHERE state = 'in_flight') AS in_flight, \
+     (SELECT COUNT(*) FROM webhooks WHERE health_state = 'healthy') AS webhooks_healthy, \
+     (SELECT COUNT(*) FROM webhooks WHERE health_state = 'failing') AS webhooks_failing, \
+     (SELECT COUNT(*) FROM webhooks WHERE health_state = 'disabled') AS webhooks_disabled, \
+     (SELECT COUNT(*) FROM recoveries WHERE state = 'running') AS recoveries_running";
 
 /// Queues an operator notification, in the transaction of the transition it tells of:
 /// `(id, kind, body, now)`.

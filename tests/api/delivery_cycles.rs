@@ -16,7 +16,7 @@ async fn a_manual_retry_starts_a_new_cycle_at_attempt_one() {
     };
     let acme = app.partner("acme").await;
     let producer = app.producer_token().await;
-    let receiver = TestReceiver::first_then_ok(410).await;
+    let receiver = TestReceiver::first_then_ok(404).await;
     subscribe(&acme, &receiver.url("/"), &["*"]).await;
     let event = publish(&app, &producer, simple_event("a.b")).await;
     let id = event["id"].as_str().unwrap();

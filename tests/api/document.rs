@@ -171,7 +171,10 @@ async fn with_notifications_off_every_webhooks_operation_answers_its_documented_
         }
         checked += 1;
     }
-    assert_eq!(checked, 12, "the eleven partner operations and health");
+    assert_eq!(
+        checked, 13,
+        "the eleven partner operations, health and recover"
+    );
 }
 
 /// The retry body may be left out, but when sent it is an object: the document says so

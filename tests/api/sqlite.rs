@@ -39,6 +39,8 @@ mod partner_limits;
 mod publish;
 #[path = "publish_batch.rs"]
 mod publish_batch;
+#[path = "recovery.rs"]
+mod recovery;
 #[path = "robustness.rs"]
 mod robustness;
 #[path = "store.rs"]

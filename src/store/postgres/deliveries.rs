@@ -14,7 +14,7 @@ use crate::store::rows::{Candidate, take_within};
 use crate::store::sql;
 use crate::store::{
     AttemptRecord, BackgroundJob, ClaimRequest, ClaimedDelivery, ClaimedWork, DeliveryStore,
-    QueueDepth, StoreResult,
+    QueueDepth, RecoveryStep, StoreResult,
 };
 
 /// The CTEs `hooks` and `queued (id, first_due)`: each webhook with queued deliveries and
@@ -273,14 +273,13 @@ impl DeliveryStore for PostgresStore {
     }
 
     async fn queue_depth(&self) -> StoreResult<QueueDepth> {
-        let (pending_events, queued, in_flight): (i64, i64, i64) = sqlx::query_as(sql::QUEUE_DEPTH)
+        Ok(sqlx::query_as(sql::QUEUE_DEPTH)
             .fetch_one(&self.pool)
-            .await?;
-        Ok(QueueDepth {
-            pending_events,
-            queued,
-            in_flight,
-        })
+            .await?)
+    }
+
+    async fn continue_recoveries(&self, now_ms: i64) -> StoreResult<RecoveryStep> {
+        self.recovery_step(now_ms).await
     }
 
     async fn delete_attempts_before(&self, cutoff_ms: i64, limit: u32) -> StoreResult<u64> {

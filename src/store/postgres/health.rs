@@ -6,9 +6,11 @@
 use sqlx::{FromRow, Postgres, Transaction};
 
 use super::end_unfinished_deliveries;
+use super::recoveries::queue_recovery;
 use crate::domain::health::{HealthPolicy, Transition};
 use crate::domain::notification::Subject;
 use crate::store::health::{apply, attempts_by_webhook, queue_notification, update_health};
+use crate::store::recovery::Range;
 use crate::store::rows::{HEALTH_COLUMNS, HealthRow, parse_uuid};
 use crate::store::{AttemptRecord, StoreResult, sql};
 
@@ -41,7 +43,7 @@ pub(super) async fn lock_webhooks(
 
 /// Applies a batch's attempts to their (locked) webhooks' health, and the transitions'
 /// effects: a disabled webhook is switched off and its unfinished deliveries end failed, and
-/// the operator's notifications are queued.
+/// the operator's notifications and a recovered webhook's catch-up are queued.
 pub(super) async fn apply_health(
     tx: &mut Transaction<'_, Postgres>,
     locked: Vec<Locked>,
@@ -74,6 +76,21 @@ pub(super) async fn apply_health(
                     .execute(&mut **tx)
                     .await?;
                 end_unfinished_deliveries(tx, &row.id, now).await?;
+            }
+            if let Transition::Recovered {
+                streak_since_ms, ..
+            } = transition
+                && let Some((since, until)) = policy.catch_up(*streak_since_ms, *at)
+            {
+                let range = Range {
+                    tenant: row.tenant.clone(),
+                    since,
+                    until,
+                    ended_since: Some(*streak_since_ms),
+                };
+                queue_recovery(tx, &row.id, &range, now).await?;
+                metrics::counter!("herald_recoveries_started_total", "trigger" => "catch_up")
+                    .increment(1);
             }
             if policy.notify_operator {
                 queue_notification(transition, &subject, *at, now)

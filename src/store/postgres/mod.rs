@@ -9,6 +9,7 @@ mod deliveries;
 mod events;
 mod health;
 mod notify;
+mod recoveries;
 mod results;
 mod webhooks;
 

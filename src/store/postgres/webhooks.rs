@@ -9,7 +9,9 @@ use crate::domain::time::now_ms;
 use crate::store::health::update_health;
 use crate::store::rows::{LOG_SELECT, LogRow, WEBHOOK_COLUMNS, WebhookRow};
 use crate::store::sql;
-use crate::store::{DeliveryLog, NewWebhook, StoreResult, Webhook, WebhookChange, WebhookStore};
+use crate::store::{
+    DeliveryLog, NewWebhook, RecoverOutcome, StoreResult, Webhook, WebhookChange, WebhookStore,
+};
 
 #[async_trait]
 impl WebhookStore for PostgresStore {
@@ -137,6 +139,17 @@ impl WebhookStore for PostgresStore {
         end_unfinished_deliveries(&mut tx, &id, now_ms()).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn recover_webhook(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> StoreResult<RecoverOutcome> {
+        self.recover_webhook_events(tenant, id, since_ms, until_ms)
+            .await
     }
 
     async fn webhook_logs(

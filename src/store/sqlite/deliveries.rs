@@ -16,7 +16,7 @@ use crate::store::rows::{Candidate, take_within};
 use crate::store::sql;
 use crate::store::{
     AttemptRecord, BackgroundJob, ClaimRequest, ClaimedDelivery, ClaimedWork, DeliveryStore,
-    QueueDepth, StoreResult,
+    QueueDepth, RecoveryStep, StoreResult,
 };
 
 /// Matches pending events to the active webhooks of their tenants and queues a delivery per
@@ -251,14 +251,13 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn queue_depth(&self) -> StoreResult<QueueDepth> {
-        let (pending_events, queued, in_flight): (i64, i64, i64) = sqlx::query_as(sql::QUEUE_DEPTH)
+        Ok(sqlx::query_as(sql::QUEUE_DEPTH)
             .fetch_one(&self.reader)
-            .await?;
-        Ok(QueueDepth {
-            pending_events,
-            queued,
-            in_flight,
-        })
+            .await?)
+    }
+
+    async fn continue_recoveries(&self, now_ms: i64) -> StoreResult<RecoveryStep> {
+        self.recovery_step(now_ms).await
     }
 
     async fn delete_attempts_before(&self, cutoff_ms: i64, limit: u32) -> StoreResult<u64> {
