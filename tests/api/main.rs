@@ -25,6 +25,7 @@ mod egress;
 mod fuzz;
 mod metric_labels;
 mod multinode;
+mod multinode_health;
 mod outage;
 mod secrets;
 mod signatures;
