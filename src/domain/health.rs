@@ -164,7 +164,12 @@ impl Health {
         }
         self.last_failure_at_ms = Some(attempt.at_ms);
         self.consecutive_failures += 1;
-        let since = *self.failing_since_ms.get_or_insert(attempt.at_ms);
+        // Results reach the store in the order attempts finish, and several nodes write
+        // theirs side by side: the streak began at its earliest failure, whichever came first.
+        let since = self
+            .failing_since_ms
+            .map_or(attempt.at_ms, |since| since.min(attempt.at_ms));
+        self.failing_since_ms = Some(since);
         if self.state == HealthState::Disabled {
             return transitions;
         }
@@ -265,6 +270,16 @@ mod tests {
         assert_eq!(health.failing_since_ms, None);
         assert_eq!(health.last_success_at_ms, Some(500));
         assert_eq!(health.last_failure_at_ms, Some(400));
+    }
+
+    #[test]
+    fn a_streak_begins_at_its_earliest_failure_whatever_order_results_come_in() {
+        let mut health = Health::default();
+        health.apply(failed(300, Some(500)), &policy());
+        health.apply(failed(100, Some(500)), &policy());
+        health.apply(failed(200, Some(500)), &policy());
+        assert_eq!(health.failing_since_ms, Some(100));
+        assert_eq!(health.consecutive_failures, 3);
     }
 
     #[test]

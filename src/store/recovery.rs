@@ -4,6 +4,13 @@
 //! survives a restart, and a second one over the same range finds nothing left to queue (a
 //! delivery re-queued is no longer `failed`).
 
+use async_trait::async_trait;
+use sqlx::query::Query;
+use sqlx::{Database, Encode, Type};
+use uuid::Uuid;
+
+use super::StoreResult;
+
 /// Event seqs looked at per transaction.
 pub(super) const WINDOW: i64 = 2_000;
 /// Windows a recover request works through itself before leaving the rest to the
@@ -64,23 +71,214 @@ pub(super) fn window_end(next: i64, last: i64) -> i64 {
     next.saturating_add(WINDOW - 1).min(last)
 }
 
+/// A recovery's work for one webhook inside one transaction of a backend: the statements
+/// that differ between backends (SQLite's deliveries name their webhook by its `seq`,
+/// PostgreSQL's by its id, and PostgreSQL locks events first) behind the steps both share.
+#[async_trait]
+pub(super) trait Recovering: Send {
+    /// The seqs of the tenant's first and last events ([`SEQ_BOUNDS`]).
+    async fn seq_bounds(&mut self, tenant: &str) -> StoreResult<Option<(i64, i64)>>;
+    /// `created_at` of the tenant's first event from `seq` on ([`FIRST_CREATED_FROM`]).
+    async fn created_from(&mut self, tenant: &str, seq: i64) -> StoreResult<Option<i64>>;
+    /// The webhook's deliveries that ended failed, of the range's events among seqs
+    /// `[first, last]`: `(delivery id, event seq)`.
+    async fn failed_between(
+        &mut self,
+        range: &Range,
+        first: i64,
+        last: i64,
+    ) -> StoreResult<Vec<(i64, i64)>>;
+    /// Opens a new cycle (attempt 1, due now) for each of these failed deliveries, which it
+    /// supersedes, and reopens their events; returns how many it queued.
+    async fn requeue(&mut self, failed: &[(i64, i64)], now: i64) -> StoreResult<u64>;
+    /// Writes a recovery's row: [`RecoveryValues::query`] run in the transaction.
+    async fn record(&mut self, values: RecoveryValues) -> StoreResult<()>;
+}
+
+/// A change to a recovery's row.
+pub(super) enum RecoveryValues {
+    /// A recovery left to the background.
+    Insert {
+        range: Range,
+        webhook_id: String,
+        next: i64,
+        last: i64,
+        queued: i64,
+        now: i64,
+    },
+    /// A window done.
+    Advance {
+        id: String,
+        next: i64,
+        queued: i64,
+        done: bool,
+        now: i64,
+    },
+}
+
+impl RecoveryValues {
+    /// The statement that makes the change, its values bound.
+    pub(super) fn query<'q, DB>(&'q self) -> Query<'q, DB, <DB as Database>::Arguments<'q>>
+    where
+        DB: Database,
+        &'q str: Encode<'q, DB> + Type<DB>,
+        i64: Encode<'q, DB> + Type<DB>,
+        Option<i64>: Encode<'q, DB> + Type<DB>,
+        String: Encode<'q, DB> + Type<DB>,
+    {
+        match self {
+            RecoveryValues::Insert {
+                range,
+                webhook_id,
+                next,
+                last,
+                queued,
+                now,
+            } => sqlx::query::<DB>(INSERT_RECOVERY)
+                .bind(Uuid::now_v7().to_string())
+                .bind(range.tenant.as_str())
+                .bind(webhook_id.as_str())
+                .bind(range.since)
+                .bind(range.until)
+                .bind(range.ended_since)
+                .bind(*next)
+                .bind(*last)
+                .bind(*queued)
+                .bind(*now),
+            RecoveryValues::Advance {
+                id,
+                next,
+                queued,
+                done,
+                now,
+            } => sqlx::query::<DB>(ADVANCE_RECOVERY)
+                .bind(*next)
+                .bind(*queued)
+                .bind(if *done { "done" } else { "running" })
+                .bind(*now)
+                .bind(id.as_str()),
+        }
+    }
+}
+
+/// The seqs of the range's events to walk, `None` when the tenant has none from `since` on.
+async fn seq_span(tx: &mut impl Recovering, range: &Range) -> StoreResult<Option<(i64, i64)>> {
+    let Some((low, high)) = tx.seq_bounds(&range.tenant).await? else {
+        return Ok(None);
+    };
+    let mut search = SeqSearch::new(low, high, range.since);
+    while let Some(probe) = search.probe() {
+        let created = tx.created_from(&range.tenant, probe).await?;
+        search.answer(probe, created);
+    }
+    Ok((search.first() <= high).then_some((search.first(), high)))
+}
+
+/// Starts a recovery of the range for `webhook_id`: works through up to [`INLINE_WINDOWS`]
+/// windows and leaves the rest running in the background. Returns how many deliveries it
+/// queues in all, now and later.
+pub(super) async fn start(
+    tx: &mut impl Recovering,
+    webhook_id: &str,
+    range: &Range,
+    now: i64,
+) -> StoreResult<u64> {
+    let Some((first, last)) = seq_span(tx, range).await? else {
+        return Ok(0);
+    };
+    let total = tx.failed_between(range, first, last).await?.len() as u64;
+    if total == 0 {
+        return Ok(0);
+    }
+    let mut next = first;
+    let mut queued = 0;
+    for _ in 0..INLINE_WINDOWS {
+        if next > last {
+            return Ok(total);
+        }
+        let end = window_end(next, last);
+        let failed = tx.failed_between(range, next, end).await?;
+        queued += tx.requeue(&failed, now).await?;
+        next = end + 1;
+    }
+    if next <= last {
+        tx.record(RecoveryValues::Insert {
+            range: range.clone(),
+            webhook_id: webhook_id.to_string(),
+            next,
+            last,
+            queued: queued as i64,
+            now,
+        })
+        .await?;
+    }
+    Ok(total)
+}
+
+/// Leaves the whole of a recovery to the background (a catch-up, queued by the transaction
+/// that saw its webhook recover).
+pub(super) async fn queue(
+    tx: &mut impl Recovering,
+    webhook_id: &str,
+    range: &Range,
+    now: i64,
+) -> StoreResult<()> {
+    if let Some((next, last)) = seq_span(tx, range).await? {
+        let values = RecoveryValues::Insert {
+            range: range.clone(),
+            webhook_id: webhook_id.to_string(),
+            next,
+            last,
+            queued: 0,
+            now,
+        };
+        tx.record(values).await?;
+    }
+    Ok(())
+}
+
+/// One window of a running recovery, or its end when its webhook was deleted or switched
+/// off meanwhile (`alive` false). Returns how many deliveries it queued.
+pub(super) async fn step(
+    tx: &mut impl Recovering,
+    job: &RunningRow,
+    alive: bool,
+    now: i64,
+) -> StoreResult<u64> {
+    let (queued, next) = if alive {
+        let end = window_end(job.next_seq, job.last_seq);
+        let failed = tx.failed_between(&job.range(), job.next_seq, end).await?;
+        (tx.requeue(&failed, now).await?, end + 1)
+    } else {
+        (0, job.last_seq + 1)
+    };
+    let values = RecoveryValues::Advance {
+        id: job.id.clone(),
+        next,
+        queued: queued as i64,
+        done: next > job.last_seq,
+        now,
+    };
+    tx.record(values).await?;
+    Ok(queued)
+}
+
 /// The probe statement of [`SeqSearch`]: `(tenant, seq)`.
 pub(super) const FIRST_CREATED_FROM: &str =
     "SELECT created_at FROM events WHERE tenant = $1 AND seq >= $2 ORDER BY seq LIMIT 1";
 /// The seqs of the tenant's first and last events: `(tenant)`.
 pub(super) const SEQ_BOUNDS: &str = "SELECT MIN(seq), MAX(seq) FROM events WHERE tenant = $1";
 
-/// A recovery left to the background: `(id, tenant, webhook id, since, until, ended_since,
-/// next_seq, last_seq, queued so far, now)`.
-pub(super) const INSERT_RECOVERY: &str = "INSERT INTO recoveries (id, tenant, webhook_id, \
+/// A recovery left to the background.
+const INSERT_RECOVERY: &str = "INSERT INTO recoveries (id, tenant, webhook_id, \
      since, until, ended_since, next_seq, last_seq, queued, state, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'running', $10, $10)";
 /// The oldest recovery still running (PostgreSQL appends its row lock).
 pub(super) const RUNNING_RECOVERY: &str = "SELECT id, tenant, webhook_id, since, until, \
      ended_since, next_seq, last_seq FROM recoveries WHERE state = 'running' \
      ORDER BY created_at LIMIT 1";
-/// A window done: `(next_seq, queued in it, state, now, id)`.
-pub(super) const ADVANCE_RECOVERY: &str = "UPDATE recoveries SET next_seq = $1, \
+/// A window done.
+const ADVANCE_RECOVERY: &str = "UPDATE recoveries SET next_seq = $1, \
      queued = queued + $2, state = $3, updated_at = $4 WHERE id = $5";
 
 /// A running recovery, as [`RUNNING_RECOVERY`] reads it.

@@ -6,11 +6,11 @@
 use sqlx::{FromRow, Postgres, Transaction};
 
 use super::end_unfinished_deliveries;
-use super::recoveries::queue_recovery;
+use super::recoveries::Recovery;
 use crate::domain::health::{HealthPolicy, Transition};
 use crate::domain::notification::Subject;
 use crate::store::health::{apply, attempts_by_webhook, queue_notification, update_health};
-use crate::store::recovery::Range;
+use crate::store::recovery::{self, Range};
 use crate::store::rows::{HEALTH_COLUMNS, HealthRow, parse_uuid};
 use crate::store::{AttemptRecord, StoreResult, sql};
 
@@ -88,7 +88,11 @@ pub(super) async fn apply_health(
                     until,
                     ended_since: Some(*streak_since_ms),
                 };
-                queue_recovery(tx, &row.id, &range, now).await?;
+                let mut recovery = Recovery {
+                    tx: &mut *tx,
+                    webhook_id: &row.id,
+                };
+                recovery::queue(&mut recovery, &row.id, &range, now).await?;
                 metrics::counter!("herald_recoveries_started_total", "trigger" => "catch_up")
                     .increment(1);
             }

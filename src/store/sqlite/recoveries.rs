@@ -1,173 +1,101 @@
-//! Recovering a webhook's failed events on SQLite (see [`crate::store::recovery`]).
+//! Recovering a webhook's failed events on SQLite: the statements of
+//! [`crate::store::recovery`] that name a webhook by its `seq`.
 
+use async_trait::async_trait;
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::{Commit, SqliteStore, json_list};
+use crate::domain::time::now_ms;
 use crate::store::recovery::{
-    ADVANCE_RECOVERY, FIRST_CREATED_FROM, INLINE_WINDOWS, INSERT_RECOVERY, RUNNING_RECOVERY, Range,
-    RecoveryStep, RunningRow, SEQ_BOUNDS, SeqSearch, window_end,
+    self, FIRST_CREATED_FROM, RUNNING_RECOVERY, Range, Recovering, RecoveryStep, RecoveryValues,
+    RunningRow, SEQ_BOUNDS,
 };
 use crate::store::{RecoverOutcome, StoreResult, sql};
 
-/// Deliveries to the webhook that ended failed, of the range's events among seqs
-/// `[first, last]`: `(delivery id, event seq)`.
-async fn failed_between(
-    tx: &mut Transaction<'_, Sqlite>,
-    range: &Range,
-    webhook_seq: i64,
-    first: i64,
-    last: i64,
-) -> StoreResult<Vec<(i64, i64)>> {
-    Ok(sqlx::query_as(
-        "SELECT d.id, d.event_seq FROM deliveries d JOIN events e ON e.seq = d.event_seq \
-         WHERE d.event_seq BETWEEN $1 AND $2 AND d.webhook_seq = $3 AND d.state = 'failed' \
-         AND e.tenant = $4 AND e.created_at >= $5 AND e.created_at < $6 \
-         AND ($7 IS NULL OR d.updated_at >= $7)",
-    )
-    .bind(first)
-    .bind(last)
-    .bind(webhook_seq)
-    .bind(&range.tenant)
-    .bind(range.since)
-    .bind(range.until)
-    .bind(range.ended_since)
-    .fetch_all(&mut **tx)
-    .await?)
+/// A recovery's work for the webhook `webhook_seq` in `tx`.
+pub(super) struct Recovery<'a, 't> {
+    pub(super) tx: &'a mut Transaction<'t, Sqlite>,
+    pub(super) webhook_seq: i64,
 }
 
-/// Opens a new cycle (attempt 1, due now) for each failed delivery, which it supersedes.
-async fn requeue(
-    tx: &mut Transaction<'_, Sqlite>,
-    failed: &[(i64, i64)],
-    now: i64,
-) -> StoreResult<u64> {
-    if failed.is_empty() {
-        return Ok(0);
-    }
-    let ids = json_list(&failed.iter().map(|(id, _)| *id).collect::<Vec<_>>());
-    sqlx::query(
-        "INSERT INTO deliveries (event_seq, webhook_seq, cycle, state, next_attempt_at, \
-         created_at, updated_at) SELECT event_seq, webhook_seq, cycle + 1, 'queued', $1, $1, $1 \
-         FROM deliveries WHERE id IN (SELECT value FROM json_each($2))",
-    )
-    .bind(now)
-    .bind(&ids)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE deliveries SET state = 'superseded', updated_at = $1 \
-         WHERE id IN (SELECT value FROM json_each($2))",
-    )
-    .bind(now)
-    .bind(&ids)
-    .execute(&mut **tx)
-    .await?;
-    for (_, event_seq) in failed {
-        sqlx::query(sql::REOPEN_EVENT)
-            .bind(now)
-            .bind(event_seq)
-            .execute(&mut **tx)
+#[async_trait]
+impl Recovering for Recovery<'_, '_> {
+    async fn seq_bounds(&mut self, tenant: &str) -> StoreResult<Option<(i64, i64)>> {
+        let (low, high): (Option<i64>, Option<i64>) = sqlx::query_as(SEQ_BOUNDS)
+            .bind(tenant)
+            .fetch_one(&mut **self.tx)
             .await?;
+        Ok(low.zip(high))
     }
-    Ok(failed.len() as u64)
-}
 
-/// The seqs of the range's events to walk, `None` when the tenant has none from `since` on.
-async fn seq_span(
-    tx: &mut Transaction<'_, Sqlite>,
-    range: &Range,
-) -> StoreResult<Option<(i64, i64)>> {
-    let (low, high): (Option<i64>, Option<i64>) = sqlx::query_as(SEQ_BOUNDS)
+    async fn created_from(&mut self, tenant: &str, seq: i64) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar(FIRST_CREATED_FROM)
+            .bind(tenant)
+            .bind(seq)
+            .fetch_optional(&mut **self.tx)
+            .await?)
+    }
+
+    async fn failed_between(
+        &mut self,
+        range: &Range,
+        first: i64,
+        last: i64,
+    ) -> StoreResult<Vec<(i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT d.id, d.event_seq FROM deliveries d JOIN events e ON e.seq = d.event_seq \
+             WHERE d.event_seq BETWEEN $1 AND $2 AND d.webhook_seq = $3 AND d.state = 'failed' \
+             AND e.tenant = $4 AND e.created_at >= $5 AND e.created_at < $6 \
+             AND ($7 IS NULL OR d.updated_at >= $7)",
+        )
+        .bind(first)
+        .bind(last)
+        .bind(self.webhook_seq)
         .bind(&range.tenant)
-        .fetch_one(&mut **tx)
-        .await?;
-    let (Some(low), Some(high)) = (low, high) else {
-        return Ok(None);
-    };
-    let mut search = SeqSearch::new(low, high, range.since);
-    while let Some(probe) = search.probe() {
-        let created: Option<i64> = sqlx::query_scalar(FIRST_CREATED_FROM)
-            .bind(&range.tenant)
-            .bind(probe)
-            .fetch_optional(&mut **tx)
-            .await?;
-        search.answer(probe, created);
-    }
-    Ok((search.first() <= high).then_some((search.first(), high)))
-}
-
-/// Starts a recovery in `tx`: works through up to [`INLINE_WINDOWS`] windows and records the
-/// rest as running. Returns how many deliveries it queues in all, now and later.
-pub(super) async fn start_recovery(
-    tx: &mut Transaction<'_, Sqlite>,
-    webhook_id: &str,
-    webhook_seq: i64,
-    range: &Range,
-    now: i64,
-) -> StoreResult<u64> {
-    let Some((first, last)) = seq_span(tx, range).await? else {
-        return Ok(0);
-    };
-    let total = failed_between(tx, range, webhook_seq, first, last)
-        .await?
-        .len() as u64;
-    if total == 0 {
-        return Ok(0);
-    }
-    let mut next = first;
-    let mut queued = 0;
-    for _ in 0..INLINE_WINDOWS {
-        if next > last {
-            return Ok(total);
-        }
-        let end = window_end(next, last);
-        let failed = failed_between(tx, range, webhook_seq, next, end).await?;
-        queued += requeue(tx, &failed, now).await?;
-        next = end + 1;
-    }
-    if next <= last {
-        insert_running(tx, webhook_id, range, (next, last), queued, now).await?;
-    }
-    Ok(total)
-}
-
-/// Leaves the whole of a recovery to the background (a catch-up, queued by the
-/// transaction that saw its webhook recover).
-pub(super) async fn queue_recovery(
-    tx: &mut Transaction<'_, Sqlite>,
-    webhook_id: &str,
-    range: &Range,
-    now: i64,
-) -> StoreResult<()> {
-    if let Some(span) = seq_span(tx, range).await? {
-        insert_running(tx, webhook_id, range, span, 0, now).await?;
-    }
-    Ok(())
-}
-
-async fn insert_running(
-    tx: &mut Transaction<'_, Sqlite>,
-    webhook_id: &str,
-    range: &Range,
-    (next, last): (i64, i64),
-    queued: u64,
-    now: i64,
-) -> StoreResult<()> {
-    sqlx::query(INSERT_RECOVERY)
-        .bind(Uuid::now_v7().to_string())
-        .bind(&range.tenant)
-        .bind(webhook_id)
         .bind(range.since)
         .bind(range.until)
         .bind(range.ended_since)
-        .bind(next)
-        .bind(last)
-        .bind(queued as i64)
+        .fetch_all(&mut **self.tx)
+        .await?)
+    }
+
+    async fn requeue(&mut self, failed: &[(i64, i64)], now: i64) -> StoreResult<u64> {
+        if failed.is_empty() {
+            return Ok(0);
+        }
+        let ids = json_list(&failed.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+        sqlx::query(
+            "INSERT INTO deliveries (event_seq, webhook_seq, cycle, state, next_attempt_at, \
+             created_at, updated_at) SELECT event_seq, webhook_seq, cycle + 1, 'queued', $1, $1, \
+             $1 FROM deliveries WHERE id IN (SELECT value FROM json_each($2))",
+        )
         .bind(now)
-        .execute(&mut **tx)
+        .bind(&ids)
+        .execute(&mut **self.tx)
         .await?;
-    Ok(())
+        sqlx::query(
+            "UPDATE deliveries SET state = 'superseded', updated_at = $1 \
+             WHERE id IN (SELECT value FROM json_each($2))",
+        )
+        .bind(now)
+        .bind(&ids)
+        .execute(&mut **self.tx)
+        .await?;
+        for (_, event_seq) in failed {
+            sqlx::query(sql::REOPEN_EVENT)
+                .bind(now)
+                .bind(event_seq)
+                .execute(&mut **self.tx)
+                .await?;
+        }
+        Ok(failed.len() as u64)
+    }
+
+    async fn record(&mut self, values: RecoveryValues) -> StoreResult<()> {
+        values.query::<Sqlite>().execute(&mut **self.tx).await?;
+        Ok(())
+    }
 }
 
 impl SqliteStore {
@@ -197,8 +125,11 @@ impl SqliteStore {
             until: until_ms,
             ended_since: None,
         };
-        let now = crate::domain::time::now_ms();
-        let queued = start_recovery(&mut tx, &id.to_string(), webhook_seq, &range, now).await?;
+        let mut recovery = Recovery {
+            tx: &mut tx,
+            webhook_seq,
+        };
+        let queued = recovery::start(&mut recovery, &id.to_string(), &range, now_ms()).await?;
         tx.commit().await?;
         Ok(RecoverOutcome::Queued(queued))
     }
@@ -211,34 +142,16 @@ impl SqliteStore {
         let Some(job) = running else {
             return Ok(RecoveryStep::default());
         };
-        // A webhook deleted or switched off meanwhile ends its recovery.
         let webhook: Option<i64> =
             sqlx::query_scalar("SELECT seq FROM webhooks WHERE id = $1 AND is_active")
                 .bind(&job.webhook_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let (queued, next) = match webhook {
-            Some(webhook_seq) => {
-                let end = window_end(job.next_seq, job.last_seq);
-                let failed =
-                    failed_between(&mut tx, &job.range(), webhook_seq, job.next_seq, end).await?;
-                (requeue(&mut tx, &failed, now).await?, end + 1)
-            }
-            None => (0, job.last_seq + 1),
+        let mut recovery = Recovery {
+            tx: &mut tx,
+            webhook_seq: webhook.unwrap_or_default(),
         };
-        let state = if next > job.last_seq {
-            "done"
-        } else {
-            "running"
-        };
-        sqlx::query(ADVANCE_RECOVERY)
-            .bind(next)
-            .bind(queued as i64)
-            .bind(state)
-            .bind(now)
-            .bind(&job.id)
-            .execute(&mut *tx)
-            .await?;
+        let queued = recovery::step(&mut recovery, &job, webhook.is_some(), now).await?;
         tx.commit().await?;
         Ok(RecoveryStep { queued, more: true })
     }
