@@ -147,10 +147,12 @@ impl Health {
     /// Applies a finished attempt; returns the transitions it caused, in order.
     pub fn apply(&mut self, attempt: FinishedAttempt, policy: &HealthPolicy) -> Vec<Transition> {
         let mut transitions = Vec::new();
-        self.last_attempt_at_ms = Some(attempt.at_ms);
-        self.last_response_status = attempt.response_status;
+        if self.last_attempt_at_ms.is_none_or(|last| attempt.at_ms >= last) {
+            self.last_attempt_at_ms = Some(attempt.at_ms);
+            self.last_response_status = attempt.response_status;
+        }
         if attempt.succeeded {
-            self.last_success_at_ms = Some(attempt.at_ms);
+            self.last_success_at_ms = latest(self.last_success_at_ms, attempt.at_ms);
             if self.state == HealthState::Failing {
                 transitions.push(Transition::Recovered {
                     streak_since_ms: self.failing_since_ms.unwrap_or(attempt.at_ms),
@@ -162,7 +164,7 @@ impl Health {
             self.failing_since_ms = None;
             return transitions;
         }
-        self.last_failure_at_ms = Some(attempt.at_ms);
+        self.last_failure_at_ms = latest(self.last_failure_at_ms, attempt.at_ms);
         self.consecutive_failures += 1;
         // Results reach the store in the order attempts finish, and several nodes write
         // theirs side by side: the streak began at its earliest failure, whichever came first.
@@ -212,6 +214,10 @@ impl Health {
         self.disabled_at_ms = None;
         self.disabled_reason = None;
     }
+}
+
+fn latest(known: Option<i64>, at_ms: i64) -> Option<i64> {
+    Some(known.map_or(at_ms, |known| known.max(at_ms)))
 }
 
 #[cfg(test)]
@@ -280,6 +286,8 @@ mod tests {
         health.apply(failed(200, Some(500)), &policy());
         assert_eq!(health.failing_since_ms, Some(100));
         assert_eq!(health.consecutive_failures, 3);
+        assert_eq!(health.last_failure_at_ms, Some(300));
+        assert_eq!(health.last_attempt_at_ms, Some(300));
     }
 
     #[test]
