@@ -147,7 +147,10 @@ impl Health {
     /// Applies a finished attempt; returns the transitions it caused, in order.
     pub fn apply(&mut self, attempt: FinishedAttempt, policy: &HealthPolicy) -> Vec<Transition> {
         let mut transitions = Vec::new();
-        if self.last_attempt_at_ms.is_none_or(|last| attempt.at_ms >= last) {
+        if self
+            .last_attempt_at_ms
+            .is_none_or(|last| attempt.at_ms >= last)
+        {
             self.last_attempt_at_ms = Some(attempt.at_ms);
             self.last_response_status = attempt.response_status;
         }

@@ -110,13 +110,20 @@ pub async fn fresh_postgres_schema(base_url: &str) -> String {
 /// A migrated store on `backend`, without an app (`None`: no PostgreSQL server configured).
 /// The directory holds the SQLite file.
 pub async fn fresh_store_on(backend: Backend) -> Option<(Arc<dyn Store>, TempDir)> {
+    let (url, dir) = fresh_database_on(backend).await?;
+    let store = herald::app::open_store(&url).await.expect("store opens");
+    Some((store, dir))
+}
+
+/// The URL of an empty database on `backend`, for a store to open (and open again); the
+/// directory holds the SQLite file.
+pub async fn fresh_database_on(backend: Backend) -> Option<(String, TempDir)> {
     let dir = tempfile::tempdir().expect("temporary directory");
     let url = match backend {
         Backend::Sqlite => format!("sqlite://{}", dir.path().join("herald.db").display()),
         Backend::Postgres => fresh_postgres_schema(&test_database_url()?).await,
     };
-    let store = herald::app::open_store(&url).await.expect("store opens");
-    Some((store, dir))
+    Some((url, dir))
 }
 
 impl TestApp {

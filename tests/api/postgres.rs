@@ -46,6 +46,8 @@ mod recovery;
 mod robustness;
 #[path = "store.rs"]
 mod store;
+#[path = "store_recovery.rs"]
+mod store_recovery;
 #[path = "text.rs"]
 mod text;
 #[path = "wake.rs"]
