@@ -6,13 +6,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Serialize;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Caller;
-use super::body::{WEBHOOK_BODY_LIMIT, json_body};
+use super::body::{RawBody, WEBHOOK_BODY_LIMIT, json_body};
 use super::error::{ApiError, ErrorBody};
 use super::path::Path;
 use super::views::Success;
@@ -93,14 +93,47 @@ pub async fn health(
 }
 
 /// The body of a recover request: the creation times of the events to look at.
-#[derive(Deserialize, ToSchema)]
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RecoverRequest {
     /// ISO 8601; events created at or after it.
-    #[schema(format = DateTime, example = "2025-12-29T10:00:00.000Z")]
-    pub since: String,
+    #[schema(value_type = String, format = DateTime, example = "2025-12-29T10:00:00.000Z")]
+    since: Option<Value>,
     /// ISO 8601, default now; events created before it.
-    #[schema(format = DateTime)]
-    pub until: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    until: Option<Value>,
+}
+
+impl RawBody for RecoverRequest {
+    const FIELDS: &'static [&'static str] = &["since", "until"];
+
+    fn from_fields(mut object: Map<String, Value>) -> RecoverRequest {
+        RecoverRequest {
+            since: object.remove("since"),
+            until: object.remove("until"),
+        }
+    }
+}
+
+impl RecoverRequest {
+    /// `[since, until)`, `until` defaulting to `now_ms`.
+    fn range(self, now_ms: i64) -> Result<(i64, i64), String> {
+        let instant = |field: &str, value: Option<Value>| -> Result<Option<i64>, String> {
+            match value {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(text)) => parse_iso8601_ms(&text)
+                    .map(Some)
+                    .ok_or_else(|| format!("{field} must be an ISO 8601 timestamp")),
+                Some(_) => Err(format!("{field} must be an ISO 8601 timestamp")),
+            }
+        };
+        let since = instant("since", self.since)?.ok_or("since is required")?;
+        let until = instant("until", self.until)?.unwrap_or(now_ms);
+        if since >= until {
+            return Err("since must be before until".into());
+        }
+        Ok((since, until))
+    }
 }
 
 /// What a recover request queued.
@@ -112,34 +145,6 @@ pub struct RecoveryQueued {
     pub event_count: u64,
     /// `N event(s) queued for recovery`.
     pub message: String,
-}
-
-/// `[since, until)` from a recover body, `until` defaulting to `now_ms`.
-fn recover_range(body: &Value, now_ms: i64) -> Result<(i64, i64), String> {
-    let Some(object) = body.as_object() else {
-        return Err("Request body must be a JSON object".into());
-    };
-    if let Some(unknown) = object
-        .keys()
-        .find(|k| !["since", "until"].contains(&k.as_str()))
-    {
-        return Err(format!("Unknown field: {unknown}"));
-    }
-    let instant = |field: &str| -> Result<Option<i64>, String> {
-        match object.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(text)) => parse_iso8601_ms(text)
-                .map(Some)
-                .ok_or_else(|| format!("{field} must be an ISO 8601 timestamp")),
-            Some(_) => Err(format!("{field} must be an ISO 8601 timestamp")),
-        }
-    };
-    let since = instant("since")?.ok_or("since is required")?;
-    let until = instant("until")?.unwrap_or(now_ms);
-    if since >= until {
-        return Err("since must be before until".into());
-    }
-    Ok((since, until))
 }
 
 /// Re-sends to this webhook every event created in `[since, until)` whose delivery to it
@@ -164,7 +169,9 @@ pub async fn recover(
     state.partner_writes.admit(tenant)?;
     let id = webhook_id(&id)?;
     let body = json_body(&headers, body, WEBHOOK_BODY_LIMIT)?;
-    let (since, until) = recover_range(&body, now_ms()).map_err(ApiError::Validation)?;
+    let (since, until) = RecoverRequest::from_body(body)
+        .and_then(|body| body.range(now_ms()))
+        .map_err(ApiError::Validation)?;
     match state
         .store
         .recover_webhook(tenant.as_str(), id.into(), since, until)
@@ -197,6 +204,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    fn recover_range(body: &Value, now_ms: i64) -> Result<(i64, i64), String> {
+        RecoverRequest::from_body(body.clone()).and_then(|body| body.range(now_ms))
+    }
 
     #[test]
     fn a_recover_range_needs_since_before_until() {
@@ -236,7 +247,7 @@ mod tests {
         );
         assert_eq!(
             recover_range(&json!({"since": "2025-01-01T00:00:00Z", "from": 1}), 0),
-            Err("Unknown field: from".into())
+            Err("Unknown field: from (expected since, until)".into())
         );
     }
 }
