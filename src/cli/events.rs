@@ -28,6 +28,7 @@ pub enum EventsCommand {
     Show {
         /// Record id or business eventId.
         id: String,
+        /// Tenant name.
         #[arg(long)]
         tenant: String,
         /// Print {"event":...,"logs":[...]} as GET /v1/webhooks/events/{id}/logs does.
@@ -38,6 +39,7 @@ pub enum EventsCommand {
     Retry {
         /// Record id or business eventId.
         id: String,
+        /// Tenant name.
         #[arg(long)]
         tenant: String,
         /// Retry to this webhook only; it must be active.
@@ -51,6 +53,7 @@ pub enum EventsCommand {
 
 #[derive(Args)]
 pub struct ListArgs {
+    /// Tenant name.
     #[arg(long)]
     tenant: String,
     /// Only events with this status: pending, processing, completed, failed or skipped.

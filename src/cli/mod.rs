@@ -1,5 +1,6 @@
 //! The `herald` command line: `serve`, `migrate`, `tenant create|list`,
-//! `token create|list|revoke`, and the operators' commands on a tenant's events. Results go to stdout (with `--json`, only the JSON); logs and
+//! `token create|list|revoke`, and the operators' commands on a tenant's events and webhooks
+//! (`events`, `webhooks`). Results go to stdout (with `--json`, only the JSON); logs and
 //! errors go to stderr.
 
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ mod admin;
 mod events;
 mod instant;
 mod output;
+mod webhooks;
 
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
@@ -17,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use self::admin::{TenantCommand, TokenCommand, tenant, token};
 use self::events::{EventsCommand, events};
+use self::webhooks::{WebhooksCommand, webhooks};
 use crate::app::{App, open_store};
 use crate::config::Config;
 use crate::store::Store;
@@ -54,6 +57,9 @@ enum Command {
     /// Inspect and retry a tenant's events.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Inspect a tenant's webhooks and their health.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
 }
 
 /// Flags of `serve`; each overrides its `HERALD_*` variable and the config file.
@@ -155,6 +161,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Events(command) => {
             events(open_store(&config.database_url).await?.as_ref(), command).await
+        }
+        Command::Webhooks(command) => {
+            webhooks(open_store(&config.database_url).await?.as_ref(), command).await
         }
     }
 }

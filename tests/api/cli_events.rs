@@ -22,6 +22,11 @@ pub(crate) struct Fixture {
 
 /// `None` when the backend is PostgreSQL and no test server is configured (said loudly).
 pub(crate) async fn fixture(backend: Backend) -> Option<Fixture> {
+    fixture_with(backend, &[]).await
+}
+
+/// [`fixture`] with these `HERALD_*` settings for the server.
+pub(crate) async fn fixture_with(backend: Backend, env: &[(&str, &str)]) -> Option<Fixture> {
     let herald = match backend {
         Backend::Sqlite => Herald::new(),
         Backend::Postgres => Herald::on(&fresh_postgres_schema(&test_database_url()?).await),
@@ -35,7 +40,8 @@ pub(crate) async fn fixture(backend: Backend) -> Option<Fixture> {
     serve
         .env("HERALD_LISTEN", "127.0.0.1:0")
         .env("HERALD_ALLOW_HTTP", "true")
-        .env("HERALD_ALLOW_PRIVATE_TARGETS", "true");
+        .env("HERALD_ALLOW_PRIVATE_TARGETS", "true")
+        .envs(env.iter().copied());
     let server = Server::start(serve).await;
     Some(Fixture {
         herald,

@@ -18,6 +18,7 @@ mod cli_events;
 mod cli_serve;
 mod cli_tenants;
 mod cli_tokens;
+mod cli_webhooks;
 mod connections;
 mod document;
 mod durability;
