@@ -2,152 +2,15 @@
 //! and (when configured) PostgreSQL: filters, the API's JSON, attempts, a retry the server
 //! picks up and delivers, and errors that exit non-zero with the API's message.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::cli::{CliOutput, Herald, Server, json_of};
-use crate::helpers::{Backend, fresh_postgres_schema, test_database_url};
+use crate::cli_fixture::{Fixture, assert_fails_with, fixture, ids};
+use crate::helpers::Backend;
 use crate::receiver::TestReceiver;
-
-/// A database with tenants `acme` and `globex`, a producer token, a partner token for
-/// `acme`, and a server on it that may deliver to the loopback receivers of the tests.
-pub(crate) struct Fixture {
-    pub(crate) herald: Herald,
-    pub(crate) server: Server,
-    producer: String,
-    partner: String,
-}
-
-/// `None` when the backend is PostgreSQL and no test server is configured (said loudly).
-pub(crate) async fn fixture(backend: Backend) -> Option<Fixture> {
-    fixture_with(backend, &[]).await
-}
-
-/// [`fixture`] with these `HERALD_*` settings for the server.
-pub(crate) async fn fixture_with(backend: Backend, env: &[(&str, &str)]) -> Option<Fixture> {
-    let herald = match backend {
-        Backend::Sqlite => Herald::new(),
-        Backend::Postgres => Herald::on(&fresh_postgres_schema(&test_database_url()?).await),
-    };
-    herald.run(&["migrate"]).await.assert_success();
-    herald.create_tenant("acme").await;
-    herald.create_tenant("globex").await;
-    let (_, producer) = herald.create_token(&["--producer"]).await;
-    let (_, partner) = herald.create_token(&["--tenant", "acme"]).await;
-    let mut serve = herald.command(&["serve"]);
-    serve
-        .env("HERALD_LISTEN", "127.0.0.1:0")
-        .env("HERALD_ALLOW_HTTP", "true")
-        .env("HERALD_ALLOW_PRIVATE_TARGETS", "true")
-        .envs(env.iter().copied());
-    let server = Server::start(serve).await;
-    Some(Fixture {
-        herald,
-        server,
-        producer,
-        partner,
-    })
-}
-
-impl Fixture {
-    /// `herald ARGS...` on the fixture's database.
-    pub(crate) async fn run(&self, args: &[&str]) -> CliOutput {
-        self.herald.run(args).await
-    }
-
-    /// `herald ARGS... --json`, which must succeed; its JSON.
-    pub(crate) async fn json(&self, args: &[&str]) -> Value {
-        let mut full = args.to_vec();
-        full.push("--json");
-        let output = self.run(&full).await;
-        output.assert_success();
-        json_of(&output.stdout)
-    }
-
-    /// A partner request of tenant `acme`; the status and the JSON body.
-    pub(crate) async fn api(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut request = self
-            .server
-            .client
-            .request(method, self.server.url(path))
-            .bearer_auth(&self.partner);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("the server answers");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    /// Creates a webhook of `acme` for every event type; returns its id.
-    pub(crate) async fn create_webhook(&self, url: &str, active: bool) -> String {
-        let body =
-            json!({"name": "receiver", "url": url, "event_types": ["*"], "is_active": active});
-        let (status, created) = self
-            .api(reqwest::Method::POST, "/v1/webhooks", Some(body))
-            .await;
-        assert_eq!(status, 201, "{created}");
-        created["data"]["id"].as_str().unwrap().to_string()
-    }
-
-    /// Publishes an event for `tenant`; returns the stored event.
-    pub(crate) async fn publish(&self, tenant: &str, event_type: &str) -> Value {
-        let response = self
-            .server
-            .client
-            .post(self.server.url("/v1/events"))
-            .bearer_auth(&self.producer)
-            .json(&json!({"tenant": tenant, "eventType": event_type, "payload": {"n": 1}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        response.json().await.unwrap()
-    }
-
-    /// Waits (10 s at most) until `acme`'s event `id` has `status`.
-    pub(crate) async fn wait_for_status(&self, id: &str, status: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let path = format!("/v1/webhooks/events/{id}/status");
-            let (_, body) = self.api(reqwest::Method::GET, &path, None).await;
-            if body["status"] == status {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{id} never became {status}: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// The `id` fields of a JSON array, in order.
-pub(crate) fn ids(array: &Value) -> Vec<&str> {
-    array
-        .as_array()
-        .expect("a JSON array")
-        .iter()
-        .map(|item| item["id"].as_str().expect("an id"))
-        .collect()
-}
-
-/// Asserts a failure (exit 1, nothing on stdout) whose stderr holds `message`.
-pub(crate) fn assert_fails_with(output: &CliOutput, message: &str) {
-    output.assert_failure();
-    assert!(
-        output.stderr.contains(message),
-        "expected {message:?}: {output:#?}"
-    );
-}
 
 /// Events `failed`, `first` and `second` of `acme` (oldest first): the receiver refuses the
 /// first attempt for good (400) and takes the rest.
@@ -223,9 +86,7 @@ async fn events_are_listed_newest_first_with_their_filters(backend: Backend) {
     // --json holds the API's objects, in the API's order.
     let listed = fixture.json(&["events", "list", "--tenant", "acme"]).await;
     assert_eq!(ids(&listed), [&second_id, &first_id, &failed_id]);
-    let (_, api) = fixture
-        .api(reqwest::Method::GET, "/v1/webhooks/events", None)
-        .await;
+    let (_, api) = fixture.api(Method::GET, "/v1/webhooks/events", None).await;
     assert_eq!(listed, api["events"], "the CLI prints what the API renders");
 
     let by_status = |status: &'static str| {
@@ -329,7 +190,7 @@ async fn an_event_is_shown_with_its_attempts(backend: Backend) {
 
     // --json is the body of GET /v1/webhooks/events/{id}/logs, by either id.
     let path = format!("/v1/webhooks/events/{record_id}/logs");
-    let (_, api) = fixture.api(reqwest::Method::GET, &path, None).await;
+    let (_, api) = fixture.api(Method::GET, &path, None).await;
     for id in [record_id, event_id] {
         let shown = fixture
             .json(&["events", "show", id, "--tenant", "acme"])

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::cli_events::{assert_fails_with, fixture_with, ids};
+use crate::cli_fixture::{assert_fails_with, fixture_with, ids};
 use crate::helpers::Backend;
 use crate::receiver::TestReceiver;
 
