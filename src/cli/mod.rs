@@ -1,19 +1,28 @@
 //! The `herald` command line: `serve`, `migrate`, `tenant create|list`,
-//! `token create|list|revoke`. Results go to stdout (with `--json`, only the JSON); logs and
+//! `token create|list|revoke`, and the operators' commands on a tenant's events and webhooks
+//! (`events`, `webhooks`). Results go to stdout (with `--json`, only the JSON); logs and
 //! errors go to stderr.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod admin;
+mod events;
+mod instant;
+mod output;
+mod webhooks;
 
+use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::admin::{TenantCommand, TokenCommand, tenant, token};
+use self::events::{EventsCommand, events};
+use self::webhooks::{WebhooksCommand, webhooks};
 use crate::app::{App, open_store};
 use crate::config::Config;
+use crate::store::Store;
 use crate::telemetry::init_logging;
 
 #[derive(Parser)]
@@ -45,6 +54,12 @@ enum Command {
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Inspect and retry a tenant's events.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Inspect a tenant's webhooks and their health.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
 }
 
 /// Flags of `serve`; each overrides its `HERALD_*` variable and the config file.
@@ -144,7 +159,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(command) => {
             token(open_store(&config.database_url).await?.as_ref(), command).await
         }
+        Command::Events(command) => {
+            events(open_store(&config.database_url).await?.as_ref(), command).await
+        }
+        Command::Webhooks(command) => {
+            webhooks(open_store(&config.database_url).await?.as_ref(), command).await
+        }
     }
+}
+
+/// Fails with the producer API's message when `tenant` does not exist: a mistyped name would
+/// otherwise look like a tenant with nothing in it.
+async fn ensure_tenant(store: &dyn Store, tenant: &str) -> anyhow::Result<()> {
+    if !store.list_tenants().await?.iter().any(|t| t.name == tenant) {
+        bail!("Unknown tenant: {tenant}");
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

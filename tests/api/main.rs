@@ -14,9 +14,12 @@ mod sqlite;
 
 // Process-level and one-backend suites.
 mod cli;
+mod cli_events;
+mod cli_fixture;
 mod cli_serve;
 mod cli_tenants;
 mod cli_tokens;
+mod cli_webhooks;
 mod connections;
 mod document;
 mod durability;
