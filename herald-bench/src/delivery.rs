@@ -305,12 +305,6 @@ pub fn report(
             ctx.drain_within.as_secs_f64()
         ));
     }
-    if flow.before_ack > 0 {
-        notes.push(format!(
-            "{} first attempts arrived before their publish's answer was read (counted as 0 ms)",
-            flow.before_ack
-        ));
-    }
     ScenarioReport {
         id,
         letter,
