@@ -8,6 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod app;
 mod calls;
+mod child;
 mod database;
 mod delivery;
 mod flow;
