@@ -90,6 +90,23 @@ impl Flow {
         figures.insert("drained".into(), json!(self.drained));
         figures
     }
+
+    /// The most an open loop's publish started after its scheduled instant, in ms.
+    pub fn latest_send_after_schedule_ms(&self) -> f64 {
+        self.load.latest_start.as_secs_f64() * 1_000.0
+    }
+
+    /// A note when the benchmark fell behind its own schedule by more than a millisecond, so
+    /// that it offered less than the rate it claims.
+    pub fn behind_schedule_note(&self) -> Option<String> {
+        let late_ms = self.latest_send_after_schedule_ms();
+        (late_ms > 1.0).then(|| {
+            format!(
+                "a publish started up to {late_ms:.1} ms after its scheduled instant (the \
+                 benchmark fell behind its schedule)"
+            )
+        })
+    }
 }
 
 /// Rounds to `places` decimals (for readable JSON).
