@@ -1,6 +1,7 @@
 //! The requests the loads send: a single publish, a batch publish, and the raw baseline's
-//! delivery-shaped POST straight to the receiver. A publish can note when each event was
-//! acknowledged ([`AckLog`]), which first-attempt latencies are measured from.
+//! delivery-shaped POST straight to the receiver. A publish can note when each event's request
+//! was sent ([`SendLog`]), which first-attempt latencies are measured from: that is the
+//! instant an outside producer starts waiting, whatever the publish call itself takes.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -12,33 +13,33 @@ use uuid::Uuid;
 use crate::app::HeraldApi;
 use crate::load::{Call, EVENT_TYPE, batch_json_with, event_json};
 
-/// When each event's publish was acknowledged (the 2xx fully read), by event id.
+/// When each acknowledged event's publish request was sent, by event id. An event enters the
+/// log only once its publish is answered 201, so a refused event has no latency.
 #[derive(Default)]
-pub struct AckLog(Mutex<Vec<(u128, Instant)>>);
+pub struct SendLog(Mutex<Vec<(u128, Instant)>>);
 
-impl AckLog {
-    fn record(&self, events: impl IntoIterator<Item = u128>) {
-        let at = Instant::now();
+impl SendLog {
+    fn record(&self, event: u128, sent: Instant) {
         let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        log.extend(events.into_iter().map(|event| (event, at)));
+        log.push((event, sent));
     }
 
-    /// Every acknowledgement so far.
+    /// Every acknowledged event so far and when its request was sent.
     pub fn entries(&self) -> Vec<(u128, Instant)> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
 /// `POST /v1/events` of one new event for `tenant`; expects 201.
-pub fn publish_single(api: &HeraldApi, tenant: &str, acks: Option<Arc<AckLog>>) -> Call {
-    publish_single_with(api, tenant, acks, Uuid::new_v4)
+pub fn publish_single(api: &HeraldApi, tenant: &str, sends: Option<Arc<SendLog>>) -> Call {
+    publish_single_with(api, tenant, sends, Uuid::new_v4)
 }
 
 /// [`publish_single`] with event ids made by `new_id`.
 pub fn publish_single_with(
     api: &HeraldApi,
     tenant: &str,
-    acks: Option<Arc<AckLog>>,
+    sends: Option<Arc<SendLog>>,
     new_id: fn() -> Uuid,
 ) -> Call {
     let client = api.client.clone();
@@ -46,10 +47,11 @@ pub fn publish_single_with(
     let auth = format!("Bearer {}", api.producer);
     let tenant = tenant.to_string();
     Arc::new(move |sequence| {
-        let (client, url, auth, acks) = (client.clone(), url.clone(), auth.clone(), acks.clone());
+        let (client, url, auth, sends) = (client.clone(), url.clone(), auth.clone(), sends.clone());
         let event = new_id();
         let body = event_json(&tenant, event, sequence);
         Box::pin(async move {
+            let sent = Instant::now();
             let response = client
                 .post(url)
                 .header(AUTHORIZATION, auth)
@@ -65,8 +67,8 @@ pub fn publish_single_with(
                     String::from_utf8_lossy(&answer)
                 );
             }
-            if let Some(acks) = acks {
-                acks.record([event.as_u128()]);
+            if let Some(sends) = sends {
+                sends.record(event.as_u128(), sent);
             }
             Ok(1)
         })

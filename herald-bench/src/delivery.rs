@@ -91,6 +91,8 @@ pub async fn steady(ctx: &Context) -> anyhow::Result<ScenarioReport> {
         percentiles(&flow.load, "publish call")
             .map_or("-".into(), |l| format!("{:.2} ms", l.percentiles.p50_ms))
     );
+    let latest_send_ms = flow.latest_send_after_schedule_ms();
+    let behind_schedule = flow.behind_schedule_note();
     let mut report = report(
         ctx,
         "steady_latency",
@@ -104,6 +106,11 @@ pub async fn steady(ctx: &Context) -> anyhow::Result<ScenarioReport> {
     report
         .figures
         .insert("offered_rate_per_s".into(), json!(rate_per_s));
+    report.figures.insert(
+        "latest_send_after_schedule_ms".into(),
+        json!(round(latest_send_ms, 3)),
+    );
+    report.notes.extend(behind_schedule);
     Ok(report)
 }
 
@@ -303,12 +310,6 @@ pub fn report(
             flow.delivered,
             flow.expected,
             ctx.drain_within.as_secs_f64()
-        ));
-    }
-    if flow.before_ack > 0 {
-        notes.push(format!(
-            "{} first attempts arrived before their publish's answer was read (counted as 0 ms)",
-            flow.before_ack
         ));
     }
     ScenarioReport {

@@ -40,6 +40,9 @@ pub struct LoadResult {
     pub started: Option<Instant>,
     /// From the first call sent to the last answer.
     pub elapsed: Duration,
+    /// In an open loop, the most a call started after its scheduled instant: when the
+    /// benchmark itself falls behind, the rate it offered was lower than asked.
+    pub latest_start: Duration,
 }
 
 impl LoadResult {
@@ -56,6 +59,7 @@ impl LoadResult {
             self.first_error = other.first_error;
         }
         self.latencies_us.extend(other.latencies_us);
+        self.latest_start = self.latest_start.max(other.latest_start);
     }
 }
 
@@ -132,7 +136,9 @@ pub async fn closed_loop(
 }
 
 /// Sends `rate_per_s` calls per second for `duration`, each on its own task, whether or not
-/// earlier calls were answered (so a slow answer cannot lower the offered rate).
+/// earlier calls were answered (so a slow answer cannot lower the offered rate). A call made
+/// while others are unanswered takes another keep-alive connection of the client's pool, so a
+/// slow answer does not hold the next request back either.
 pub async fn open_loop(
     rate_per_s: u64,
     duration: Duration,
@@ -149,8 +155,11 @@ pub async fn open_loop(
         let call = call.clone();
         let counters = counters.clone();
         calls.spawn(async move {
-            let mut result = LoadResult::default();
             let sent = Instant::now();
+            let mut result = LoadResult {
+                latest_start: sent.saturating_duration_since(due),
+                ..LoadResult::default()
+            };
             record(&mut result, &counters, sent, call(sequence).await);
             result
         });
@@ -202,11 +211,12 @@ async fn finish(
     total
 }
 
-/// p50 and p99 of a set of durations, in milliseconds.
+/// p50, p99 and the maximum of a set of durations, in milliseconds.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Percentiles {
     pub p50_ms: f64,
     pub p99_ms: f64,
+    pub max_ms: f64,
     pub samples: usize,
 }
 
@@ -224,6 +234,7 @@ impl Percentiles {
         Some(Percentiles {
             p50_ms: rank(0.50),
             p99_ms: rank(0.99),
+            max_ms: rank(1.0),
             samples: micros.len(),
         })
     }
@@ -269,6 +280,7 @@ mod tests {
         let p = Percentiles::of_micros(micros).unwrap();
         assert_eq!(p.p50_ms, 50.0);
         assert_eq!(p.p99_ms, 99.0);
+        assert_eq!(p.max_ms, 100.0);
         assert_eq!(p.samples, 100);
         assert!(Percentiles::of_micros(Vec::new()).is_none());
     }

@@ -8,6 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod app;
 mod calls;
+mod child;
 mod database;
 mod delivery;
 mod flow;
@@ -19,6 +20,7 @@ mod receiver;
 mod report;
 mod resources;
 mod run;
+mod steady;
 mod system;
 
 use std::process::ExitCode;
@@ -26,8 +28,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// `herald-bench serve ...` is Herald's own command line (`herald serve ...`). The resources
-/// scenario starts Herald as a child process this way, so that the CPU and memory it reads
-/// are Herald's alone, and the child runs exactly the code being benchmarked.
+/// and steady-rate scenarios start Herald as a child process this way, so that the CPU and
+/// memory they read are Herald's alone, and the child runs exactly the code being
+/// benchmarked.
 pub const SERVE: &str = "serve";
 
 /// The flags of `herald-bench`.
@@ -50,7 +53,8 @@ pub struct Args {
     connections: Option<usize>,
     /// Scenarios to run, by letter or name, comma-separated [default: all]: a raw,
     /// b ingest_single, c ingest_batch, d end_to_end, e steady_latency, f fan_out,
-    /// g failing_receiver, h isolation, i resources, j colliding_ids.
+    /// g failing_receiver, h isolation, i resources, j colliding_ids, k steady_300,
+    /// l steady_1000.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Deliveries left waiting in the resources scenario [default: 1000000; 2000 with

@@ -39,7 +39,8 @@ pub struct ScenarioReport {
     pub notes: Vec<String>,
     pub elapsed_s: f64,
     /// CPU used by the benchmark process during the scenario (Herald, clients and receiver
-    /// together, except in the resources scenario where Herald is a child process).
+    /// together), except in the scenarios where Herald is a child process (resources and the
+    /// steady rates): there it is Herald's alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<CpuUse>,
 }
@@ -62,6 +63,15 @@ pub struct Document {
     pub scenarios: Vec<ScenarioReport>,
     pub failures: Vec<Failure>,
 }
+
+/// Scenarios whose throughput is not divided by the raw baseline's.
+const NOT_AGAINST_RAW: [&str; 5] = [
+    "raw",
+    "ingest_batch",
+    "steady_latency",
+    "steady_300",
+    "steady_1000",
+];
 
 /// The human-readable report.
 pub fn render_table(document: &Document) -> String {
@@ -93,10 +103,8 @@ pub fn render_table(document: &Document) -> String {
             None => ("-".into(), "-".into(), ""),
         };
         let versus_raw = match raw {
-            // Batches carry 100 events a request and the steady rate is set, not measured.
-            Some(raw)
-                if raw > 0.0 && !["raw", "ingest_batch", "steady_latency"].contains(&s.id) =>
-            {
+            // Batches carry 100 events a request and the steady rates are set, not measured.
+            Some(raw) if raw > 0.0 && !NOT_AGAINST_RAW.contains(&s.id) => {
                 format!("{:.0}%", s.throughput.value / raw * 100.0)
             }
             _ => "".into(),

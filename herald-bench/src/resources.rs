@@ -5,18 +5,16 @@
 //! an end-to-end load, a few idle seconds, then a large queue of deliveries waiting for a
 //! retry an hour away.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
-use crate::app::{HeraldApi, settings};
+use crate::app::HeraldApi;
 use crate::calls::publish_batch;
+use crate::child::HeraldProcess;
 use crate::database::TempDatabase;
 use crate::flow::{self, FlowOptions, Publishing, round};
 use crate::ingest;
@@ -47,7 +45,8 @@ pub async fn resources(ctx: &Context) -> anyhow::Result<ScenarioReport> {
 async fn measure(ctx: &Context, database_url: &str) -> anyhow::Result<ScenarioReport> {
     let mut progress = Progress::start("i. resources 1/3: load (Herald as a child process)");
     let healthy = Receiver::start(Mode::Healthy, 1, true).await?;
-    let herald = HeraldProcess::start(database_url).await?;
+    let extra = [("HERALD_RETRY_SCHEDULE", WAITING_SCHEDULE)];
+    let herald = HeraldProcess::start(database_url, &extra).await?;
     let pid = Pid::Child(herald.pid);
     let api = HeraldApi::connect(database_url, herald.base.clone()).await?;
     let mut figures = Map::new();
@@ -259,67 +258,3 @@ async fn fill_waiting(
 
 /// The child's retry schedule: one retry, an hour after the first attempt.
 const WAITING_SCHEDULE: &str = "1h";
-
-/// `herald serve` as a child process on port 0, with the benchmark settings: this binary
-/// started again as `herald-bench serve` (see [`crate::SERVE`]).
-struct HeraldProcess {
-    child: Child,
-    pid: u32,
-    base: String,
-}
-
-impl HeraldProcess {
-    async fn start(database_url: &str) -> anyhow::Result<HeraldProcess> {
-        let exe = std::env::current_exe().context("cannot find the herald-bench binary")?;
-        let mut command = Command::new(exe);
-        command.arg(crate::SERVE);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("HERALD_") {
-                command.env_remove(&name);
-            }
-        }
-        let extra = [("HERALD_RETRY_SCHEDULE", WAITING_SCHEDULE)];
-        command
-            .envs(settings(database_url, &extra))
-            .env("HERALD_LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn,herald::cli=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().context("cannot start herald serve")?;
-        let pid = child.id().context("the child has no pid")?;
-        let stderr = child.stderr.take().context("no stderr pipe")?;
-        let mut lines = BufReader::new(stderr).lines();
-        let mut seen = Vec::new();
-        let address = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let parsed: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-                if let Some(address) = parsed["fields"]["address"].as_str() {
-                    return Some(address.to_string());
-                }
-                seen.push(line);
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten();
-        let Some(address) = address else {
-            let _ = child.start_kill();
-            bail!("herald serve did not start: {}", seen.join("\n"));
-        };
-        // Keep draining its logs so the pipe never fills.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(HeraldProcess {
-            child,
-            pid,
-            base: format!("http://{address}"),
-        })
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
-    }
-}

@@ -10,6 +10,7 @@ use crate::Args;
 use crate::app::{BenchApp, SHORT_RETRY_SCHEDULE};
 use crate::database::DatabaseChoice;
 use crate::report::{self, Document, Failure, ScenarioReport};
+use crate::steady::{self, STEADY_300, STEADY_1000};
 use crate::system::Machine;
 use crate::{delivery, ingest, isolation, resources};
 
@@ -78,7 +79,7 @@ impl Context {
 }
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [(char, &str); 10] = [
+const SCENARIOS: [(char, &str); 12] = [
     ('a', "raw"),
     ('b', "ingest_single"),
     ('c', "ingest_batch"),
@@ -89,6 +90,8 @@ const SCENARIOS: [(char, &str); 10] = [
     ('h', "isolation"),
     ('i', "resources"),
     ('j', "colliding_ids"),
+    (STEADY_300.letter, STEADY_300.id),
+    (STEADY_1000.letter, STEADY_1000.id),
 ];
 
 fn select(names: &[String]) -> anyhow::Result<Vec<(char, &'static str)>> {
@@ -127,8 +130,10 @@ async fn run_one(letter: char, ctx: &Context) -> anyhow::Result<ScenarioReport> 
         'f' => delivery::fan_out(ctx).await,
         'g' => delivery::failing(ctx).await,
         'h' => isolation::isolation(ctx).await,
+        'i' => resources::resources(ctx).await,
         'j' => ingest::colliding(ctx).await,
-        _ => resources::resources(ctx).await,
+        'k' => steady::steady(ctx, &STEADY_300).await,
+        _ => steady::steady(ctx, &STEADY_1000).await,
     }
 }
 
@@ -161,6 +166,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
+    steady::compare_with_saturation(&mut scenarios);
     let document = Document {
         // Herald and its benchmark share the workspace version.
         herald_version: env!("CARGO_PKG_VERSION"),

@@ -1,6 +1,7 @@
 //! What Linux says about a process and the machine: CPU seconds and resident memory from
-//! `/proc/<pid>/stat` and `/proc/<pid>/status`, and the CPU model, core count and memory for
-//! the report. Read-only; on other systems the figures are absent, not invented.
+//! `/proc/<pid>/stat` and `/proc/<pid>/status`, how busy the whole machine was from
+//! `/proc/stat`, and the CPU model, core count and memory for the report. Read-only; on other
+//! systems the figures are absent, not invented.
 
 use std::time::{Duration, Instant};
 
@@ -114,6 +115,62 @@ impl CpuClock {
     }
 }
 
+/// The whole machine's CPU time so far, from the first line of `/proc/stat`, in `USER_HZ`
+/// ticks summed over every core.
+#[derive(Debug, Clone, Copy)]
+struct MachineTicks {
+    busy: u64,
+    stolen: u64,
+    total: u64,
+}
+
+fn machine_ticks() -> Option<MachineTicks> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|n| n.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal; guest time is already in user and nice.
+    let field = |index: usize| ticks.get(index).copied().unwrap_or(0);
+    let busy = field(0) + field(1) + field(2) + field(5) + field(6);
+    let stolen = field(7);
+    Some(MachineTicks {
+        busy,
+        stolen,
+        total: busy + field(3) + field(4) + stolen,
+    })
+}
+
+/// How busy the whole machine was over an interval (every process, every core), in percent
+/// of all its cores; `stolen` is time the hypervisor gave to other guests.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct MachineCpu {
+    pub busy_percent: f64,
+    pub stolen_percent: f64,
+}
+
+/// Starts measuring the machine's CPU use from now.
+pub struct MachineCpuClock(Option<MachineTicks>);
+
+impl MachineCpuClock {
+    pub fn start() -> MachineCpuClock {
+        MachineCpuClock(machine_ticks())
+    }
+
+    /// The machine's CPU use since [`MachineCpuClock::start`].
+    pub fn read(&self) -> Option<MachineCpu> {
+        let (start, now) = (self.0?, machine_ticks()?);
+        let total = now.total.checked_sub(start.total).filter(|t| *t > 0)? as f64;
+        let share = |now: u64, start: u64| now.saturating_sub(start) as f64 / total * 100.0;
+        Some(MachineCpu {
+            busy_percent: share(now.busy, start.busy),
+            stolen_percent: share(now.stolen, start.stolen),
+        })
+    }
+}
+
 /// `USER_HZ`, the unit of `/proc/<pid>/stat` times: `getconf CLK_TCK`, else Linux's 100.
 fn clock_ticks_per_second() -> f64 {
     static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
@@ -154,5 +211,22 @@ mod tests {
         assert!(cpu_seconds(Pid::Current).unwrap() >= 0.0);
         let memory = memory(Pid::Current).unwrap();
         assert!(memory.rss_mib > 0.0 && memory.peak_rss_mib >= memory.rss_mib);
+    }
+
+    #[test]
+    fn the_machine_has_a_busy_share() {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        let clock = MachineCpuClock::start();
+        let until = Instant::now() + Duration::from_millis(50);
+        let mut spin = 0u64;
+        while Instant::now() < until {
+            spin = spin.wrapping_add(1);
+        }
+        assert!(spin > 0);
+        let machine = clock.read().expect("/proc/stat moved on");
+        assert!((0.0..=100.0).contains(&machine.busy_percent), "{machine:?}");
+        assert!(machine.busy_percent > 0.0, "{machine:?}");
     }
 }

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: [&str; 12] = [
     "raw",
     "ingest_single",
     "ingest_batch",
@@ -17,6 +17,8 @@ const SCENARIOS: [&str; 10] = [
     "isolation",
     "resources",
     "colliding_ids",
+    "steady_300",
+    "steady_1000",
 ];
 
 /// Runs `herald-bench ARGS...` in a temporary directory with no inherited `HERALD_*`
@@ -71,6 +73,35 @@ fn the_benchmark_smoke_run_reports_every_scenario() {
         figures["answered_500"].as_u64().unwrap() > 0,
         "the receiver failed nothing: {failing:#}"
     );
+    for id in ["steady_latency", "steady_300", "steady_1000"] {
+        let steady = scenarios.iter().find(|s| s["id"] == id).unwrap();
+        let latency = &steady["latency"];
+        assert_eq!(latency["of"], "first attempt", "{steady:#}");
+        assert!(latency["samples"].as_u64().unwrap() > 0, "{steady:#}");
+        assert!(
+            latency["max_ms"].as_f64().unwrap() >= latency["p99_ms"].as_f64().unwrap(),
+            "{steady:#}"
+        );
+    }
+    for id in ["steady_300", "steady_1000"] {
+        let steady = scenarios.iter().find(|s| s["id"] == id).unwrap();
+        let figures = &steady["figures"];
+        assert_eq!(steady["throughput"]["unit"], "events/s", "{steady:#}");
+        assert_eq!(figures["all_completed"], true, "{steady:#}");
+        assert!(
+            figures["herald_cpu_s_per_1000_events"].as_f64().unwrap() > 0.0,
+            "Herald's CPU was not measured: {steady:#}"
+        );
+        let busy = figures["machine_cpu_busy_percent"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&busy), "{steady:#}");
+        assert!(
+            figures["herald_cpu_per_event_against_saturation"]
+                .as_f64()
+                .unwrap()
+                > 0.0,
+            "no comparison with scenario i: {steady:#}"
+        );
+    }
     // What the figures are compared with is documentation, not output.
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(report.get("targets").is_none(), "{report:#}");
