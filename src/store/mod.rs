@@ -5,6 +5,7 @@
 mod error;
 mod health;
 mod model;
+mod notifications;
 mod postgres;
 mod recovery;
 mod results;
@@ -27,6 +28,9 @@ pub use model::{
     AttemptRecord, ClaimRequest, ClaimedDelivery, ClaimedWork, DeliveryLog, Event, EventPage,
     EventQuery, MAX_EVENT_LOGS, NewToken, NewWebhook, PublishOutcome, QueueDepth, RecoverOutcome,
     RetryOutcome, Tenant, Token, TokenKind, Webhook, WebhookChange, pending_event,
+};
+pub use notifications::{
+    ClaimedNotification, NotificationOutcome, NotificationRecord, NotificationStore,
 };
 pub use postgres::PostgresStore;
 pub use recovery::RecoveryStep;
@@ -165,9 +169,15 @@ pub trait DeliveryStore: Send + Sync {
 pub type BackgroundJob = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// Everything Herald asks of its database, whichever backend holds it.
-pub trait Store: AccessStore + WebhookStore + EventStore + DeliveryStore + 'static {}
+pub trait Store:
+    AccessStore + WebhookStore + EventStore + DeliveryStore + NotificationStore + 'static
+{
+}
 
-impl<T: AccessStore + WebhookStore + EventStore + DeliveryStore + 'static> Store for T {}
+impl<T> Store for T where
+    T: AccessStore + WebhookStore + EventStore + DeliveryStore + NotificationStore + 'static
+{
+}
 
 /// Opens the store a database URL names, without migrating it, with the default health
 /// policy (enough for everything but writing attempt results).

@@ -8,6 +8,7 @@ mod access;
 mod deliveries;
 mod events;
 mod health;
+mod notifications;
 mod notify;
 mod recoveries;
 mod results;

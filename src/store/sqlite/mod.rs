@@ -13,6 +13,7 @@ mod deliveries;
 mod event_keys;
 mod events;
 mod health;
+mod notifications;
 mod recoveries;
 mod results;
 mod webhooks;
