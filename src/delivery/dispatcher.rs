@@ -123,6 +123,11 @@ impl Dispatcher {
         })
     }
 
+    /// The sender attempts go through, for other outbound calls under the same rules.
+    pub(super) fn sender(&self) -> Arc<Sender> {
+        self.attempts.sender.clone()
+    }
+
     /// Waits until every attempt started so far has ended and handed its result over.
     pub async fn settle(&mut self) {
         while self.sends.join_next().await.is_some() {}

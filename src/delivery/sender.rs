@@ -87,13 +87,8 @@ impl Sender {
 
     /// Signs and sends one attempt. Never fails: what went wrong is part of the result.
     pub async fn send(&self, delivery: &ClaimedDelivery) -> SentAttempt {
-        let timestamp = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default();
-        let request_headers = vec![
-            ("content-type", "application/json".to_string()),
-            ("user-agent", self.user_agent.clone()),
+        let timestamp = unix_seconds();
+        let signed = vec![
             ("x-timestamp", timestamp.to_string()),
             (
                 "x-signature",
@@ -111,11 +106,27 @@ impl Sender {
                 ),
             ),
         ];
-        if let Err(message) = self.check_destination(&delivery.url) {
+        self.post(&delivery.url, &delivery.body, signed).await
+    }
+
+    /// POSTs `body` to `url` as JSON with Herald's user agent and the `signed` headers, under
+    /// the destination rules (a refused destination is a failed attempt). Never fails.
+    pub(super) async fn post(
+        &self,
+        url: &str,
+        body: &str,
+        signed: Vec<(&'static str, String)>,
+    ) -> SentAttempt {
+        let mut request_headers = vec![
+            ("content-type", "application/json".to_string()),
+            ("user-agent", self.user_agent.clone()),
+        ];
+        request_headers.extend(signed);
+        if let Err(message) = self.check_destination(url) {
             return SentAttempt::failed(AttemptResult::Refused, request_headers, message);
         }
         if self.proxied && !self.policy.allow_private_targets {
-            if let Err((result, message)) = check_resolved(&delivery.url).await {
+            if let Err((result, message)) = check_resolved(url).await {
                 return SentAttempt::failed(result, request_headers, message);
             }
         }
@@ -130,9 +141,9 @@ impl Sender {
         let started = Instant::now();
         let response = self
             .client
-            .post(&delivery.url)
+            .post(url)
             .headers(headers)
-            .body(delivery.body.clone())
+            .body(body.to_string())
             .send()
             .await;
         let response = match response {
@@ -234,6 +245,14 @@ impl Sender {
         }
         (AttemptResult::TransportFailed, message)
     }
+}
+
+/// Now, as `webhook-timestamp` and `X-Timestamp` give it.
+pub(super) fn unix_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
 }
 
 impl SentAttempt {
