@@ -7,6 +7,7 @@ mod attempt;
 mod clock;
 mod dispatcher;
 mod in_flight;
+mod notifier;
 mod recoveries;
 mod retention;
 pub mod sender;
@@ -19,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 pub use clock::Clock;
 pub use dispatcher::{Dispatcher, Tick};
+use notifier::Notifier;
 
 use crate::config::Config;
 use crate::domain::ids::NodeId;
@@ -41,7 +43,8 @@ impl Wakeup {
 }
 
 /// Takes back this node's leftover claims, then starts the dispatcher, the store's own work
-/// beside it, the recoveries and the retention task on `tracker`; they stop when `shutdown` is cancelled.
+/// beside it, the recoveries, the retention task and (with an operator webhook) the notifier
+/// on `tracker`; they stop when `shutdown` is cancelled.
 pub async fn start(
     store: Arc<dyn Store>,
     config: Arc<Config>,
@@ -58,11 +61,17 @@ pub async fn start(
         store.clone(),
         config.clone(),
         wakeup.clone(),
-        node,
+        node.clone(),
         Clock::system(),
     )?;
-    let woken = wakeup.clone();
-    let on_work = Arc::new(move || woken.wake());
+    // The store's work signal (a retry queued, another node's news) also tells of attempts
+    // whose results may have changed a webhook's health.
+    let notifier_wakeup = Wakeup::default();
+    let (woken, notifier_woken) = (wakeup.clone(), notifier_wakeup.clone());
+    let on_work = Arc::new(move || {
+        woken.wake();
+        notifier_woken.wake();
+    });
     for job in store.clone().background_jobs(on_work, shutdown.clone()) {
         tracker.spawn(job);
     }
@@ -77,6 +86,17 @@ pub async fn start(
         shutdown.clone(),
     ));
     tracker.spawn(report_queue_depth(store.clone(), shutdown.clone()));
+    if let Some(operator) = config.operator_webhook.clone() {
+        let notifier = Notifier::new(
+            store.clone(),
+            dispatcher.sender(),
+            operator,
+            &config,
+            node,
+            notifier_wakeup,
+        );
+        tracker.spawn(notifier.run(shutdown.clone()));
+    }
     tracker.spawn(dispatcher.run(shutdown));
     Ok(())
 }
