@@ -29,6 +29,7 @@ mod fuzz;
 mod metric_labels;
 mod multinode;
 mod multinode_health;
+mod notifications;
 mod outage;
 mod secrets;
 mod signatures;
