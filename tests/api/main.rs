@@ -30,6 +30,7 @@ mod metric_labels;
 mod multinode;
 mod multinode_health;
 mod notifications;
+mod notifications_health;
 mod outage;
 mod secrets;
 mod signatures;
