@@ -75,9 +75,11 @@ impl Notifier {
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
             let pause = match this.round(&shutdown).await {
-                Ok(true) => continue,
-                Ok(false) => {
+                Ok(more) => {
                     failures = 0;
+                    if more {
+                        continue;
+                    }
                     POLL
                 }
                 Err(error) => {
