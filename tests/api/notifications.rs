@@ -100,6 +100,20 @@ async fn queue(store: &dyn Store) -> (String, String) {
     (id, body)
 }
 
+/// Waits until the app's `/metrics` shows every one of `series`.
+async fn wait_for_metrics(app: &TestApp, series: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+        let text = response.text().await.unwrap();
+        if series.iter().all(|s| text.contains(s)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{series:?} missing in:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn app_for(backend: Backend, receiver: &TestReceiver) -> Option<TestApp> {
     TestApp::spawn_on(backend, &as_env(&operator_settings(receiver))).await
 }
@@ -137,6 +151,14 @@ async fn a_5xx_is_retried_with_the_same_id_and_bytes(backend: Backend) {
         assert_eq!(request.body, body);
         assert_signed(request);
     }
+    wait_for_metrics(
+        &app,
+        &[
+            r#"herald_operator_notifications_total{outcome="sent"}"#,
+            "herald_operator_notification_retries_total",
+        ],
+    )
+    .await;
 }
 
 async fn a_4xx_ends_failed_without_a_retry(backend: Backend) {
@@ -150,6 +172,11 @@ async fn a_4xx_ends_failed_without_a_retry(backend: Backend) {
     assert_eq!(record.last_error.as_deref(), Some("HTTP 400: answer 400"));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(receiver.received().len(), 1, "not retried");
+    wait_for_metrics(
+        &app,
+        &[r#"herald_operator_notifications_total{outcome="failed"}"#],
+    )
+    .await;
 }
 
 async fn the_schedule_running_out_ends_it_failed(backend: Backend) {
