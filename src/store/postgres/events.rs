@@ -203,6 +203,18 @@ impl EventStore for PostgresStore {
         webhook: Option<Uuid>,
     ) -> StoreResult<RetryOutcome> {
         let mut tx = self.pool.begin().await?;
+        // Shared locks keep the webhooks from being deleted or deactivated until the new
+        // cycle is committed (those changes then end it properly). Webhooks are locked before
+        // the event, in the order every writer takes them (attempt results lock a webhook to
+        // move its health, then its events).
+        let rows: Vec<WebhookRow> = sqlx::query_as(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = $1 AND ($2::text IS NULL OR id = $2) \
+             ORDER BY id FOR SHARE"
+        ))
+        .bind(tenant)
+        .bind(webhook.map(|id| id.to_string()))
+        .fetch_all(&mut *tx)
+        .await?;
         let found: Option<(i64, String)> = sqlx::query_as(
             "SELECT seq, event_type FROM events WHERE id = $1 AND tenant = $2 FOR UPDATE",
         )
@@ -215,16 +227,6 @@ impl EventStore for PostgresStore {
                 "event {event} vanished during retry"
             )));
         };
-        // Shared locks keep the webhooks from being deleted or deactivated until the new
-        // cycle is committed (those changes then end it properly).
-        let rows: Vec<WebhookRow> = sqlx::query_as(&format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = $1 AND ($2::text IS NULL OR id = $2) \
-             ORDER BY id FOR SHARE"
-        ))
-        .bind(tenant)
-        .bind(webhook.map(|id| id.to_string()))
-        .fetch_all(&mut *tx)
-        .await?;
         let webhooks: Vec<Webhook> = rows
             .into_iter()
             .map(Webhook::try_from)
