@@ -49,15 +49,16 @@ async fn plan_pending(
     limit: usize,
 ) -> StoreResult<FanOutPlan<String>> {
     // One statement for both (each is a round trip while the dispatcher holds its locks).
-    // Shared locks on the webhooks: one being deleted or deactivated waits for this fan-out,
-    // then ends the deliveries it created.
+    // Key-share locks on the webhooks: one being deleted or switched off (which takes
+    // `FOR UPDATE`) waits for this fan-out, then ends the deliveries it created; attempt
+    // results moving a webhook's health (`NO KEY UPDATE`) do not wait.
     let rows: Vec<PendingOrWebhook> = sqlx::query_as(
         "WITH pending AS (SELECT seq, tenant, event_type FROM events \
                           WHERE status = 'pending' ORDER BY seq LIMIT $1 \
                           FOR UPDATE SKIP LOCKED), \
          hooks AS (SELECT tenant, id, event_types FROM webhooks \
                    WHERE tenant IN (SELECT tenant FROM pending) AND is_active \
-                   ORDER BY id FOR SHARE) \
+                   ORDER BY id FOR KEY SHARE) \
          SELECT seq, tenant, event_type, NULL AS webhook_id, NULL AS patterns FROM pending \
          UNION ALL SELECT NULL, tenant, NULL, id, event_types FROM hooks",
     )

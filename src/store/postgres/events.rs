@@ -203,13 +203,12 @@ impl EventStore for PostgresStore {
         webhook: Option<Uuid>,
     ) -> StoreResult<RetryOutcome> {
         let mut tx = self.pool.begin().await?;
-        // Shared locks keep the webhooks from being deleted or deactivated until the new
-        // cycle is committed (those changes then end it properly). Webhooks are locked before
-        // the event, in the order every writer takes them (attempt results lock a webhook to
-        // move its health, then its events).
+        // Key-share locks keep the webhooks from being deleted or switched off (`FOR UPDATE`)
+        // until the new cycle is committed (those changes then end it properly). Webhooks are
+        // locked before the event, in the order every writer takes them.
         let rows: Vec<WebhookRow> = sqlx::query_as(&format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = $1 AND ($2::text IS NULL OR id = $2) \
-             ORDER BY id FOR SHARE"
+             ORDER BY id FOR KEY SHARE"
         ))
         .bind(tenant)
         .bind(webhook.map(|id| id.to_string()))

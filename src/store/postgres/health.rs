@@ -24,7 +24,9 @@ pub(super) struct Locked {
     health: HealthRow,
 }
 
-/// Locks the webhooks of a batch of results, in id order.
+/// Locks the webhooks of a batch of results, in id order. `NO KEY UPDATE` leaves them to
+/// fan-outs and retries, which hold `KEY SHARE` locks on them meanwhile; whatever switches a
+/// webhook off takes `FOR UPDATE`, which waits for those.
 pub(super) async fn lock_webhooks(
     tx: &mut Transaction<'_, Postgres>,
     records: &[AttemptRecord],
@@ -34,7 +36,7 @@ pub(super) async fn lock_webhooks(
     ids.dedup();
     Ok(sqlx::query_as(&format!(
         "SELECT id, tenant, url, {HEALTH_COLUMNS} FROM webhooks WHERE id = ANY($1) \
-         ORDER BY id FOR UPDATE"
+         ORDER BY id FOR NO KEY UPDATE"
     ))
     .bind(ids)
     .fetch_all(&mut **tx)
@@ -70,6 +72,12 @@ pub(super) async fn apply_health(
         };
         for (transition, at) in &applied.transitions {
             if let Transition::Disabled { .. } = transition {
+                // Waits for fan-outs holding the webhook, so that the deliveries they queue
+                // are there to be ended.
+                sqlx::query("SELECT id FROM webhooks WHERE id = $1 FOR UPDATE")
+                    .bind(&row.id)
+                    .execute(&mut **tx)
+                    .await?;
                 sqlx::query(sql::DISABLE_WEBHOOK)
                     .bind(now)
                     .bind(&row.id)

@@ -1,7 +1,8 @@
 //! Recovering a webhook's failed events on PostgreSQL: the statements of
 //! [`crate::store::recovery`] that name a webhook by its id and lock events first. A running
 //! recovery's row is locked by the node stepping it (`SKIP LOCKED`), so nodes share
-//! recoveries without taking the same window twice.
+//! recoveries without taking the same window twice; its webhook is held with `KEY SHARE`,
+//! as a retry holds it.
 
 use async_trait::async_trait;
 use sqlx::{Postgres, Transaction};
@@ -117,7 +118,7 @@ impl PostgresStore {
         let mut tx = self.pool.begin().await?;
         let webhook_id = id.to_string();
         let active: Option<bool> = sqlx::query_scalar(
-            "SELECT is_active FROM webhooks WHERE tenant = $1 AND id = $2 FOR UPDATE",
+            "SELECT is_active FROM webhooks WHERE tenant = $1 AND id = $2 FOR KEY SHARE",
         )
         .bind(tenant)
         .bind(&webhook_id)
@@ -156,7 +157,7 @@ impl PostgresStore {
             return Ok(RecoveryStep::default());
         };
         let active: Option<bool> =
-            sqlx::query_scalar("SELECT is_active FROM webhooks WHERE id = $1 FOR UPDATE")
+            sqlx::query_scalar("SELECT is_active FROM webhooks WHERE id = $1 FOR KEY SHARE")
                 .bind(&job.webhook_id)
                 .fetch_optional(&mut *tx)
                 .await?;
