@@ -2,7 +2,7 @@
 //! the webhook named and to no other, signed, and is then an event like any other (listed,
 //! logged, retried on a failure, retried by hand).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use herald::domain::scope::Scope;
 use reqwest::Method;
@@ -167,6 +167,29 @@ async fn a_failed_test_delivery_is_retried_on_schedule_and_by_hand() {
     assert_eq!(body["data"]["webhookCount"], 1);
     receiver.wait_for(3, SOON).await;
     acme.wait_for_status(event_id, "completed").await;
+}
+
+#[tokio::test]
+async fn the_test_delivery_is_attempted_at_once_on_an_idle_server() {
+    let Some(app) = dev_app(&[]).await else {
+        return;
+    };
+    let acme = app.partner("acme").await;
+    let receiver = TestReceiver::answering(200).await;
+    let webhook = subscribe(&acme, &receiver.url("/"), &["kyc.*"]).await;
+    for n in 0..3 {
+        // Idle, so the dispatcher sleeps until it is woken (or for seconds).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (status, body) = test_webhook(&acme, text(&webhook["id"])).await;
+        let answered = Instant::now();
+        assert_eq!(status, 202, "{body}");
+        let arrived = receiver.wait_for(n + 1, SOON).await[n].at;
+        let latency = arrived.saturating_duration_since(answered);
+        assert!(
+            latency < Duration::from_secs(1),
+            "attempt {n} after {latency:?}"
+        );
+    }
 }
 
 #[tokio::test]
