@@ -13,6 +13,7 @@ pub mod path;
 pub mod publish;
 pub mod rate;
 pub mod serve;
+pub mod test_delivery;
 pub mod views;
 pub mod webhooks;
 
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(webhooks::delete),
         )
         .route("/v1/webhooks/{id}/rotate-key", post(webhooks::rotate_key))
+        .route("/v1/webhooks/{id}/test", post(test_delivery::test))
         .route("/v1/webhooks/{id}/logs", get(webhooks::logs))
         .route("/v1/webhooks/{id}/health", get(health::health))
         .route("/v1/webhooks/{id}/recover", post(health::recover))

@@ -15,6 +15,7 @@ use super::events::{self, EventList, EventLogs, RetryQueued, RetryRequest};
 use super::health::{self, HealthView, RecoverRequest, RecoveryQueued};
 use super::ops::{self, Health};
 use super::publish::{self, BatchRequest, BatchResult, BatchResults, PublishRequest};
+use super::test_delivery;
 use super::views::{DeliveryLogView, EventStatusView, EventView, WebhookView};
 use super::webhooks::{self, Deleted, LogList, WebhookCreate, WebhookUpdate};
 use crate::domain::health::HealthState;
@@ -187,9 +188,10 @@ fn optional_body_is_absent_not_null(operation: &mut Operation) {
     info(title = "Herald", description = "Webhook notification service: partner and producer API."),
     paths(
         webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete,
-        webhooks::rotate_key, webhooks::logs, health::health, health::recover, events::list, events::status, events::logs,
-        events::retry, publish::publish, publish::publish_batch, ops::healthz, ops::readyz,
-        ops::metrics, openapi_json,
+        webhooks::rotate_key, webhooks::logs, health::health, health::recover,
+        test_delivery::test, events::list, events::status, events::logs, events::retry,
+        publish::publish, publish::publish_batch, ops::healthz, ops::readyz, ops::metrics,
+        openapi_json,
     ),
     components(schemas(
         WebhookView, EventView, EventStatusView, DeliveryLogView, EventStatus, ErrorBody,

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::body::known_fields;
 use super::envelope::RESERVED_KEYS;
 use super::event_type::is_valid_type;
-use super::ids::{BusinessEventId, EventId};
+use super::ids::{BusinessEventId, EventId, TenantId};
 use super::text::check_no_control;
 use super::time::parse_iso8601_ms;
 
@@ -162,6 +162,24 @@ fn optional_string(field: &str, value: Option<Value>) -> Result<Option<String>, 
     }
 }
 
+/// The type of the event `POST /v1/webhooks/{id}/test` sends.
+pub const TEST_EVENT_TYPE: &str = "webhook.test";
+
+/// The event a partner's test of a webhook sends: a new event of the tenant like any other
+/// (new ids, so it is logged and retried on its own), with a fixed type and payload.
+pub fn test_event(tenant: &TenantId, now_ms: i64) -> NewEvent {
+    NewEvent {
+        id: EventId::generate().into(),
+        event_id: BusinessEventId::generate().into_string(),
+        tenant: tenant.to_string(),
+        event_type: TEST_EVENT_TYPE.into(),
+        payload: serde_json::json!({"message": "Test event from Herald"}).to_string(),
+        user_id: None,
+        source_service: None,
+        occurred_at_ms: now_ms,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +298,22 @@ mod tests {
             NOW,
         );
         assert!(unknown.unwrap_err().starts_with("Unknown field: type"));
+    }
+
+    #[test]
+    fn the_test_event_is_one_a_producer_could_publish() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let event = test_event(&tenant, NOW);
+        let published = validate_new_event(
+            &json!({"tenant": "acme", "eventType": event.event_type, "eventId": event.event_id,
+                    "payload": serde_json::from_str::<Value>(&event.payload).unwrap()}),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(published.event_type, "webhook.test");
+        assert_eq!(published.payload, r#"{"message":"Test event from Herald"}"#);
+        assert_eq!(published.event_id, event.event_id);
+        assert_ne!(test_event(&tenant, NOW).event_id, event.event_id);
     }
 }
 

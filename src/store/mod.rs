@@ -25,9 +25,9 @@ pub use crate::domain::event::NewEvent;
 use crate::domain::health::HealthPolicy;
 pub use error::{PublishFailure, StoreError, StoreResult};
 pub use model::{
-    AttemptRecord, ClaimRequest, ClaimedDelivery, ClaimedWork, DeliveryLog, Event, EventPage,
-    EventQuery, MAX_EVENT_LOGS, NewToken, NewWebhook, PublishOutcome, QueueDepth, RecoverOutcome,
-    RetryOutcome, Tenant, Token, TokenKind, Webhook, WebhookChange, pending_event,
+    AttemptRecord, ClaimRequest, ClaimedDelivery, ClaimedWork, DeliveryLog, DirectPublishOutcome,
+    Event, EventPage, EventQuery, MAX_EVENT_LOGS, NewToken, NewWebhook, PublishOutcome, QueueDepth,
+    RecoverOutcome, RetryOutcome, Tenant, Token, TokenKind, Webhook, WebhookChange, pending_event,
 };
 pub use notifications::{
     ClaimedNotification, NotificationOutcome, NotificationRecord, NotificationStore,
@@ -121,6 +121,14 @@ pub trait EventStore: Send + Sync {
         event: Uuid,
         webhook: Option<Uuid>,
     ) -> StoreResult<RetryOutcome>;
+    /// Stores `event` already fanned out to the webhook `webhook` of the event's tenant, and
+    /// to it alone, whatever its event types: in one transaction, the event (`processing`)
+    /// and one delivery due now. The webhook must be active.
+    async fn publish_to_webhook(
+        &self,
+        webhook: Uuid,
+        event: NewEvent,
+    ) -> StoreResult<DirectPublishOutcome>;
 }
 
 /// The delivery queue: fan-out, claims under leases, attempt results, retention. Every

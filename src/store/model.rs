@@ -264,6 +264,16 @@ pub enum RecoverOutcome {
     WebhookInactive,
 }
 
+/// What publishing an event straight to one webhook did
+/// ([`super::EventStore::publish_to_webhook`]).
+#[derive(Debug, Clone)]
+pub enum DirectPublishOutcome {
+    /// Stored and queued to the webhook: the event as it now is (`processing`).
+    Queued(Box<Event>),
+    WebhookNotFound,
+    WebhookInactive,
+}
+
 /// What a dispatcher asks for on each tick: fan out pending events, take back expired leases,
 /// and claim due deliveries within its free capacity.
 #[derive(Debug, Clone)]

@@ -47,7 +47,7 @@ pub(super) fn simple_event(event_type: &str) -> Value {
 }
 
 /// Herald's own scheme: lowercase hex HMAC-SHA256 of "{X-Timestamp}.{body}" keyed by apiKey.
-fn x_signature_is_valid(request: &Received, api_key: &str) -> bool {
+pub(super) fn x_signature_is_valid(request: &Received, api_key: &str) -> bool {
     let mut mac = Hmac::<Sha256>::new_from_slice(api_key.as_bytes()).unwrap();
     mac.update(format!("{}.{}", request.header("x-timestamp"), request.body).as_bytes());
     hex::encode(mac.finalize().into_bytes()) == request.header("x-signature")
@@ -56,7 +56,7 @@ fn x_signature_is_valid(request: &Received, api_key: &str) -> bool {
 /// The Standard Webhooks check, written from its specification: the key is the base64 part
 /// of `whsec_...`; the signed content is "{webhook-id}.{webhook-timestamp}.{body}"; the header
 /// holds space-separated `v1,<base64>` signatures, any of which may match.
-fn standard_signature_is_valid(request: &Received, signing_secret: &str) -> bool {
+pub(super) fn standard_signature_is_valid(request: &Received, signing_secret: &str) -> bool {
     let key = STANDARD
         .decode(signing_secret.strip_prefix("whsec_").unwrap())
         .unwrap();

@@ -172,8 +172,8 @@ async fn with_notifications_off_every_webhooks_operation_answers_its_documented_
         checked += 1;
     }
     assert_eq!(
-        checked, 13,
-        "the eleven partner operations, health and recover"
+        checked, 14,
+        "the eleven partner operations, health, recover and test"
     );
 }
 

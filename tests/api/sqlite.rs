@@ -47,6 +47,8 @@ mod robustness;
 mod store;
 #[path = "store_recovery.rs"]
 mod store_recovery;
+#[path = "test_delivery.rs"]
+mod test_delivery;
 #[path = "text.rs"]
 mod text;
 #[path = "wake.rs"]

@@ -15,8 +15,8 @@ use crate::store::rows::{
 };
 use crate::store::sql;
 use crate::store::{
-    DeliveryLog, Event, EventPage, EventQuery, EventStore, MAX_EVENT_LOGS, NewEvent,
-    PublishFailure, PublishOutcome, RetryOutcome, StoreError, StoreResult, Webhook,
+    DeliveryLog, DirectPublishOutcome, Event, EventPage, EventQuery, EventStore, MAX_EVENT_LOGS,
+    NewEvent, PublishFailure, PublishOutcome, RetryOutcome, StoreError, StoreResult, Webhook,
 };
 
 /// Publish commits in flight at once on one node (of the pool's connections).
@@ -275,5 +275,13 @@ impl EventStore for PostgresStore {
         self.notify_work(&mut tx).await?;
         tx.commit().await?;
         Ok(RetryOutcome::Queued(targets.len() as u32))
+    }
+
+    async fn publish_to_webhook(
+        &self,
+        webhook: Uuid,
+        event: NewEvent,
+    ) -> StoreResult<DirectPublishOutcome> {
+        self.store_direct(&webhook.to_string(), event).await
     }
 }

@@ -6,6 +6,7 @@
 
 mod access;
 mod deliveries;
+mod direct;
 mod events;
 mod health;
 mod notifications;

@@ -17,8 +17,9 @@ use crate::store::rows::{
 };
 use crate::store::sql;
 use crate::store::{
-    DeliveryLog, Event, EventPage, EventQuery, EventStore, MAX_EVENT_LOGS, NewEvent,
-    PublishFailure, PublishOutcome, RetryOutcome, StoreError, StoreResult, Webhook, pending_event,
+    DeliveryLog, DirectPublishOutcome, Event, EventPage, EventQuery, EventStore, MAX_EVENT_LOGS,
+    NewEvent, PublishFailure, PublishOutcome, RetryOutcome, StoreError, StoreResult, Webhook,
+    pending_event,
 };
 
 impl SqliteStore {
@@ -358,5 +359,13 @@ impl EventStore for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(RetryOutcome::Queued(targets.len() as u32))
+    }
+
+    async fn publish_to_webhook(
+        &self,
+        webhook: Uuid,
+        event: NewEvent,
+    ) -> StoreResult<DirectPublishOutcome> {
+        self.store_direct(&webhook.to_string(), event).await
     }
 }

@@ -10,6 +10,7 @@
 
 mod access;
 mod deliveries;
+mod direct;
 mod event_keys;
 mod events;
 mod health;
