@@ -14,10 +14,10 @@ impl PostgresStore {
         event: NewEvent,
     ) -> StoreResult<DirectPublishOutcome> {
         let mut tx = self.pool.begin().await?;
-        // A shared lock, as fan-out takes: a deactivation or deletion waits for this commit,
-        // then ends the delivery queued here.
+        // A key-share lock, as fan-out takes: a deactivation or deletion (`FOR UPDATE`) waits
+        // for this commit, then ends the delivery queued here.
         let active: Option<bool> = sqlx::query_scalar(
-            "SELECT is_active FROM webhooks WHERE tenant = $1 AND id = $2 FOR SHARE",
+            "SELECT is_active FROM webhooks WHERE tenant = $1 AND id = $2 FOR KEY SHARE",
         )
         .bind(&event.tenant)
         .bind(webhook)
