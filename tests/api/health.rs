@@ -115,6 +115,30 @@ async fn failures_make_a_webhook_failing_and_a_success_makes_it_healthy_again() 
     assert_eq!(healthy["lastResponseStatus"], 200);
     assert_eq!(healthy["lastSuccessAt"], healthy["lastAttemptAt"]);
 
+    // Webhooks by state are gauges on /metrics (process-wide in tests, so only their presence
+    // is this test's to check).
+    let deadline = std::time::Instant::now() + SOON;
+    loop {
+        let text = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let shown = ["healthy", "failing", "disabled"]
+            .iter()
+            .all(|state| text.contains(&format!("herald_webhooks{{state=\"{state}\"}}")))
+            && text.contains("herald_recoveries_running");
+        if shown {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Not this tenant's, or no webhook at all.
     let other = app.partner("other").await;
     assert_error(
