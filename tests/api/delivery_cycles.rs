@@ -156,11 +156,14 @@ async fn the_first_attempt_is_prompt_on_an_idle_server() {
         let arrived = receiver.wait_for(n + 1, SOON).await[n].at;
         latencies.push(arrived.saturating_duration_since(acknowledged));
     }
+    // An idle dispatcher sleeps up to 5 s between looks: an attempt within a second of every
+    // publish was woken by it, not found by a timer. How fast it is, is the benchmark's to
+    // measure (herald-bench e, k and l), not a timed test's on a shared machine.
     latencies.sort();
-    let median = latencies[latencies.len() / 2];
+    let slowest = latencies[latencies.len() - 1];
     assert!(
-        median < Duration::from_millis(50),
-        "median {median:?}, all {latencies:?}"
+        slowest < Duration::from_secs(1),
+        "slowest {slowest:?}, all {latencies:?}"
     );
 }
 
