@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use crate::helpers::{Partner, TestApp, assert_error};
 use crate::receiver::{Reply, TestReceiver};
 
-const SOON: Duration = Duration::from_secs(10);
+pub(super) const SOON: Duration = Duration::from_secs(10);
 
-async fn app(extra: &[(&str, &str)]) -> Option<TestApp> {
+pub(super) async fn app(extra: &[(&str, &str)]) -> Option<TestApp> {
     let mut env = vec![
         ("HERALD_ALLOW_HTTP", "true"),
         ("HERALD_ALLOW_PRIVATE_TARGETS", "true"),
@@ -24,14 +24,14 @@ async fn app(extra: &[(&str, &str)]) -> Option<TestApp> {
 }
 
 /// A receiver answering whatever status the test sets.
-async fn switchable(status: u16) -> (TestReceiver, Arc<AtomicU16>) {
+pub(super) async fn switchable(status: u16) -> (TestReceiver, Arc<AtomicU16>) {
     let current = Arc::new(AtomicU16::new(status));
     let answer = current.clone();
     let receiver = TestReceiver::start(move |_| Reply::status(answer.load(Ordering::SeqCst))).await;
     (receiver, current)
 }
 
-async fn subscribe(partner: &Partner<'_>, url: &str) -> String {
+pub(super) async fn subscribe(partner: &Partner<'_>, url: &str) -> String {
     let webhook = partner
         .create_webhook(&json!({"name": "r", "url": url, "event_types": ["*"], "is_active": true}))
         .await;

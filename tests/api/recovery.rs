@@ -3,40 +3,13 @@
 //! failing and healthy inside each test.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Partner, TestApp, assert_error};
-use crate::receiver::{Received, Reply, TestReceiver};
-
-const SOON: Duration = Duration::from_secs(20);
-
-async fn app(extra: &[(&str, &str)]) -> Option<TestApp> {
-    let mut env = vec![
-        ("HERALD_ALLOW_HTTP", "true"),
-        ("HERALD_ALLOW_PRIVATE_TARGETS", "true"),
-        ("HERALD_RETRY_SCHEDULE", "100ms,100ms"),
-    ];
-    env.extend_from_slice(extra);
-    super::spawn(&env).await
-}
-
-async fn switchable(status: u16) -> (TestReceiver, Arc<AtomicU16>) {
-    let current = Arc::new(AtomicU16::new(status));
-    let answer = current.clone();
-    let receiver = TestReceiver::start(move |_| Reply::status(answer.load(Ordering::SeqCst))).await;
-    (receiver, current)
-}
-
-async fn subscribe(partner: &Partner<'_>, url: &str) -> String {
-    let webhook = partner
-        .create_webhook(&json!({"name": "r", "url": url, "event_types": ["*"], "is_active": true}))
-        .await;
-    webhook["id"].as_str().unwrap().to_string()
-}
+use super::health::{SOON, app, subscribe, switchable};
+use crate::helpers::{TestApp, assert_error};
+use crate::receiver::Received;
 
 /// Publishes `count` events; returns their (record id, business eventId).
 async fn publish(app: &TestApp, producer: &str, count: usize) -> Vec<(String, String)> {
