@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestApp, fresh_store_on};
+use crate::helpers::{Backend, TestApp, fresh_database_on, fresh_store_on};
 use crate::receiver::{Received, TestReceiver};
 
 /// The operator's secret the tests sign with, and its key bytes.
@@ -347,3 +347,35 @@ on_both_stores!(
     a_claim_holds_a_notification_until_its_lease_runs_out,
     concurrent_claims_take_different_notifications,
 );
+
+/// One process owns a SQLite file: at start-up the notifications a stopped run was sending are
+/// taken back at once, as its deliveries are, not after their lease.
+#[tokio::test]
+async fn sqlite_takes_back_at_start_up_the_notifications_a_stopped_run_held() {
+    let (url, _dir) = fresh_database_on(Backend::Sqlite)
+        .await
+        .expect("SQLite needs no server");
+    let store = herald::app::open_store(&url).await.unwrap();
+    let (id, _) = queue(store.as_ref()).await;
+    let now = now_ms();
+    let held = store
+        .claim_notifications("old", now, 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    drop(store);
+
+    let store = herald::app::open_store(&url).await.unwrap();
+    let before = store
+        .claim_notifications("new", now, 60_000, 10)
+        .await
+        .unwrap();
+    assert!(before.is_empty(), "held by the stopped run's lease");
+    store.recover("new", now).await.unwrap();
+    let again = store
+        .claim_notifications("new", now, 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, id);
+}

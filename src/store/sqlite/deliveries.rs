@@ -222,13 +222,23 @@ impl DeliveryStore for SqliteStore {
 
     async fn recover(&self, _node: &str, now_ms: i64) -> StoreResult<u64> {
         // One process owns a SQLite file, so every claim in it belongs to a run that is gone.
+        let mut tx = self.write_transaction(Commit::Durable).await?;
         let result = sqlx::query(
             "UPDATE deliveries SET state = 'queued', locked_until = NULL, locked_by = NULL, \
              next_attempt_at = MIN(next_attempt_at, ?1), updated_at = ?1 WHERE state = 'in_flight'",
         )
         .bind(now_ms)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        // The operator's notifications it was sending too.
+        sqlx::query(
+            "UPDATE notifications SET locked_until = NULL, locked_by = NULL, updated_at = ?1 \
+             WHERE state = 'queued' AND locked_until IS NOT NULL",
+        )
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(result.rows_affected())
     }
 
