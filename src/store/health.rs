@@ -5,12 +5,14 @@
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
 use sqlx::query::Query;
 use sqlx::{Database, Encode, Type};
 use uuid::Uuid;
 
-use super::AttemptRecord;
-use super::sql;
+use super::recovery::{self, Range, Recovering};
+use super::rows::{HealthRow, parse_uuid};
+use super::{AttemptRecord, StoreResult, sql};
 use crate::domain::health::{FinishedAttempt, Health, HealthPolicy, Transition};
 use crate::domain::notification::{self, Subject};
 use crate::domain::status::NextStep;
@@ -45,11 +47,7 @@ pub(super) struct Applied {
 }
 
 /// Applies a webhook's attempts, in order, to its stored health.
-pub(super) fn apply(
-    mut health: Health,
-    attempts: &[FinishedAttempt],
-    policy: &HealthPolicy,
-) -> Applied {
+fn apply(mut health: Health, attempts: &[FinishedAttempt], policy: &HealthPolicy) -> Applied {
     let mut transitions = Vec::new();
     for attempt in attempts {
         for transition in health.apply(*attempt, policy) {
@@ -60,6 +58,77 @@ pub(super) fn apply(
         health,
         transitions,
     }
+}
+
+/// A webhook a batch of results moves, as a backend read it.
+pub(super) struct Moving {
+    pub(super) id: String,
+    pub(super) tenant: String,
+    pub(super) url: String,
+    pub(super) health: HealthRow,
+}
+
+/// The writes of a batch's health step that differ between backends, for one webhook in one
+/// transaction (a recovery's too: a recovered webhook's catch-up is queued from here).
+#[async_trait]
+pub(super) trait HealthWrites: Recovering {
+    /// Writes the webhook's health ([`update_health`]).
+    async fn write_health(&mut self, webhook_id: &str, health: &Health) -> StoreResult<()>;
+    /// Switches the webhook off and ends its unfinished deliveries as failed.
+    async fn switch_off(&mut self, webhook_id: &str, now: i64) -> StoreResult<()>;
+    /// Queues the operator's notification of a transition ([`queue_notification`]).
+    async fn notify(
+        &mut self,
+        transition: &Transition,
+        subject: &Subject<'_>,
+        at_ms: i64,
+        now: i64,
+    ) -> StoreResult<()>;
+}
+
+/// Applies a webhook's attempts of a batch to its health and carries out the transitions: a
+/// disabled webhook is switched off, a recovered one's catch-up is queued, and the operator
+/// is told of each (when an operator webhook is set).
+pub(super) async fn move_health(
+    tx: &mut impl HealthWrites,
+    webhook: Moving,
+    attempts: &[FinishedAttempt],
+    policy: &HealthPolicy,
+    now: i64,
+) -> StoreResult<()> {
+    let applied = apply(webhook.health.try_into()?, attempts, policy);
+    tx.write_health(&webhook.id, &applied.health).await?;
+    let subject = Subject {
+        tenant: &webhook.tenant,
+        webhook_id: parse_uuid(&webhook.id)?,
+        url: &webhook.url,
+        consecutive_failures: applied.health.consecutive_failures,
+        failing_since_ms: applied.health.failing_since_ms,
+    };
+    for (transition, at) in &applied.transitions {
+        if let Transition::Disabled { .. } = transition {
+            tx.switch_off(&webhook.id, now).await?;
+        }
+        if let Transition::Recovered {
+            streak_since_ms, ..
+        } = transition
+            && let Some((since, until)) = policy.catch_up(*streak_since_ms, *at)
+        {
+            let range = Range {
+                tenant: webhook.tenant.clone(),
+                since,
+                until,
+                ended_since: Some(*streak_since_ms),
+            };
+            recovery::queue(tx, &webhook.id, &range, now).await?;
+            metrics::counter!("herald_recoveries_started_total", "trigger" => "catch_up")
+                .increment(1);
+        }
+        if policy.notify_operator {
+            tx.notify(transition, &subject, *at, now).await?;
+        }
+    }
+    Ok(())
 }
 
 /// [`sql::UPDATE_HEALTH`] with its values bound.

@@ -16,14 +16,15 @@ use crate::store::recovery::{
 };
 use crate::store::{RecoverOutcome, StoreResult};
 
-/// A recovery's work for the webhook `webhook_id` in `tx`.
-pub(super) struct Recovery<'a, 't> {
+/// A transaction's work for the webhook `webhook_id`: a recovery's, and a batch's health
+/// writes ([`super::health`]).
+pub(super) struct WebhookTx<'a, 't> {
     pub(super) tx: &'a mut Transaction<'t, Postgres>,
     pub(super) webhook_id: &'a str,
 }
 
 #[async_trait]
-impl Recovering for Recovery<'_, '_> {
+impl Recovering for WebhookTx<'_, '_> {
     async fn seq_bounds(&mut self, tenant: &str) -> StoreResult<Option<(i64, i64)>> {
         let (low, high): (Option<i64>, Option<i64>) = sqlx::query_as(SEQ_BOUNDS)
             .bind(tenant)
@@ -135,7 +136,7 @@ impl PostgresStore {
             until: until_ms,
             ended_since: None,
         };
-        let mut recovery = Recovery {
+        let mut recovery = WebhookTx {
             tx: &mut tx,
             webhook_id: &webhook_id,
         };
@@ -161,7 +162,7 @@ impl PostgresStore {
                 .bind(&job.webhook_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let mut recovery = Recovery {
+        let mut recovery = WebhookTx {
             tx: &mut tx,
             webhook_id: &job.webhook_id,
         };

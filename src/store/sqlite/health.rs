@@ -1,13 +1,15 @@
 //! Webhook health on SQLite, written with the attempt results that move it.
 
+use async_trait::async_trait;
 use sqlx::{FromRow, Sqlite, Transaction};
 
-use super::recoveries::Recovery;
+use super::recoveries::WebhookTx;
 use super::{end_unfinished_deliveries, json_list};
-use crate::domain::health::{HealthPolicy, Transition};
+use crate::domain::health::{Health, HealthPolicy, Transition};
 use crate::domain::notification::Subject;
-use crate::store::health::{apply, attempts_by_webhook, queue_notification, update_health};
-use crate::store::recovery::{self, Range};
+use crate::store::health::{
+    HealthWrites, Moving, attempts_by_webhook, move_health, queue_notification, update_health,
+};
 use crate::store::rows::{HEALTH_COLUMNS, HealthRow, parse_uuid};
 use crate::store::{AttemptRecord, StoreResult, sql};
 
@@ -40,55 +42,52 @@ pub(super) async fn apply_health(
     .fetch_all(&mut **tx)
     .await?;
     for row in rows {
-        let id = parse_uuid(&row.id)?;
-        let Some(attempts) = by_webhook.get(&id) else {
+        let Some(attempts) = by_webhook.get(&parse_uuid(&row.id)?) else {
             continue;
         };
-        let applied = apply(row.health.try_into()?, attempts, policy);
-        update_health(&applied.health, row.id.clone())
-            .execute(&mut **tx)
-            .await?;
-        let subject = Subject {
-            tenant: &row.tenant,
-            webhook_id: id,
-            url: &row.url,
-            consecutive_failures: applied.health.consecutive_failures,
-            failing_since_ms: applied.health.failing_since_ms,
+        let mut writes = WebhookTx {
+            tx: &mut *tx,
+            webhook_seq: row.seq,
         };
-        for (transition, at) in &applied.transitions {
-            if let Transition::Disabled { .. } = transition {
-                sqlx::query(sql::DISABLE_WEBHOOK)
-                    .bind(now)
-                    .bind(&row.id)
-                    .execute(&mut **tx)
-                    .await?;
-                end_unfinished_deliveries(tx, row.seq, now).await?;
-            }
-            if let Transition::Recovered {
-                streak_since_ms, ..
-            } = transition
-                && let Some((since, until)) = policy.catch_up(*streak_since_ms, *at)
-            {
-                let range = Range {
-                    tenant: row.tenant.clone(),
-                    since,
-                    until,
-                    ended_since: Some(*streak_since_ms),
-                };
-                let mut recovery = Recovery {
-                    tx: &mut *tx,
-                    webhook_seq: row.seq,
-                };
-                recovery::queue(&mut recovery, &row.id, &range, now).await?;
-                metrics::counter!("herald_recoveries_started_total", "trigger" => "catch_up")
-                    .increment(1);
-            }
-            if policy.notify_operator {
-                queue_notification(transition, &subject, *at, now)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-        }
+        let webhook = Moving {
+            id: row.id,
+            tenant: row.tenant,
+            url: row.url,
+            health: row.health,
+        };
+        move_health(&mut writes, webhook, attempts, policy, now).await?;
     }
     Ok(())
+}
+
+#[async_trait]
+impl HealthWrites for WebhookTx<'_, '_> {
+    async fn write_health(&mut self, webhook_id: &str, health: &Health) -> StoreResult<()> {
+        update_health::<Sqlite>(health, webhook_id.to_string())
+            .execute(&mut **self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn switch_off(&mut self, webhook_id: &str, now: i64) -> StoreResult<()> {
+        sqlx::query(sql::DISABLE_WEBHOOK)
+            .bind(now)
+            .bind(webhook_id)
+            .execute(&mut **self.tx)
+            .await?;
+        end_unfinished_deliveries(self.tx, self.webhook_seq, now).await
+    }
+
+    async fn notify(
+        &mut self,
+        transition: &Transition,
+        subject: &Subject<'_>,
+        at_ms: i64,
+        now: i64,
+    ) -> StoreResult<()> {
+        queue_notification::<Sqlite>(transition, subject, at_ms, now)
+            .execute(&mut **self.tx)
+            .await?;
+        Ok(())
+    }
 }

@@ -13,14 +13,15 @@ use crate::store::recovery::{
 };
 use crate::store::{RecoverOutcome, StoreResult, sql};
 
-/// A recovery's work for the webhook `webhook_seq` in `tx`.
-pub(super) struct Recovery<'a, 't> {
+/// A transaction's work for the webhook `webhook_seq`: a recovery's, and a batch's health
+/// writes ([`super::health`]).
+pub(super) struct WebhookTx<'a, 't> {
     pub(super) tx: &'a mut Transaction<'t, Sqlite>,
     pub(super) webhook_seq: i64,
 }
 
 #[async_trait]
-impl Recovering for Recovery<'_, '_> {
+impl Recovering for WebhookTx<'_, '_> {
     async fn seq_bounds(&mut self, tenant: &str) -> StoreResult<Option<(i64, i64)>> {
         let (low, high): (Option<i64>, Option<i64>) = sqlx::query_as(SEQ_BOUNDS)
             .bind(tenant)
@@ -125,7 +126,7 @@ impl SqliteStore {
             until: until_ms,
             ended_since: None,
         };
-        let mut recovery = Recovery {
+        let mut recovery = WebhookTx {
             tx: &mut tx,
             webhook_seq,
         };
@@ -147,7 +148,7 @@ impl SqliteStore {
                 .bind(&job.webhook_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let mut recovery = Recovery {
+        let mut recovery = WebhookTx {
             tx: &mut tx,
             webhook_seq: webhook.unwrap_or_default(),
         };
