@@ -64,11 +64,9 @@ async fn a_retry_to_a_webhook_still_retrying_replaces_its_cycle() {
         )
         .await;
     assert_eq!(retry.0, 200);
-    let requests = receiver.wait_for(2, SOON).await;
-    assert!(
-        requests[1].at - requests[0].at < Duration::from_millis(1500),
-        "attempted at once"
-    );
+    // Attempted at once, not after the 2 s of the first cycle's schedule: `dispatch.rs` shows
+    // it tick by tick; here, that the route starts it.
+    receiver.wait_for(2, SOON).await;
     acme.wait_for_status(id, "completed").await;
     // Nothing is left to attempt: the replaced cycle's retry is gone from the queue.
     let queue = app.store.queue_depth().await.expect("queue depth");

@@ -181,3 +181,42 @@ async fn retries_end_with_the_last_attempt_of_the_schedule() {
     assert!(logs[2].next_retry_at_ms.is_none());
     assert_eq!(receiver.received().len(), 3);
 }
+
+#[tokio::test]
+async fn a_manual_retry_is_attempted_at_once_and_replaces_the_scheduled_retry() {
+    let Some((store, _dir)) = fresh_store().await else {
+        return;
+    };
+    let receiver = TestReceiver::start(|n| Reply::status(if n == 0 { 500 } else { 200 })).await;
+    subscribe(store.as_ref(), receiver.url("/h")).await;
+    let id = publish(store.as_ref()).await;
+    let start = now_ms();
+    let clock = Clock::manual(start);
+    let mut dispatcher = dispatcher(&store, &clock, &[("HERALD_RETRY_SCHEDULE", "10s")]);
+    assert_eq!(step(&mut dispatcher, store.as_ref()).await.claimed, 1);
+
+    let retried = store
+        .retry_event("acme", id, None)
+        .await
+        .expect("retry queued");
+    assert_eq!(retried, herald::store::RetryOutcome::Queued(1));
+    // The clock only catches up with the instant the retry was queued at, far short of the
+    // ten seconds the first cycle waits for: the new cycle is due at once.
+    clock.advance(now_ms() - start);
+    assert_eq!(step(&mut dispatcher, store.as_ref()).await.claimed, 1);
+    let (event, logs) = state(store.as_ref(), id).await;
+    assert_eq!(event.status, EventStatus::Completed);
+    let attempts: Vec<(i64, AttemptStatus)> = logs
+        .iter()
+        .map(|log| (log.attempt_number, log.delivery_status))
+        .collect();
+    assert_eq!(
+        attempts,
+        [(1, AttemptStatus::Failed), (1, AttemptStatus::Success)]
+    );
+
+    // The first cycle's scheduled retry never comes.
+    clock.advance(86_400_000);
+    assert_eq!(step(&mut dispatcher, store.as_ref()).await.claimed, 0);
+    assert_eq!(receiver.received().len(), 2);
+}
