@@ -186,22 +186,23 @@ pub(super) async fn start(
     let Some((first, last)) = seq_span(tx, range).await? else {
         return Ok(0);
     };
-    let total = tx.failed_between(range, first, last).await?.len() as u64;
-    if total == 0 {
-        return Ok(0);
-    }
     let mut next = first;
     let mut queued = 0;
     for _ in 0..INLINE_WINDOWS {
         if next > last {
-            return Ok(total);
+            return Ok(queued);
         }
         let end = window_end(next, last);
         let failed = tx.failed_between(range, next, end).await?;
         queued += tx.requeue(&failed, now).await?;
         next = end + 1;
     }
-    if next <= last {
+    if next > last {
+        return Ok(queued);
+    }
+    // What the background will queue, counted now so the answer says it.
+    let later = tx.failed_between(range, next, last).await?.len() as u64;
+    if queued + later > 0 {
         tx.record(RecoveryValues::Insert {
             range: range.clone(),
             webhook_id: webhook_id.to_string(),
@@ -212,7 +213,7 @@ pub(super) async fn start(
         })
         .await?;
     }
-    Ok(total)
+    Ok(queued + later)
 }
 
 /// Leaves the whole of a recovery to the background (a catch-up, queued by the transaction
