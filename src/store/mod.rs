@@ -36,6 +36,19 @@ pub use postgres::PostgresStore;
 pub use recovery::RecoveryStep;
 pub use sqlite::SqliteStore;
 
+/// How much a write transaction's commit must survive, the same on both backends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// Acknowledged to a client: flushed to disk at commit (SQLite `synchronous = FULL`,
+    /// PostgreSQL's default `synchronous_commit`), so it survives a crash of the machine.
+    Durable,
+    /// Dispatcher bookkeeping (claims, fan-out, attempt results): a crash loses at most work
+    /// that is then done again (a lease runs out, the attempt is made again), so its commit
+    /// does not wait for a flush of its own (SQLite `synchronous = NORMAL`, PostgreSQL
+    /// `synchronous_commit = off`); the next durable commit flushes it too.
+    Relaxed,
+}
+
 /// Schema, health, tenants and tokens.
 #[async_trait]
 pub trait AccessStore: Send + Sync {

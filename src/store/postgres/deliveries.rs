@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::PostgresStore;
 use crate::domain::subscription::{FanOutPlan, PendingEvent, plan_fan_out};
+use crate::store::Commit;
 use crate::store::rows::{Candidate, take_within};
 use crate::store::sql;
 use crate::store::{
@@ -198,7 +199,7 @@ async fn claimable(
 impl DeliveryStore for PostgresStore {
     async fn claim(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork> {
         let now = request.now_ms;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.transaction(Commit::Relaxed).await?;
         let plan = plan_pending(&mut tx, request.fan_out_limit).await?;
         // Every tick, even without pending events: the same statement takes back expired
         // leases, so that the claim below sees them.

@@ -22,8 +22,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-use super::StoreResult;
 use super::results::Unrecorded;
+use super::{Commit, StoreResult};
 use crate::domain::health::HealthPolicy;
 use crate::domain::status::{DeliveryState, derive_event_status};
 
@@ -80,6 +80,23 @@ impl PostgresStore {
             channel,
             unrecorded: Unrecorded::default(),
             health,
+        })
+    }
+
+    /// A transaction from the pool, committed as `commit` says. A relaxed commit returns
+    /// before its WAL record is on disk: the database server's own crash can lose the last
+    /// few hundred milliseconds of them (its WAL writer flushes every 200 ms by default),
+    /// never a publish, which is durable and flushes them with it.
+    async fn transaction(&self, commit: Commit) -> StoreResult<Transaction<'static, Postgres>> {
+        Ok(match commit {
+            Commit::Durable => self.pool.begin().await?,
+            // `BEGIN` and the setting in one round trip (sqlx sends a custom begin as a
+            // simple query); `SET LOCAL` ends with the transaction.
+            Commit::Relaxed => {
+                self.pool
+                    .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+                    .await?
+            }
         })
     }
 

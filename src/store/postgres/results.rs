@@ -14,7 +14,7 @@ use crate::domain::status::NextStep;
 use crate::store::results::{
     attempt_status, finished_events, latest_attempt_at, next_states, skip,
 };
-use crate::store::{AttemptRecord, StoreResult};
+use crate::store::{AttemptRecord, Commit, StoreResult};
 
 /// Logs finished attempts and moves their deliveries on, and their events' statuses with
 /// them, and their webhooks' health. Locks the webhooks first, then the events, each in order.
@@ -104,7 +104,7 @@ async fn record(
 
 impl PostgresStore {
     async fn record_in_transaction(&self, records: &[AttemptRecord]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.transaction(Commit::Relaxed).await?;
         record(&mut tx, records, &self.health).await?;
         tx.commit().await?;
         Ok(())

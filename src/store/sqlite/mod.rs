@@ -31,10 +31,10 @@ use sqlx::{QueryBuilder, Sqlite, Transaction};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::StoreResult;
 use super::model::Webhook;
 use super::results::Unrecorded;
 use super::rows::WebhookRow;
+use super::{Commit, StoreResult};
 use crate::domain::health::HealthPolicy;
 use crate::domain::status::{DeliveryState, derive_event_status};
 
@@ -166,18 +166,6 @@ impl SqliteStore {
             }
         }
     }
-}
-
-/// How much a write transaction's commit must survive.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Commit {
-    /// Acknowledged to a client: fsync at commit (`synchronous = FULL`), so it survives a
-    /// crash of the machine, not only of the process.
-    Durable,
-    /// Dispatcher bookkeeping (claims, fan-out, attempt results): a crash of the process
-    /// loses nothing (WAL), and a power cut loses at most work that is then done again, so
-    /// no fsync of its own (`synchronous = NORMAL`); the next durable commit syncs it too.
-    Relaxed,
 }
 
 impl SqliteStore {
