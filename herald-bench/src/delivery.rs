@@ -35,10 +35,12 @@ pub async fn end_to_end(ctx: &Context) -> anyhow::Result<ScenarioReport> {
     .await?;
     progress.finish(&format!("{} deliveries/s", thousands(flow.rate())));
     let summary = format!(
-        "{} publishers; {} delivered, {} completed",
+        "{} publishers; {} delivered, {} completed; last delivery {:.0} ms after the last \
+         publish answered",
         ctx.connections,
         thousands(flow.delivered as f64),
-        thousands(completed as f64)
+        thousands(completed as f64),
+        flow.drain_after_last_ack.as_secs_f64() * 1_000.0
     );
     let mut report = report(
         ctx,

@@ -57,6 +57,9 @@ pub struct Flow {
     pub duplicates: u64,
     /// From the first publish sent to the last successful delivery received.
     pub elapsed: Duration,
+    /// From the last publish answered to the last successful delivery received: how far
+    /// delivery lagged behind ingest when publishing stopped.
+    pub drain_after_last_ack: Duration,
     pub drained: bool,
     /// From each event's publish request sent to its first attempt received. A healthy
     /// receiver's events have one attempt each, and a retry always follows the attempt it
@@ -86,6 +89,10 @@ impl Flow {
         figures.insert(
             "first_publish_to_last_delivery_s".into(),
             json!(round(self.elapsed.as_secs_f64(), 3)),
+        );
+        figures.insert(
+            "last_ack_to_last_delivery_ms".into(),
+            json!(round(self.drain_after_last_ack.as_secs_f64() * 1_000.0, 1)),
         );
         figures.insert("drained".into(), json!(self.drained));
         figures
@@ -207,6 +214,7 @@ fn measure(
             }
         }
     }
+    let last_ack = started + load.elapsed;
     Flow {
         published: load.accepted,
         expected: load.accepted * per_event,
@@ -215,6 +223,7 @@ fn measure(
         attempts,
         duplicates,
         elapsed: last_delivery.saturating_duration_since(started),
+        drain_after_last_ack: last_delivery.saturating_duration_since(last_ack),
         drained,
         first_attempt: Percentiles::of_micros(latencies_us),
     }
