@@ -12,7 +12,9 @@
 -- key, so the row locks on webhooks (`KEY SHARE` for fan-outs and retries, `NO KEY UPDATE` for
 -- health, `FOR UPDATE` to switch one off) keep their meaning: nothing updates `seq`.
 --
--- Nodes of an earlier Herald name deliveries by webhook id: stop them before this runs.
+-- Nodes of an earlier Herald name deliveries by webhook id: stop them before this runs. The
+-- backfill writes every delivery row once and the table is locked meanwhile, so on a large
+-- queue it takes a while.
 ALTER TABLE webhooks ADD COLUMN seq BIGINT GENERATED ALWAYS AS IDENTITY;
 ALTER TABLE webhooks ADD CONSTRAINT webhooks_seq_key UNIQUE (seq);
 
