@@ -5,8 +5,8 @@
 //! delivery re-queued is no longer `failed`).
 
 use async_trait::async_trait;
-use sqlx::query::Query;
-use sqlx::{Database, Encode, Type};
+use sqlx::query::{Query, QueryAs};
+use sqlx::{Database, Encode, FromRow, Type};
 use uuid::Uuid;
 
 use super::StoreResult;
@@ -71,9 +71,9 @@ pub(super) fn window_end(next: i64, last: i64) -> i64 {
     next.saturating_add(WINDOW - 1).min(last)
 }
 
-/// A recovery's work for one webhook inside one transaction of a backend: the statements
-/// that differ between backends (SQLite's deliveries name their webhook by its `seq`,
-/// PostgreSQL's by its id, and PostgreSQL locks events first) behind the steps both share.
+/// A recovery's work for one webhook inside one transaction of a backend: the steps both
+/// share run through it on either backend's transaction. Re-queuing differs (PostgreSQL
+/// locks events first; the two bind lists of ids differently).
 #[async_trait]
 pub(super) trait Recovering: Send {
     /// The seqs of the tenant's first and last events ([`SEQ_BOUNDS`]).
@@ -264,6 +264,37 @@ pub(super) async fn step(
     Ok(queued)
 }
 
+/// The webhook's deliveries that ended failed, of the range's events among seqs
+/// `[first, last]`: `(delivery id, event seq)`, as [`Recovering::failed_between`] answers.
+pub(super) fn failed_between<'q, DB>(
+    range: &'q Range,
+    webhook_seq: i64,
+    first: i64,
+    last: i64,
+) -> QueryAs<'q, DB, (i64, i64), <DB as Database>::Arguments<'q>>
+where
+    DB: Database,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+    (i64, i64): for<'r> FromRow<'r, DB::Row>,
+{
+    sqlx::query_as::<DB, (i64, i64)>(FAILED_BETWEEN)
+        .bind(first)
+        .bind(last)
+        .bind(webhook_seq)
+        .bind(range.tenant.as_str())
+        .bind(range.since)
+        .bind(range.until)
+        .bind(range.ended_since)
+}
+
+const FAILED_BETWEEN: &str = "SELECT d.id, d.event_seq FROM deliveries d \
+     JOIN events e ON e.seq = d.event_seq \
+     WHERE d.event_seq BETWEEN $1 AND $2 AND d.webhook_seq = $3 AND d.state = 'failed' \
+     AND e.tenant = $4 AND e.created_at >= $5 AND e.created_at < $6 \
+     AND (CAST($7 AS BIGINT) IS NULL OR d.updated_at >= $7)";
+
 /// The probe statement of [`SeqSearch`]: `(tenant, seq)`.
 pub(super) const FIRST_CREATED_FROM: &str =
     "SELECT created_at FROM events WHERE tenant = $1 AND seq >= $2 ORDER BY seq LIMIT 1";
@@ -274,6 +305,9 @@ pub(super) const SEQ_BOUNDS: &str = "SELECT MIN(seq), MAX(seq) FROM events WHERE
 const INSERT_RECOVERY: &str = "INSERT INTO recoveries (id, tenant, webhook_id, \
      since, until, ended_since, next_seq, last_seq, queued, state, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'running', $10, $10)";
+/// A running recovery's webhook, by id: its key and whether it is active (PostgreSQL holds
+/// it `FOR KEY SHARE`).
+pub(super) const RECOVERY_WEBHOOK: &str = "SELECT seq, is_active FROM webhooks WHERE id = $1";
 /// The oldest recovery still running (PostgreSQL appends its row lock).
 pub(super) const RUNNING_RECOVERY: &str = "SELECT id, tenant, webhook_id, since, until, \
      ended_since, next_seq, last_seq FROM recoveries WHERE state = 'running' \

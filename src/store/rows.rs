@@ -1,17 +1,22 @@
 //! Row shapes shared by both backends: the SQL column lists and how a row becomes a record.
 //! Integers are `BIGINT` on PostgreSQL so one decoding serves both.
 
+use std::collections::HashMap;
+
 use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::{
-    ClaimedDelivery, DeliveryLog, Event, StoreError, StoreResult, Tenant, Token, TokenKind, Webhook,
+    ClaimedDelivery, DeliveryLog, Event, EventPage, RetryOutcome, StoreError, StoreResult, Tenant,
+    Token, TokenKind, Webhook,
 };
 use crate::domain::claim::Capacity;
 use crate::domain::envelope::{EnvelopeFields, render_body};
 use crate::domain::health::{Health, HealthState};
+use crate::domain::page::cut_page;
 use crate::domain::scope::scopes_from_text;
-use crate::domain::status::{AttemptStatus, EventStatus};
+use crate::domain::status::{AttemptStatus, DeliveryState, EventStatus, derive_event_status};
+use crate::domain::subscription::{RetryCandidate, RetryTargets, retry_targets};
 
 #[derive(FromRow)]
 pub(super) struct TenantRow {
@@ -131,6 +136,45 @@ impl TryFrom<WebhookRow> for Webhook {
             health: Health::try_from(row.health)?,
         })
     }
+}
+
+/// A webhook with the integer key its deliveries name it by (`webhooks.seq`).
+#[derive(FromRow)]
+pub(super) struct KeyedWebhookRow {
+    pub(super) seq: i64,
+    #[sqlx(flatten)]
+    pub(super) webhook: WebhookRow,
+}
+
+impl KeyedWebhookRow {
+    pub(super) fn decode(self) -> StoreResult<(i64, Webhook)> {
+        Ok((self.seq, Webhook::try_from(self.webhook)?))
+    }
+}
+
+/// The keys of the webhooks a manual retry of an event of `event_type` opens a new cycle for,
+/// among `rows` ([`super::sql::RETRY_WEBHOOKS`]; `one`: the retry names a webhook). `Err`
+/// holds the answer when it opens none.
+pub(super) fn retry_keys(
+    rows: Vec<KeyedWebhookRow>,
+    one: bool,
+    event_type: &str,
+) -> StoreResult<Result<Vec<i64>, RetryOutcome>> {
+    let webhooks: Vec<(i64, Webhook)> = rows
+        .into_iter()
+        .map(KeyedWebhookRow::decode)
+        .collect::<StoreResult<_>>()?;
+    let candidates = webhooks.iter().map(|(seq, w)| RetryCandidate {
+        key: *seq,
+        is_active: w.is_active,
+        event_types: &w.event_types,
+    });
+    Ok(match retry_targets(candidates.collect(), one, event_type) {
+        RetryTargets::Webhooks(targets) if targets.is_empty() => Err(RetryOutcome::Queued(0)),
+        RetryTargets::Webhooks(targets) => Ok(targets),
+        RetryTargets::NotFound => Err(RetryOutcome::WebhookNotFound),
+        RetryTargets::Inactive => Err(RetryOutcome::WebhookInactive),
+    })
 }
 
 pub(super) const EVENT_COLUMNS: &str = "id, event_id, tenant, event_type, payload, user_id, source_service, \
@@ -287,6 +331,39 @@ pub(super) struct SeqEventRow {
     pub(super) seq: i64,
     #[sqlx(flatten)]
     pub(super) event: EventRow,
+}
+
+/// A page of an event list: `total` matches in all, and the rows [`super::sql::list_events`]
+/// read, cut to `limit` with the cursor of the next page if there is one.
+pub(super) fn event_page(total: i64, rows: Vec<SeqEventRow>, limit: u32) -> StoreResult<EventPage> {
+    let rows = rows.into_iter().map(|row| (row.seq, row.event)).collect();
+    let (rows, next_cursor) = cut_page(rows, limit);
+    let events = rows
+        .into_iter()
+        .map(Event::try_from)
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(EventPage {
+        total,
+        events,
+        next_cursor,
+    })
+}
+
+/// The statuses events derive from their deliveries' states (`(event seq, state)` rows, in
+/// any order): `(seq, status, whether it is final)` for each event whose deliveries give one.
+pub(super) fn derived_statuses(rows: Vec<(i64, String)>) -> Vec<(i64, &'static str, bool)> {
+    let mut states: HashMap<i64, Vec<DeliveryState>> = HashMap::new();
+    for (seq, state) in rows {
+        if let Some(state) = DeliveryState::parse(&state) {
+            states.entry(seq).or_default().push(state);
+        }
+    }
+    states
+        .into_iter()
+        .filter_map(|(seq, states)| {
+            derive_event_status(states).map(|status| (seq, status.as_str(), status.is_final()))
+        })
+        .collect()
 }
 
 /// The candidates the claiming node may take ([`Capacity::within_limits`]), in order, as

@@ -18,28 +18,14 @@ use crate::store::{
     QueueDepth, RecoveryStep, StoreResult,
 };
 
-/// The CTEs `hooks` and `queued (id, first_due)`: each webhook with queued deliveries and
-/// its first due time, found by stepping through `deliveries_queued_by_webhook` one webhook
-/// at a time (a recursive skip scan): a few index reads per webhook, whatever their
-/// backlogs, as on SQLite.
-const QUEUED_WEBHOOKS: &str = "hooks (id) AS ( \
-       SELECT MIN(webhook_id) FROM deliveries WHERE state = 'queued' \
-       UNION ALL \
-       SELECT (SELECT MIN(webhook_id) FROM deliveries \
-               WHERE state = 'queued' AND webhook_id > hooks.id) \
-       FROM hooks WHERE hooks.id IS NOT NULL), \
-     queued (id, first_due) AS (SELECT id, (SELECT MIN(next_attempt_at) FROM deliveries \
-                 WHERE state = 'queued' AND webhook_id = hooks.id) \
-       FROM hooks WHERE id IS NOT NULL)";
-
 /// A row of [`plan_pending`]'s result: a pending event (with a seq) or an active webhook of
-/// its tenant (with an id).
+/// its tenant (with its key).
 #[derive(sqlx::FromRow)]
 struct PendingOrWebhook {
     seq: Option<i64>,
     tenant: String,
     event_type: Option<String>,
-    webhook_id: Option<String>,
+    webhook_seq: Option<i64>,
     patterns: Option<String>,
 }
 
@@ -48,7 +34,7 @@ struct PendingOrWebhook {
 async fn plan_pending(
     tx: &mut Transaction<'_, Postgres>,
     limit: usize,
-) -> StoreResult<FanOutPlan<String>> {
+) -> StoreResult<FanOutPlan<i64>> {
     // One statement for both (each is a round trip while the dispatcher holds its locks).
     // Key-share locks on the webhooks: one being deleted or switched off (which takes
     // `FOR UPDATE`) waits for this fan-out, then ends the deliveries it created; attempt
@@ -57,11 +43,11 @@ async fn plan_pending(
         "WITH pending AS (SELECT seq, tenant, event_type FROM events \
                           WHERE status = 'pending' ORDER BY seq LIMIT $1 \
                           FOR UPDATE SKIP LOCKED), \
-         hooks AS (SELECT tenant, id, event_types FROM webhooks \
+         hooks AS (SELECT tenant, id, seq, event_types FROM webhooks \
                    WHERE tenant IN (SELECT tenant FROM pending) AND is_active \
                    ORDER BY id FOR KEY SHARE) \
-         SELECT seq, tenant, event_type, NULL AS webhook_id, NULL AS patterns FROM pending \
-         UNION ALL SELECT NULL, tenant, NULL, id, event_types FROM hooks",
+         SELECT seq, tenant, event_type, NULL AS webhook_seq, NULL AS patterns FROM pending \
+         UNION ALL SELECT NULL, tenant, NULL, seq, event_types FROM hooks",
     )
     .bind(limit as i64)
     .fetch_all(&mut **tx)
@@ -80,11 +66,11 @@ async fn plan_pending(
                 event_type,
             }),
             PendingOrWebhook {
-                webhook_id: Some(id),
+                webhook_seq: Some(key),
                 patterns: Some(patterns),
                 tenant,
                 ..
-            } => webhooks.push((tenant, id, patterns)),
+            } => webhooks.push((tenant, key, patterns)),
             _ => {}
         }
     }
@@ -96,7 +82,7 @@ async fn plan_pending(
 /// the queue the deliveries whose lease ran out (their node died or hung), in one statement.
 async fn queue_fanned_out(
     tx: &mut Transaction<'_, Postgres>,
-    plan: &FanOutPlan<String>,
+    plan: &FanOutPlan<i64>,
     now: i64,
 ) -> StoreResult<()> {
     let (seqs, statuses): (Vec<i64>, Vec<&str>) = plan
@@ -107,10 +93,10 @@ async fn queue_fanned_out(
         .unzip();
     sqlx::query(
         "WITH queued AS ( \
-           INSERT INTO deliveries (event_seq, webhook_id, cycle, state, next_attempt_at, \
+           INSERT INTO deliveries (event_seq, webhook_seq, cycle, state, next_attempt_at, \
                                    created_at, updated_at) \
            SELECT u.seq, u.webhook, 1, 'queued', $5, $5, $5 \
-           FROM UNNEST($1::bigint[], $2::text[]) AS u(seq, webhook)), \
+           FROM UNNEST($1::bigint[], $2::bigint[]) AS u(seq, webhook)), \
          fanned_out AS ( \
            UPDATE events e SET status = u.status, queued_at = $5, \
                   processed_at = CASE WHEN u.status = 'skipped' THEN $5 END \
@@ -131,7 +117,7 @@ async fn queue_fanned_out(
     .bind(
         plan.deliveries
             .iter()
-            .map(|(_, webhook)| webhook.as_str())
+            .map(|(_, webhook)| *webhook)
             .collect::<Vec<_>>(),
     )
     .bind(&seqs)
@@ -141,6 +127,37 @@ async fn queue_fanned_out(
     .await?;
     Ok(())
 }
+
+/// The due deliveries a node may claim, locked: `(now, saturated webhook ids, quota reads,
+/// quota most, saturated tenants)`. The webhooks with due work that are below their limit on
+/// this node (`sql::queued_webhooks!`), then each one's share of its due deliveries
+/// (`Capacity::per_webhook_quota`'s rule; the number of ready webhooks is known only here).
+/// Rows another node has locked are skipped. Tenants at their limit on this node are left
+/// out (looked up only when there are some, so the common claim costs what it did). Each
+/// webhook's share is read in the order of its index (due time): ordering by `id` as well
+/// sorted all of its due deliveries first, on every claim (herald bench d: ~850 rows read a
+/// tick for ~65 taken).
+const CLAIMABLE: &str = concat!(
+    "WITH RECURSIVE ",
+    sql::queued_webhooks!(),
+    ", ready AS (SELECT seq FROM queued \
+                 WHERE first_due <= $1 \
+                 AND seq NOT IN (SELECT seq FROM webhooks WHERE id = ANY($2::text[])) \
+                 AND (cardinality($5::text[]) = 0 OR NOT EXISTS ( \
+                   SELECT 1 FROM webhooks w \
+                   WHERE w.seq = queued.seq AND w.tenant = ANY($5::text[])))), \
+     c AS (SELECT q.id FROM ready h CROSS JOIN LATERAL ( \
+             SELECT id FROM deliveries WHERE state = 'queued' \
+             AND webhook_seq = h.seq AND next_attempt_at <= $1 \
+             ORDER BY next_attempt_at \
+             LIMIT (SELECT GREATEST(1, LEAST($4, ($3 + COUNT(*) - 1) / GREATEST(COUNT(*), 1))) \
+                    FROM ready) \
+             FOR UPDATE SKIP LOCKED) q) \
+     SELECT d.id, d.event_seq, w.id AS webhook_id, w.tenant, d.attempts, d.cycle, e.event_id, \
+            e.event_type, e.user_id, e.occurred_at, e.payload, e.created_at, w.url, w.api_key \
+     FROM c JOIN deliveries d ON d.id = c.id JOIN events e ON e.seq = d.event_seq \
+     JOIN webhooks w ON w.seq = d.webhook_seq ORDER BY d.next_attempt_at, d.id"
+);
 
 /// Reads the due deliveries this node may claim, locked, within the request's capacity:
 /// the ready webhooks' due deliveries, up to each one's quota, then those the node may take.
@@ -155,36 +172,9 @@ async fn claimable(
     }
     let saturated = capacity.saturated_webhooks();
     let saturated_tenants = capacity.saturated_tenants();
-    // One statement (each is a round trip to the database while the claim holds its
-    // locks): the webhooks with due work that are below their limit on this node, then
-    // each one's share of its due deliveries (`Capacity::per_webhook_quota`'s rule; the number
-    // of ready webhooks is known only here). Rows another node has locked are skipped.
-    // Tenants at their limit on this node are left out (looked up only when there are
-    // some, so the common claim costs what it did).
-    // Each webhook's share is read in the order of its index (due time): ordering by
-    // `id` as well sorted all of its due deliveries first, on every claim (herald bench
-    // d: ~850 rows read a tick for ~65 taken).
+    // One statement: each is a round trip to the database while the claim holds its locks.
     let quota = capacity.quota_bounds();
-    let candidates: Vec<Candidate> = sqlx::query_as(&format!(
-            "WITH RECURSIVE {QUEUED_WEBHOOKS}, \
-             ready AS (SELECT id FROM queued \
-                       WHERE first_due <= $1 AND id <> ALL($2::text[]) \
-                       AND (cardinality($5::text[]) = 0 OR NOT EXISTS ( \
-                         SELECT 1 FROM webhooks w \
-                         WHERE w.id = queued.id AND w.tenant = ANY($5::text[])))), \
-             c AS (SELECT q.id FROM ready h CROSS JOIN LATERAL ( \
-                     SELECT id FROM deliveries WHERE state = 'queued' \
-                     AND webhook_id = h.id AND next_attempt_at <= $1 \
-                     ORDER BY next_attempt_at \
-                     LIMIT (SELECT GREATEST(1, LEAST($4, ($3 + COUNT(*) - 1) / GREATEST(COUNT(*), 1))) \
-                            FROM ready) \
-                     FOR UPDATE SKIP LOCKED) q) \
-             SELECT d.id, d.event_seq, d.webhook_id, w.tenant, d.attempts, d.cycle, e.event_id, \
-                    e.event_type, e.user_id, e.occurred_at, e.payload, e.created_at, w.url, \
-                    w.api_key \
-             FROM c JOIN deliveries d ON d.id = c.id JOIN events e ON e.seq = d.event_seq \
-             JOIN webhooks w ON w.id = d.webhook_id ORDER BY d.next_attempt_at, d.id"
-        ))
+    let candidates: Vec<Candidate> = sqlx::query_as(CLAIMABLE)
         .bind(now)
         .bind(&saturated)
         .bind(quota.reads as i64)
@@ -262,16 +252,9 @@ impl DeliveryStore for PostgresStore {
     }
 
     async fn next_wake_at(&self) -> StoreResult<Option<i64>> {
-        let next: Option<i64> = sqlx::query_scalar(&format!(
-            "WITH RECURSIVE {QUEUED_WEBHOOKS} \
-             SELECT MIN(at) FROM ( \
-               SELECT (SELECT 0::bigint FROM events WHERE status = 'pending' LIMIT 1) AS at \
-               UNION ALL SELECT MIN(first_due) FROM queued \
-               UNION ALL SELECT MIN(locked_until) FROM deliveries WHERE state = 'in_flight') AS t"
-        ))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(next)
+        Ok(sqlx::query_scalar(sql::NEXT_WAKE_AT)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn queue_depth(&self) -> StoreResult<QueueDepth> {

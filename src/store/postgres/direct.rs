@@ -4,7 +4,7 @@
 use super::PostgresStore;
 use crate::domain::status::EventStatus;
 use crate::domain::time::now_ms;
-use crate::store::{DirectPublishOutcome, NewEvent, StoreResult, pending_event};
+use crate::store::{DirectPublishOutcome, NewEvent, StoreResult, pending_event, sql};
 
 impl PostgresStore {
     /// See [`crate::store::EventStore::publish_to_webhook`].
@@ -16,25 +16,24 @@ impl PostgresStore {
         let mut tx = self.pool.begin().await?;
         // A key-share lock, as fan-out takes: a deactivation or deletion (`FOR UPDATE`) waits
         // for this commit, then ends the delivery queued here.
-        let active: Option<bool> = sqlx::query_scalar(
-            "SELECT is_active FROM webhooks WHERE tenant = $1 AND id = $2 FOR KEY SHARE",
-        )
-        .bind(&event.tenant)
-        .bind(webhook)
-        .fetch_optional(&mut *tx)
-        .await?;
-        match active {
+        let found: Option<(i64, bool)> =
+            sqlx::query_as(&format!("{} FOR KEY SHARE", sql::WEBHOOK_KEY))
+                .bind(&event.tenant)
+                .bind(webhook)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let webhook_seq = match found {
             None => return Ok(DirectPublishOutcome::WebhookNotFound),
-            Some(false) => return Ok(DirectPublishOutcome::WebhookInactive),
-            Some(true) => {}
-        }
+            Some((_, false)) => return Ok(DirectPublishOutcome::WebhookInactive),
+            Some((seq, true)) => seq,
+        };
         let now = now_ms();
         sqlx::query(
             "WITH stored AS ( \
                INSERT INTO events (id, tenant, event_id, event_type, payload, user_id, \
                                    source_service, occurred_at, status, created_at, queued_at) \
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'processing', $9, $9) RETURNING seq) \
-             INSERT INTO deliveries (event_seq, webhook_id, cycle, state, next_attempt_at, \
+             INSERT INTO deliveries (event_seq, webhook_seq, cycle, state, next_attempt_at, \
                                      created_at, updated_at) \
              SELECT seq, $10, 1, 'queued', $9, $9, $9 FROM stored",
         )
@@ -47,7 +46,7 @@ impl PostgresStore {
         .bind(&event.source_service)
         .bind(event.occurred_at_ms)
         .bind(now)
-        .bind(webhook)
+        .bind(webhook_seq)
         .execute(&mut *tx)
         .await?;
         // Wakes the dispatchers of the other nodes; this node's is woken by the caller.

@@ -3,20 +3,19 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
+use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::PostgresStore;
-use crate::domain::page::cut_page;
-use crate::domain::subscription::{RetryCandidate, RetryTargets, retry_targets};
 use crate::domain::time::now_ms;
 use crate::store::model::Published;
 use crate::store::rows::{
-    EVENT_COLUMNS, EventRow, LOG_SELECT, LogRow, SeqEventRow, WEBHOOK_COLUMNS, WebhookRow,
+    EVENT_COLUMNS, EventRow, KeyedWebhookRow, LOG_SELECT, LogRow, event_page, retry_keys,
 };
 use crate::store::sql;
 use crate::store::{
     DeliveryLog, DirectPublishOutcome, Event, EventPage, EventQuery, EventStore, MAX_EVENT_LOGS,
-    NewEvent, PublishFailure, PublishOutcome, RetryOutcome, StoreError, StoreResult, Webhook,
+    NewEvent, PublishFailure, PublishOutcome, RetryOutcome, StoreError, StoreResult,
 };
 
 /// Publish commits in flight at once on one node (of the pool's connections).
@@ -26,14 +25,41 @@ impl PostgresStore {
     /// Stores `events` in one transaction; see [`EventStore::publish_events`].
     async fn store_events(&self, events: &[NewEvent]) -> StoreResult<Published> {
         let created_at = now_ms();
+        let (known, inserted) = self.insert_events(events, created_at).await?;
+        let known: HashSet<String> = known.into_iter().collect();
+        let inserted: HashSet<String> = inserted.into_iter().collect();
+        let repeated: Vec<&NewEvent> = events
+            .iter()
+            .filter(|e| known.contains(&e.tenant) && !inserted.contains(&e.id.to_string()))
+            .collect();
+        let existing = if repeated.is_empty() {
+            HashMap::new()
+        } else {
+            self.stored_events(&repeated).await?
+        };
+        Ok(Published {
+            known,
+            inserted,
+            existing,
+            created_at_ms: created_at,
+        })
+    }
+
+    /// Inserts the events of known tenants whose (tenant, eventId) is new, created at
+    /// `created_at`, in one statement; returns the known tenants and the ids inserted.
+    async fn insert_events(
+        &self,
+        events: &[NewEvent],
+        created_at: i64,
+    ) -> StoreResult<(Vec<String>, Vec<String>)> {
         let tenants: Vec<&str> = events.iter().map(|e| e.tenant.as_str()).collect();
         let column = |f: fn(&NewEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
         // One statement, committed on its own: each statement is a round trip and work for
         // the server, whose CPU is what limits publishing (a transaction of a tenant lookup,
         // the insert and the notification was five). Events of unknown tenants are not
-        // stored; a repeated (tenant, eventId) is skipped and looked up below. The
+        // stored; a repeated (tenant, eventId) is skipped and looked up after. The
         // notification wakes the dispatchers of every node when the statement commits.
-        let (known, inserted): (Vec<String>, Vec<String>) = sqlx::query_as(
+        Ok(sqlx::query_as(
             "WITH known AS (SELECT name FROM tenants WHERE name = ANY($1)), \
              ins AS ( \
                INSERT INTO events (id, tenant, event_id, event_type, payload, user_id, \
@@ -67,45 +93,78 @@ impl PostgresStore {
         .bind(created_at)
         .bind(&self.channel)
         .fetch_one(&self.pool)
-        .await?;
-        let known: HashSet<String> = known.into_iter().collect();
-        let inserted: HashSet<String> = inserted.into_iter().collect();
-        let repeated: Vec<&NewEvent> = events
-            .iter()
-            .filter(|e| known.contains(&e.tenant) && !inserted.contains(&e.id.to_string()))
-            .collect();
-        let mut existing: HashMap<(String, String), Event> = HashMap::new();
-        if !repeated.is_empty() {
-            let rows: Vec<EventRow> = sqlx::query_as(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE (tenant, event_id) IN \
-                 (SELECT * FROM UNNEST($1::text[], $2::text[]))"
-            ))
-            .bind(
-                repeated
-                    .iter()
-                    .map(|e| e.tenant.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                repeated
-                    .iter()
-                    .map(|e| e.event_id.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .fetch_all(&self.pool)
-            .await?;
-            for row in rows {
-                let event = Event::try_from(row)?;
-                existing.insert((event.tenant.clone(), event.event_id.clone()), event);
-            }
-        }
-        Ok(Published {
-            known,
-            inserted,
-            existing,
-            created_at_ms: created_at,
-        })
+        .await?)
     }
+
+    /// The stored events with the (tenant, eventId) of `repeated`, by that name.
+    async fn stored_events(
+        &self,
+        repeated: &[&NewEvent],
+    ) -> StoreResult<HashMap<(String, String), Event>> {
+        let mut existing = HashMap::new();
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE (tenant, event_id) IN \
+             (SELECT * FROM UNNEST($1::text[], $2::text[]))"
+        ))
+        .bind(
+            repeated
+                .iter()
+                .map(|e| e.tenant.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            repeated
+                .iter()
+                .map(|e| e.event_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let event = Event::try_from(row)?;
+            existing.insert((event.tenant.clone(), event.event_id.clone()), event);
+        }
+        Ok(existing)
+    }
+}
+
+/// Opens a new cycle of the (locked) event for each webhook of `targets` (keys): it replaces
+/// every earlier one of this event and webhook, finished or not, and the event is
+/// processing again.
+async fn open_cycles(
+    tx: &mut Transaction<'_, Postgres>,
+    event_seq: i64,
+    targets: &[i64],
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE deliveries SET state = 'superseded', locked_until = NULL, locked_by = NULL, \
+         updated_at = $1 WHERE event_seq = $2 AND webhook_seq = ANY($3) AND state <> 'superseded'",
+    )
+    .bind(now)
+    .bind(event_seq)
+    .bind(targets)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO deliveries (event_seq, webhook_seq, cycle, state, next_attempt_at, \
+                                 created_at, updated_at) \
+         SELECT $1, t.seq, COALESCE((SELECT MAX(cycle) FROM deliveries d \
+                                    WHERE d.event_seq = $1 AND d.webhook_seq = t.seq), 0) + 1, \
+                'queued', $2, $2, $2 \
+         FROM UNNEST($3::bigint[]) AS t(seq)",
+    )
+    .bind(event_seq)
+    .bind(now)
+    .bind(targets)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(sql::REOPEN_EVENT)
+        .bind(now)
+        .bind(event_seq)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -127,39 +186,9 @@ impl EventStore for PostgresStore {
     }
 
     async fn list_events(&self, query: &EventQuery) -> StoreResult<EventPage> {
-        // Optional filters are written as `($2 IS NULL OR ...)` so one statement (prepared
-        // once per connection) serves every combination.
-        let total: i64 = sqlx::query_scalar(sql::COUNT_EVENTS)
-            .bind(&query.tenant)
-            .bind(query.status.map(|s| s.as_str()))
-            .bind(&query.event_type)
-            .bind(query.since_ms)
-            .bind(query.until_ms)
-            .fetch_one(&self.pool)
-            .await?;
-        let rows: Vec<(i64, EventRow)> = sqlx::query_as::<_, SeqEventRow>(sql::LIST_EVENTS)
-            .bind(&query.tenant)
-            .bind(query.status.map(|s| s.as_str()))
-            .bind(&query.event_type)
-            .bind(query.since_ms)
-            .bind(query.until_ms)
-            .bind(query.before_cursor)
-            .bind(i64::from(query.limit) + 1)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|row| (row.seq, row.event))
-            .collect();
-        let (rows, next_cursor) = cut_page(rows, query.limit);
-        let events = rows
-            .into_iter()
-            .map(Event::try_from)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(EventPage {
-            total,
-            events,
-            next_cursor,
-        })
+        let (count, page) = sql::list_events::<Postgres>(query);
+        let total = count.fetch_one(&self.pool).await?;
+        event_page(total, page.fetch_all(&self.pool).await?, query.limit)
     }
 
     async fn find_event(&self, tenant: &str, id: &str) -> StoreResult<Option<Event>> {
@@ -206,72 +235,28 @@ impl EventStore for PostgresStore {
         // Key-share locks keep the webhooks from being deleted or switched off (`FOR UPDATE`)
         // until the new cycle is committed (those changes then end it properly). Webhooks are
         // locked before the event, in the order every writer takes them.
-        let rows: Vec<WebhookRow> = sqlx::query_as(&format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = $1 AND ($2::text IS NULL OR id = $2) \
-             ORDER BY id FOR KEY SHARE"
-        ))
-        .bind(tenant)
-        .bind(webhook.map(|id| id.to_string()))
-        .fetch_all(&mut *tx)
-        .await?;
-        let found: Option<(i64, String)> = sqlx::query_as(
-            "SELECT seq, event_type FROM events WHERE id = $1 AND tenant = $2 FOR UPDATE",
-        )
-        .bind(event.to_string())
-        .bind(tenant)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let rows: Vec<KeyedWebhookRow> =
+            sqlx::query_as(&format!("{} FOR KEY SHARE", sql::RETRY_WEBHOOKS))
+                .bind(tenant)
+                .bind(webhook.map(|id| id.to_string()))
+                .fetch_all(&mut *tx)
+                .await?;
+        let found: Option<(i64, String)> =
+            sqlx::query_as(&format!("{} FOR UPDATE", sql::RETRY_EVENT))
+                .bind(event.to_string())
+                .bind(tenant)
+                .fetch_optional(&mut *tx)
+                .await?;
         let Some((event_seq, event_type)) = found else {
             return Err(StoreError::Invalid(format!(
                 "event {event} vanished during retry"
             )));
         };
-        let webhooks: Vec<Webhook> = rows
-            .into_iter()
-            .map(Webhook::try_from)
-            .collect::<StoreResult<_>>()?;
-        let candidates = webhooks.iter().map(|w| RetryCandidate {
-            key: w.id.to_string(),
-            is_active: w.is_active,
-            event_types: &w.event_types,
-        });
-        let targets: Vec<String> =
-            match retry_targets(candidates.collect(), webhook.is_some(), &event_type) {
-                RetryTargets::Webhooks(targets) => targets,
-                RetryTargets::NotFound => return Ok(RetryOutcome::WebhookNotFound),
-                RetryTargets::Inactive => return Ok(RetryOutcome::WebhookInactive),
-            };
-        if targets.is_empty() {
-            return Ok(RetryOutcome::Queued(0));
-        }
-        let now = now_ms();
-        // The new cycle replaces every earlier one of this event and webhook, finished or not.
-        sqlx::query(
-            "UPDATE deliveries SET state = 'superseded', locked_until = NULL, locked_by = NULL, \
-             updated_at = $1 WHERE event_seq = $2 AND webhook_id = ANY($3) AND state <> 'superseded'",
-        )
-        .bind(now)
-        .bind(event_seq)
-        .bind(&targets)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO deliveries (event_seq, webhook_id, cycle, state, next_attempt_at, created_at, updated_at) \
-             SELECT $1, t.id, COALESCE((SELECT MAX(cycle) FROM deliveries d \
-                                        WHERE d.event_seq = $1 AND d.webhook_id = t.id), 0) + 1, \
-                    'queued', $2, $2, $2 \
-             FROM UNNEST($3::text[]) AS t(id)",
-        )
-        .bind(event_seq)
-        .bind(now)
-        .bind(&targets)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(sql::REOPEN_EVENT)
-            .bind(now)
-            .bind(event_seq)
-            .execute(&mut *tx)
-            .await?;
+        let targets = match retry_keys(rows, webhook.is_some(), &event_type)? {
+            Ok(targets) => targets,
+            Err(outcome) => return Ok(outcome),
+        };
+        open_cycles(&mut tx, event_seq, &targets, now_ms()).await?;
         self.notify_work(&mut tx).await?;
         tx.commit().await?;
         Ok(RetryOutcome::Queued(targets.len() as u32))

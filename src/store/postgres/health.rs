@@ -19,6 +19,7 @@ use crate::store::{AttemptRecord, StoreResult, sql};
 /// A webhook whose health a batch of results moves, locked.
 #[derive(FromRow)]
 pub(super) struct Locked {
+    seq: i64,
     id: String,
     tenant: String,
     url: String,
@@ -37,7 +38,7 @@ pub(super) async fn lock_webhooks(
     ids.sort_unstable();
     ids.dedup();
     Ok(sqlx::query_as(&format!(
-        "SELECT id, tenant, url, {HEALTH_COLUMNS} FROM webhooks WHERE id = ANY($1) \
+        "SELECT seq, id, tenant, url, {HEALTH_COLUMNS} FROM webhooks WHERE id = ANY($1) \
          ORDER BY id FOR NO KEY UPDATE"
     ))
     .bind(ids)
@@ -60,15 +61,15 @@ pub(super) async fn apply_health(
         let Some(attempts) = by_webhook.get(&parse_uuid(&row.id)?) else {
             continue;
         };
+        let mut writes = WebhookTx {
+            tx: &mut *tx,
+            webhook_seq: row.seq,
+        };
         let webhook = Moving {
+            id: row.id,
             tenant: row.tenant,
             url: row.url,
             health: row.health,
-            id: row.id.clone(),
-        };
-        let mut writes = WebhookTx {
-            tx: &mut *tx,
-            webhook_id: &row.id,
         };
         move_health(&mut writes, webhook, attempts, policy, now).await?;
     }
@@ -96,7 +97,7 @@ impl HealthWrites for WebhookTx<'_, '_> {
             .bind(webhook_id)
             .execute(&mut **self.tx)
             .await?;
-        end_unfinished_deliveries(self.tx, webhook_id, now).await
+        end_unfinished_deliveries(self.tx, self.webhook_seq, now).await
     }
 
     async fn notify(

@@ -15,7 +15,6 @@ mod recoveries;
 mod results;
 mod webhooks;
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -23,9 +22,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use super::results::Unrecorded;
-use super::{Commit, StoreResult};
+use super::rows::derived_statuses;
+use super::{Commit, StoreResult, sql};
 use crate::domain::health::HealthPolicy;
-use crate::domain::status::{DeliveryState, derive_event_status};
 
 const MAX_CONNECTIONS: u32 = 16;
 /// How long a request waits for a connection before the store counts as unavailable (503).
@@ -140,19 +139,11 @@ async fn refresh_event_statuses(
             .bind(seqs)
             .fetch_all(&mut **tx)
             .await?;
-    let mut states: HashMap<i64, Vec<DeliveryState>> = HashMap::new();
-    for (seq, state) in rows {
-        if let Some(state) = DeliveryState::parse(&state) {
-            states.entry(seq).or_default().push(state);
-        }
-    }
     let (mut ids, mut statuses, mut finals) = (Vec::new(), Vec::new(), Vec::new());
-    for (seq, states) in states {
-        if let Some(status) = derive_event_status(states) {
-            ids.push(seq);
-            statuses.push(status.as_str());
-            finals.push(status.is_final());
-        }
+    for (seq, status, is_final) in derived_statuses(rows) {
+        ids.push(seq);
+        statuses.push(status);
+        finals.push(is_final);
     }
     sqlx::query(
         "UPDATE events e SET status = u.status, \
@@ -169,41 +160,35 @@ async fn refresh_event_statuses(
     Ok(())
 }
 
-/// Fails a webhook's queued and in-flight deliveries (it was deleted or deactivated) and
+/// Fails a webhook's queued and in-flight deliveries (it was deleted or switched off) and
 /// re-derives their events' statuses. The caller holds the webhook's row lock, so no new
-/// delivery to it can appear meanwhile.
+/// delivery to it can appear meanwhile; the events are locked before their deliveries change.
 async fn end_unfinished_deliveries(
     tx: &mut Transaction<'_, Postgres>,
-    webhook_id: &str,
+    webhook_seq: i64,
     now: i64,
 ) -> StoreResult<()> {
-    // One state at a time, so each finds its rows through its own partial index (the queue
-    // per webhook, the leases) instead of scanning every delivery.
+    sqlx::query(
+        "SELECT seq FROM events WHERE seq IN ( \
+           SELECT event_seq FROM deliveries WHERE webhook_seq = $1 AND state = 'queued' \
+           UNION ALL \
+           SELECT event_seq FROM deliveries WHERE webhook_seq = $1 AND state = 'in_flight') \
+         ORDER BY seq FOR UPDATE",
+    )
+    .bind(webhook_seq)
+    .execute(&mut **tx)
+    .await?;
     let mut seqs: Vec<i64> = Vec::new();
-    for state in ["queued", "in_flight"] {
+    for statement in sql::END_UNFINISHED {
         seqs.extend(
-            sqlx::query_scalar::<_, i64>(
-                "SELECT event_seq FROM deliveries WHERE webhook_id = $1 AND state = $2",
-            )
-            .bind(webhook_id)
-            .bind(state)
-            .fetch_all(&mut **tx)
-            .await?,
+            sqlx::query_scalar::<_, i64>(statement)
+                .bind(now)
+                .bind(webhook_seq)
+                .fetch_all(&mut **tx)
+                .await?,
         );
     }
     seqs.sort_unstable();
     seqs.dedup();
-    lock_events(tx, &seqs).await?;
-    for state in ["queued", "in_flight"] {
-        sqlx::query(
-            "UPDATE deliveries SET state = 'failed', locked_until = NULL, locked_by = NULL, \
-             updated_at = $1 WHERE webhook_id = $2 AND state = $3",
-        )
-        .bind(now)
-        .bind(webhook_id)
-        .bind(state)
-        .execute(&mut **tx)
-        .await?;
-    }
     refresh_event_statuses(tx, &seqs, now).await
 }

@@ -1,5 +1,5 @@
-//! Recovering a webhook's failed events on PostgreSQL: the statements of
-//! [`crate::store::recovery`] that name a webhook by its id and lock events first. A running
+//! Recovering a webhook's failed events on PostgreSQL: [`crate::store::recovery`] run in a
+//! PostgreSQL transaction, re-queuing after locking the events. A running
 //! recovery's row is locked by the node stepping it (`SKIP LOCKED`), so nodes share
 //! recoveries without taking the same window twice; its webhook is held with `KEY SHARE`,
 //! as a retry holds it.
@@ -11,16 +11,16 @@ use uuid::Uuid;
 use super::{PostgresStore, lock_events};
 use crate::domain::time::now_ms;
 use crate::store::recovery::{
-    self, FIRST_CREATED_FROM, RUNNING_RECOVERY, Range, Recovering, RecoveryStep, RecoveryValues,
-    RunningRow, SEQ_BOUNDS,
+    self, FIRST_CREATED_FROM, RECOVERY_WEBHOOK, RUNNING_RECOVERY, Range, Recovering, RecoveryStep,
+    RecoveryValues, RunningRow, SEQ_BOUNDS,
 };
-use crate::store::{RecoverOutcome, StoreResult};
+use crate::store::{RecoverOutcome, StoreResult, sql};
 
-/// A transaction's work for the webhook `webhook_id`: a recovery's, and a batch's health
+/// A transaction's work for the webhook `webhook_seq`: a recovery's, and a batch's health
 /// writes ([`super::health`]).
 pub(super) struct WebhookTx<'a, 't> {
     pub(super) tx: &'a mut Transaction<'t, Postgres>,
-    pub(super) webhook_id: &'a str,
+    pub(super) webhook_seq: i64,
 }
 
 #[async_trait]
@@ -47,21 +47,11 @@ impl Recovering for WebhookTx<'_, '_> {
         first: i64,
         last: i64,
     ) -> StoreResult<Vec<(i64, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT d.id, d.event_seq FROM deliveries d JOIN events e ON e.seq = d.event_seq \
-             WHERE d.event_seq BETWEEN $1 AND $2 AND d.webhook_id = $3 AND d.state = 'failed' \
-             AND e.tenant = $4 AND e.created_at >= $5 AND e.created_at < $6 \
-             AND ($7::bigint IS NULL OR d.updated_at >= $7)",
+        Ok(
+            recovery::failed_between(range, self.webhook_seq, first, last)
+                .fetch_all(&mut **self.tx)
+                .await?,
         )
-        .bind(first)
-        .bind(last)
-        .bind(self.webhook_id)
-        .bind(&range.tenant)
-        .bind(range.since)
-        .bind(range.until)
-        .bind(range.ended_since)
-        .fetch_all(&mut **self.tx)
-        .await?)
     }
 
     async fn requeue(&mut self, failed: &[(i64, i64)], now: i64) -> StoreResult<u64> {
@@ -83,8 +73,8 @@ impl Recovering for WebhookTx<'_, '_> {
         .fetch_all(&mut **self.tx)
         .await?;
         sqlx::query(
-            "INSERT INTO deliveries (event_seq, webhook_id, cycle, state, next_attempt_at, \
-             created_at, updated_at) SELECT event_seq, webhook_id, cycle + 1, 'queued', $1, $1, \
+            "INSERT INTO deliveries (event_seq, webhook_seq, cycle, state, next_attempt_at, \
+             created_at, updated_at) SELECT event_seq, webhook_seq, cycle + 1, 'queued', $1, $1, \
              $1 FROM deliveries WHERE id = ANY($2)",
         )
         .bind(now)
@@ -118,18 +108,17 @@ impl PostgresStore {
     ) -> StoreResult<RecoverOutcome> {
         let mut tx = self.pool.begin().await?;
         let webhook_id = id.to_string();
-        let active: Option<bool> = sqlx::query_scalar(
-            "SELECT is_active FROM webhooks WHERE tenant = $1 AND id = $2 FOR KEY SHARE",
-        )
-        .bind(tenant)
-        .bind(&webhook_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        match active {
+        let webhook: Option<(i64, bool)> =
+            sqlx::query_as(&format!("{} FOR KEY SHARE", sql::WEBHOOK_KEY))
+                .bind(tenant)
+                .bind(&webhook_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let webhook_seq = match webhook {
             None => return Ok(RecoverOutcome::WebhookNotFound),
-            Some(false) => return Ok(RecoverOutcome::WebhookInactive),
-            Some(true) => {}
-        }
+            Some((_, false)) => return Ok(RecoverOutcome::WebhookInactive),
+            Some((seq, true)) => seq,
+        };
         let range = Range {
             tenant: tenant.to_string(),
             since: since_ms,
@@ -138,7 +127,7 @@ impl PostgresStore {
         };
         let mut recovery = WebhookTx {
             tx: &mut tx,
-            webhook_id: &webhook_id,
+            webhook_seq,
         };
         let queued = recovery::start(&mut recovery, &webhook_id, &range, now_ms()).await?;
         if queued > 0 {
@@ -157,16 +146,17 @@ impl PostgresStore {
         let Some(job) = running else {
             return Ok(RecoveryStep::default());
         };
-        let active: Option<bool> =
-            sqlx::query_scalar("SELECT is_active FROM webhooks WHERE id = $1 FOR KEY SHARE")
+        let webhook: Option<(i64, bool)> =
+            sqlx::query_as(&format!("{RECOVERY_WEBHOOK} FOR KEY SHARE"))
                 .bind(&job.webhook_id)
                 .fetch_optional(&mut *tx)
                 .await?;
+        let (webhook_seq, active) = webhook.unwrap_or_default();
         let mut recovery = WebhookTx {
             tx: &mut tx,
-            webhook_id: &job.webhook_id,
+            webhook_seq,
         };
-        let queued = recovery::step(&mut recovery, &job, active == Some(true), now).await?;
+        let queued = recovery::step(&mut recovery, &job, active, now).await?;
         if queued > 0 {
             self.notify_work(&mut tx).await?;
         }

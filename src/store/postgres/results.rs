@@ -1,6 +1,7 @@
 //! Attempt results on PostgreSQL: written in transactions of their own, beside the claims
 //! (transactions here run side by side), by the store's background work.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::health::{apply_health, lock_webhooks};
 use super::{PostgresStore, lock_events, refresh_event_statuses};
 use crate::domain::health::HealthPolicy;
-use crate::domain::status::NextStep;
+use crate::domain::status::{DeliveryState, NextStep};
 use crate::store::results::{
     attempt_status, finished_events, latest_attempt_at, next_states, skip,
 };
@@ -32,6 +33,22 @@ async fn record(
     seqs.dedup();
     lock_events(tx, &seqs).await?;
     let steps = next_states(records);
+    let moved = move_deliveries(tx, records, &steps, &node).await?;
+    log_attempts(tx, records, &steps, &moved).await?;
+    let finished = finished_events(records, &steps, &moved);
+    let at = latest_attempt_at(records);
+    refresh_event_statuses(tx, &finished, at).await?;
+    apply_health(tx, webhooks, records, health, at).await
+}
+
+/// Moves each attempt's delivery to its next state (`steps`, in the order of `records`);
+/// returns the ids of those it moved.
+async fn move_deliveries(
+    tx: &mut Transaction<'_, Postgres>,
+    records: &[AttemptRecord],
+    steps: &[(DeliveryState, Option<i64>)],
+    node: &str,
+) -> StoreResult<HashSet<i64>> {
     // Only the claim holder moves a delivery on: one superseded by a manual retry, ended
     // by a deleted webhook or taken over after its lease keeps its state.
     let moved: Vec<i64> = sqlx::query_scalar(
@@ -57,10 +74,19 @@ async fn record(
     )
     .bind(steps.iter().map(|(_, at)| *at).collect::<Vec<_>>())
     .bind(records.iter().map(|r| r.created_at_ms).collect::<Vec<_>>())
-    .bind(&node)
+    .bind(node)
     .fetch_all(&mut **tx)
     .await?;
-    let moved: std::collections::HashSet<i64> = moved.into_iter().collect();
+    Ok(moved.into_iter().collect())
+}
+
+/// Logs each attempt; the next retry shows only where its delivery moved (`moved`).
+async fn log_attempts(
+    tx: &mut Transaction<'_, Postgres>,
+    records: &[AttemptRecord],
+    steps: &[(DeliveryState, Option<i64>)],
+    moved: &HashSet<i64>,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO attempts (id, delivery_id, event_seq, webhook_id, attempt_number, request_url, \
          request_headers, response_status, response_body, error_message, status, duration_ms, \
@@ -90,16 +116,13 @@ async fn record(
     .bind(
         records
             .iter()
-            .zip(&steps)
+            .zip(steps)
             .map(|(r, (_, at))| if moved.contains(&r.delivery_id) { *at } else { None })
             .collect::<Vec<_>>(),
     )
     .execute(&mut **tx)
     .await?;
-    let finished = finished_events(records, &steps, &moved);
-    let at = latest_attempt_at(records);
-    refresh_event_statuses(tx, &finished, at).await?;
-    apply_health(tx, webhooks, records, health, at).await
+    Ok(())
 }
 
 impl PostgresStore {

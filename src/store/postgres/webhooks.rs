@@ -7,7 +7,7 @@ use super::{PostgresStore, end_unfinished_deliveries};
 use crate::domain::health::{Health, HealthState};
 use crate::domain::time::now_ms;
 use crate::store::health::update_health;
-use crate::store::rows::{LOG_SELECT, LogRow, WEBHOOK_COLUMNS, WebhookRow};
+use crate::store::rows::{KeyedWebhookRow, LOG_SELECT, LogRow, WEBHOOK_COLUMNS, WebhookRow};
 use crate::store::sql;
 use crate::store::{
     DeliveryLog, NewWebhook, RecoverOutcome, StoreResult, Webhook, WebhookChange, WebhookStore,
@@ -87,15 +87,15 @@ impl WebhookStore for PostgresStore {
         change: WebhookChange,
     ) -> StoreResult<Option<Webhook>> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<WebhookRow> = sqlx::query_as(&format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = $1 AND id = $2 FOR UPDATE"
+        let row: Option<KeyedWebhookRow> = sqlx::query_as(&format!(
+            "SELECT seq, {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = $1 AND id = $2 FOR UPDATE"
         ))
         .bind(tenant)
         .bind(id.to_string())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let mut webhook = Webhook::try_from(row)?;
+        let (seq, mut webhook) = row.decode()?;
         let was_active = webhook.is_active;
         webhook.apply(change);
         let reenabled =
@@ -107,7 +107,7 @@ impl WebhookStore for PostgresStore {
                 .await?;
         }
         if was_active && !webhook.is_active {
-            end_unfinished_deliveries(&mut tx, &webhook.id.to_string(), now_ms()).await?;
+            end_unfinished_deliveries(&mut tx, seq, now_ms()).await?;
         }
         webhook.updated_at_ms = now_ms().max(webhook.updated_at_ms + 1);
         sqlx::query(sql::UPDATE_WEBHOOK)
@@ -128,15 +128,16 @@ impl WebhookStore for PostgresStore {
     async fn delete_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<bool> {
         let id = id.to_string();
         let mut tx = self.pool.begin().await?;
-        let deleted = sqlx::query("DELETE FROM webhooks WHERE tenant = $1 AND id = $2")
-            .bind(tenant)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-        if deleted.rows_affected() == 0 {
+        let deleted: Option<i64> =
+            sqlx::query_scalar("DELETE FROM webhooks WHERE tenant = $1 AND id = $2 RETURNING seq")
+                .bind(tenant)
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(seq) = deleted else {
             return Ok(false);
-        }
-        end_unfinished_deliveries(&mut tx, &id, now_ms()).await?;
+        };
+        end_unfinished_deliveries(&mut tx, seq, now_ms()).await?;
         tx.commit().await?;
         Ok(true)
     }

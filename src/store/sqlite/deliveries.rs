@@ -22,19 +22,7 @@ use crate::store::{
 /// Matches pending events to the active webhooks of their tenants and queues a delivery per
 /// match; events nobody subscribes to are `skipped`. A handful of statements per batch.
 async fn fan_out(tx: &mut Transaction<'_, Sqlite>, now: i64, limit: usize) -> StoreResult<usize> {
-    let pending: Vec<PendingEvent> = sqlx::query_as::<_, (i64, String, String)>(
-        "SELECT seq, tenant, event_type FROM events WHERE status = 'pending' ORDER BY seq LIMIT ?",
-    )
-    .bind(limit as i64)
-    .fetch_all(&mut **tx)
-    .await?
-    .into_iter()
-    .map(|(seq, tenant, event_type)| PendingEvent {
-        seq,
-        tenant,
-        event_type,
-    })
-    .collect();
+    let pending = read_pending(tx, limit).await?;
     if pending.is_empty() {
         return Ok(0);
     }
@@ -49,23 +37,7 @@ async fn fan_out(tx: &mut Transaction<'_, Sqlite>, now: i64, limit: usize) -> St
     .fetch_all(&mut **tx)
     .await?;
     let plan = plan_fan_out(&pending, webhooks);
-    for chunk in chunks(&plan.deliveries) {
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO deliveries (event_seq, webhook_seq, cycle, state, next_attempt_at, \
-             created_at, updated_at) SELECT column1, column2, 1, 'queued', ",
-        );
-        insert
-            .separated(", ")
-            .push_bind(now)
-            .push_bind(now)
-            .push_bind(now);
-        insert.push(" FROM (");
-        push_rows(&mut insert, &chunk, 2, |row, (seq, webhook)| {
-            row.push_bind(*seq).push_bind(*webhook);
-        });
-        insert.push(") WHERE column1 IS NOT NULL");
-        insert.build().execute(&mut **tx).await?;
-    }
+    queue_deliveries(tx, &plan.deliveries, now).await?;
     for (seqs, status, processed_at) in [
         (&plan.processing, "processing", None),
         (&plan.skipped, "skipped", Some(now)),
@@ -87,20 +59,59 @@ async fn fan_out(tx: &mut Transaction<'_, Sqlite>, now: i64, limit: usize) -> St
     Ok(pending.len())
 }
 
-/// Each webhook with queued deliveries and its first due time, found by stepping through the
-/// per-webhook queue index one webhook at a time: a few index seeks per webhook, whatever
-/// their backlogs. Scanning the queue in due order instead read past every due delivery of
-/// a webhook at its in-flight limit on every tick, so one dead endpoint's growing backlog
-/// slowed everyone (herald bench h, i). Each webhook is named by its id.
-const QUEUED_WEBHOOKS: &str = "WITH RECURSIVE hooks (seq) AS ( \
-       SELECT (SELECT MIN(webhook_seq) FROM deliveries WHERE state = 'queued') \
-       UNION ALL \
-       SELECT (SELECT MIN(webhook_seq) FROM deliveries \
-               WHERE state = 'queued' AND webhook_seq > hooks.seq) \
-       FROM hooks WHERE hooks.seq IS NOT NULL) \
-     SELECT w.id, (SELECT MIN(next_attempt_at) FROM deliveries \
-                   WHERE state = 'queued' AND webhook_seq = hooks.seq), w.tenant \
-     FROM hooks JOIN webhooks w ON w.seq = hooks.seq";
+/// The oldest `limit` events awaiting fan-out.
+async fn read_pending(
+    tx: &mut Transaction<'_, Sqlite>,
+    limit: usize,
+) -> StoreResult<Vec<PendingEvent>> {
+    Ok(sqlx::query_as::<_, (i64, String, String)>(
+        "SELECT seq, tenant, event_type FROM events WHERE status = 'pending' ORDER BY seq LIMIT ?",
+    )
+    .bind(limit as i64)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .map(|(seq, tenant, event_type)| PendingEvent {
+        seq,
+        tenant,
+        event_type,
+    })
+    .collect())
+}
+
+/// Inserts a fan-out's deliveries, `(event seq, webhook seq)`, queued and due `now`.
+async fn queue_deliveries(
+    tx: &mut Transaction<'_, Sqlite>,
+    deliveries: &[(i64, i64)],
+    now: i64,
+) -> StoreResult<()> {
+    for chunk in chunks(deliveries) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO deliveries (event_seq, webhook_seq, cycle, state, next_attempt_at, \
+             created_at, updated_at) SELECT column1, column2, 1, 'queued', ",
+        );
+        insert
+            .separated(", ")
+            .push_bind(now)
+            .push_bind(now)
+            .push_bind(now);
+        insert.push(" FROM (");
+        push_rows(&mut insert, &chunk, 2, |row, (seq, webhook)| {
+            row.push_bind(*seq).push_bind(*webhook);
+        });
+        insert.push(") WHERE column1 IS NOT NULL");
+        insert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Each webhook with queued deliveries (`sql::queued_webhooks!`): its id, its first due
+/// time and its tenant.
+const QUEUED_WEBHOOKS: &str = concat!(
+    "WITH RECURSIVE ",
+    sql::queued_webhooks!(),
+    " SELECT w.id, q.first_due, w.tenant FROM queued q JOIN webhooks w ON w.seq = q.seq"
+);
 
 /// Claims due deliveries within the request's capacity: the ready webhooks' due
 /// deliveries, up to each one's quota, then those the node may take, under a lease.
@@ -248,16 +259,9 @@ impl DeliveryStore for SqliteStore {
     /// half the events each, spending the writer's time on more transactions, and end-to-end
     /// throughput fell.
     async fn next_wake_at(&self) -> StoreResult<Option<i64>> {
-        let next: Option<i64> = sqlx::query_scalar(&format!(
-            "WITH queued (webhook_id, due, tenant) AS ({QUEUED_WEBHOOKS}) \
-             SELECT MIN(at) FROM ( \
-               SELECT (SELECT 0 FROM events WHERE status = 'pending' LIMIT 1) AS at \
-               UNION ALL SELECT MIN(due) FROM queued \
-               UNION ALL SELECT MIN(locked_until) FROM deliveries WHERE state = 'in_flight')"
-        ))
-        .fetch_one(&self.writer)
-        .await?;
-        Ok(next)
+        Ok(sqlx::query_scalar(sql::NEXT_WAKE_AT)
+            .fetch_one(&self.writer)
+            .await?)
     }
 
     async fn queue_depth(&self) -> StoreResult<QueueDepth> {

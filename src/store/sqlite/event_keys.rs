@@ -82,68 +82,65 @@ impl RecentKeys {
     }
 
     /// Makes the memory cover the whole tail, inside a write transaction (so nothing can be
-    /// published meanwhile): `through` and `last_seq` are what that transaction reads.
+    /// published meanwhile): `through` and `last_seq` are what that transaction reads. Moves
+    /// the tail into `event_ids` once it is [`MERGE_AT`] long.
     pub async fn cover(
         &self,
         tx: &mut Transaction<'_, Sqlite>,
         through: i64,
         last_seq: i64,
     ) -> StoreResult<Covered> {
-        // Rows after `from` are read: the new ones if the memory is behind, or the whole tail
-        // if it has none or a merge it did not make moved `through`.
-        let from = match self.tail().as_ref() {
-            Some(tail) if tail.through == through && tail.known == last_seq => None,
-            Some(tail) if tail.through == through && tail.known < last_seq => Some(tail.known),
-            _ => Some(through),
-        };
-        if let Some(from) = from {
-            let rows: Vec<(String, i64)> =
-                sqlx::query_as("SELECT event_id, seq FROM events WHERE seq > ?")
-                    .bind(from)
-                    .fetch_all(&mut **tx)
-                    .await?;
-            let rows = rows
-                .into_iter()
-                .map(|(event_id, seq)| (event_number(&event_id), seq));
-            let mut tail = self.tail();
-            match tail.as_mut() {
-                Some(behind) if from != through => {
-                    behind.keys.extend(rows);
-                    behind.known = last_seq;
-                }
-                _ => {
-                    *tail = Some(Tail {
-                        through,
-                        known: last_seq,
-                        keys: rows.into_iter().collect(),
-                    })
-                }
-            }
-        }
+        self.catch_up(tx, through, last_seq).await?;
         let merge = self
             .tail()
             .as_ref()
             .is_some_and(|t| t.keys.len() >= MERGE_AT);
         if merge {
-            sqlx::query(
-                "INSERT INTO event_ids (event_id, seq) \
-                 SELECT unhex(replace(event_id, '-', '')) AS id, seq FROM events \
-                 WHERE seq > ?1 AND seq <= ?2 ORDER BY id, seq",
-            )
-            .bind(through)
-            .bind(last_seq)
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query("UPDATE event_keys_merged SET through_seq = ?")
-                .bind(last_seq)
-                .execute(&mut **tx)
-                .await?;
+            merge_tail(tx, through, last_seq).await?;
         }
         Ok(Covered {
             through,
             known: last_seq,
             merge,
         })
+    }
+
+    /// Reads into the memory the tail rows it lacks: the new ones if it is behind, or the
+    /// whole tail if it has none or a merge it did not make moved `through`.
+    async fn catch_up(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        through: i64,
+        last_seq: i64,
+    ) -> StoreResult<()> {
+        let from = match self.tail().as_ref() {
+            Some(tail) if tail.through == through && tail.known == last_seq => return Ok(()),
+            Some(tail) if tail.through == through && tail.known < last_seq => tail.known,
+            _ => through,
+        };
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT event_id, seq FROM events WHERE seq > ?")
+                .bind(from)
+                .fetch_all(&mut **tx)
+                .await?;
+        let rows = rows
+            .into_iter()
+            .map(|(event_id, seq)| (event_number(&event_id), seq));
+        let mut tail = self.tail();
+        match tail.as_mut() {
+            Some(behind) if from != through => {
+                behind.keys.extend(rows);
+                behind.known = last_seq;
+            }
+            _ => {
+                *tail = Some(Tail {
+                    through,
+                    known: last_seq,
+                    keys: rows.into_iter().collect(),
+                })
+            }
+        }
+        Ok(())
     }
 
     /// The `seq` of every tail event holding one of the business ids `keys`.
@@ -188,6 +185,28 @@ impl RecentKeys {
             None => (Vec::new(), None),
         }
     }
+}
+
+/// Moves the ids of the events in `(through, last_seq]` into `event_ids`, in one sorted run.
+async fn merge_tail(
+    tx: &mut Transaction<'_, Sqlite>,
+    through: i64,
+    last_seq: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO event_ids (event_id, seq) \
+         SELECT unhex(replace(event_id, '-', '')) AS id, seq FROM events \
+         WHERE seq > ?1 AND seq <= ?2 ORDER BY id, seq",
+    )
+    .bind(through)
+    .bind(last_seq)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE event_keys_merged SET through_seq = ?")
+        .bind(last_seq)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,23 +3,20 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::event_keys::{event_key, event_number, id_hex};
-use super::{Commit, KeyedWebhookRow, SqliteStore, chunks, json_list, push_rows};
-use crate::domain::page::cut_page;
-use crate::domain::subscription::{RetryCandidate, RetryTargets, retry_targets};
+use super::{Commit, SqliteStore, chunks, json_list, push_rows};
 use crate::domain::time::now_ms;
 use crate::store::model::Published;
 use crate::store::rows::{
-    EVENT_COLUMNS, EventRow, LOG_SELECT, LogRow, SeqEventRow, WEBHOOK_COLUMNS,
+    EVENT_COLUMNS, EventRow, KeyedWebhookRow, LOG_SELECT, LogRow, event_page, retry_keys,
 };
 use crate::store::sql;
 use crate::store::{
     DeliveryLog, DirectPublishOutcome, Event, EventPage, EventQuery, EventStore, MAX_EVENT_LOGS,
-    NewEvent, PublishFailure, PublishOutcome, RetryOutcome, StoreError, StoreResult, Webhook,
-    pending_event,
+    NewEvent, PublishFailure, PublishOutcome, RetryOutcome, StoreError, StoreResult, pending_event,
 };
 
 impl SqliteStore {
@@ -36,113 +33,16 @@ impl SqliteStore {
         let mut keys: Vec<u128> = keyed.iter().map(|(_, key)| *key).collect();
         keys.sort_unstable();
         keys.dedup();
-        let keys_hex: Vec<String> = keys.iter().map(|key| id_hex(*key)).collect();
-        // One question for what the batch needs to know, since each statement is a round
-        // trip to sqlx's worker thread while the writer is held: the commit's instant (never
-        // earlier than the last one, so `createdAt` agrees with the newest-first order of
-        // lists), the last event stored and how far `event_ids` reaches, which tenants exist,
-        // and which indexed events hold one of the batch's business ids (under any tenant;
-        // the tenant is compared below). Events after `through` are in the writer's memory.
-        // The ids are indexed in full, so how producers choose them does not matter: ids
-        // sharing a long prefix cost what any others do.
-        let (created_at, last_seq, through, known, indexed): (i64, i64, i64, String, String) =
-            sqlx::query_as(
-                "SELECT MAX(?1, COALESCE(last.created_at, 0)), COALESCE(last.seq, 0), \
-                 (SELECT through_seq FROM event_keys_merged), \
-                 (SELECT json_group_array(name) FROM tenants \
-                  WHERE name IN (SELECT value FROM json_each(?2))), \
-                 (SELECT json_group_array(seq) FROM event_ids \
-                  WHERE event_id IN (SELECT unhex(value) FROM json_each(?3))) \
-                 FROM (SELECT 1) LEFT JOIN \
-                      (SELECT seq, created_at FROM events ORDER BY seq DESC LIMIT 1) AS last",
-            )
-            .bind(now_ms())
-            .bind(json_list(&tenants))
-            .bind(json_list(&keys_hex))
-            .fetch_one(&mut *tx)
+        let facts = batch_facts(&mut tx, &tenants, &keys).await?;
+        let covered = self
+            .recent_keys
+            .cover(&mut tx, facts.through, facts.last_seq)
             .await?;
-        let covered = self.recent_keys.cover(&mut tx, through, last_seq).await?;
-        let known: HashSet<String> = serde_json::from_str(&known)
-            .map_err(|e| StoreError::Invalid(format!("tenant names: {e}")))?;
-        let mut taken: Vec<i64> = serde_json::from_str(&indexed)
-            .map_err(|e| StoreError::Invalid(format!("taken keys: {e}")))?;
+        let mut taken = facts.indexed;
         taken.extend(self.recent_keys.seqs_of(&keys));
-        let mut existing: HashMap<(String, String), Event> = HashMap::new();
-        let rows: Vec<EventRow> = if taken.is_empty() {
-            Vec::new()
-        } else {
-            // Only events of the batch's tenants: the same id under another tenant is a
-            // different event, and its row (payload and all) is not read.
-            sqlx::query_as(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT value FROM json_each(?1)) \
-                 AND +tenant IN (SELECT value FROM json_each(?2))"
-            ))
-            .bind(json_list(&taken))
-            .bind(json_list(&tenants))
-            .fetch_all(&mut *tx)
-            .await?
-        };
-        for row in rows {
-            let event = Event::try_from(row)?;
-            existing.insert((event.tenant.clone(), event.event_id.clone()), event);
-        }
-        let is_stored = |event: &NewEvent| {
-            !existing.is_empty()
-                && existing.contains_key(&(event.tenant.clone(), event.event_id.clone()))
-        };
-        // The first event of each new name is stored; a later one with the same name is
-        // answered with it (`repeated`: the indexes in `new_rows` of names seen again).
-        let mut first_of: HashMap<(&str, &str), usize> = HashMap::with_capacity(keyed.len());
-        let mut new_rows: Vec<(&NewEvent, u128)> = Vec::with_capacity(keyed.len());
-        let mut repeated: Vec<usize> = Vec::new();
-        for &(event, key) in keyed.iter().filter(|(e, _)| known.contains(&e.tenant)) {
-            let name = (event.tenant.as_str(), event.event_id.as_str());
-            if let Some(&first) = first_of.get(&name) {
-                repeated.push(first);
-            } else if !is_stored(event) {
-                first_of.insert(name, new_rows.len());
-                new_rows.push((event, key));
-            }
-        }
-        // A few statements for the whole batch, in order (so `seq` follows it). `OR IGNORE`
-        // (see [`super`]): nothing here can break a constraint, the keys were checked above
-        // and record ids are fresh, and a row refused anyway shows in the count.
-        let mut stored: Vec<(u128, i64)> = Vec::with_capacity(new_rows.len());
-        for chunk in chunks(&new_rows) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO events (id, tenant, event_id, event_key, event_type, \
-                 payload, user_id, source_service, occurred_at, status, created_at) \
-                 SELECT * FROM (",
-            );
-            let rows = chunk.iter().flatten().count();
-            push_rows(&mut insert, &chunk, 11, |row, (event, key)| {
-                row.push_bind(event.id.to_string())
-                    .push_bind(event.tenant.as_str())
-                    .push_bind(event.event_id.as_str())
-                    .push_bind(event_key(*key))
-                    .push_bind(event.event_type.as_str())
-                    .push_bind(event.payload.as_str())
-                    .push_bind(event.user_id.as_deref())
-                    .push_bind(event.source_service.as_deref())
-                    .push_bind(event.occurred_at_ms)
-                    .push_bind("pending")
-                    .push_bind(created_at);
-            });
-            insert.push(") WHERE column1 IS NOT NULL RETURNING seq");
-            let mut seqs: Vec<i64> = insert
-                .build_query_scalar::<i64>()
-                .fetch_all(&mut *tx)
-                .await?;
-            let refused = rows - seqs.len();
-            if refused > 0 {
-                return Err(StoreError::Invalid(format!(
-                    "{refused} of {rows} new events were refused by the database",
-                )));
-            }
-            // Every row was inserted, in order: their `seq`s, sorted, are theirs in order.
-            seqs.sort_unstable();
-            stored.extend(chunk.iter().flatten().map(|(_, key)| *key).zip(seqs));
-        }
+        let mut existing = stored_events(&mut tx, &taken, &tenants).await?;
+        let (new_rows, repeated) = new_events(&keyed, &facts.known, &existing);
+        let stored = insert_events(&mut tx, &new_rows, facts.created_at).await?;
         let inserted: HashSet<String> = new_rows
             .iter()
             .map(|(event, _)| event.id.to_string())
@@ -152,17 +52,212 @@ impl SqliteStore {
             let name = (first.tenant.clone(), first.event_id.clone());
             existing
                 .entry(name)
-                .or_insert_with(|| pending_event(first.clone(), created_at));
+                .or_insert_with(|| pending_event(first.clone(), facts.created_at));
         }
         tx.commit().await?;
         self.recent_keys.committed(covered, stored);
         Ok(Published {
-            known,
+            known: facts.known,
             inserted,
             existing,
-            created_at_ms: created_at,
+            created_at_ms: facts.created_at,
         })
     }
+}
+
+/// What a publishing transaction reads before it writes; see [`batch_facts`].
+struct BatchFacts {
+    /// The commit's instant.
+    created_at: i64,
+    /// The last event stored.
+    last_seq: i64,
+    /// How far `event_ids` reaches.
+    through: i64,
+    /// The batch's tenants that exist.
+    known: HashSet<String>,
+    /// Indexed events holding one of the batch's business ids, under any tenant.
+    indexed: Vec<i64>,
+}
+
+/// One question for what the batch needs to know, since each statement is a round trip to
+/// sqlx's worker thread while the writer is held: the commit's instant (never earlier than
+/// the last one, so `createdAt` agrees with the newest-first order of lists), the last event
+/// stored and how far `event_ids` reaches, which tenants exist, and which indexed events hold
+/// one of the batch's business ids `keys` (under any tenant; the tenant is compared later).
+/// Events after `through` are in the writer's memory. The ids are indexed in full, so how
+/// producers choose them does not matter: ids sharing a long prefix cost what any others do.
+async fn batch_facts(
+    tx: &mut Transaction<'_, Sqlite>,
+    tenants: &[&str],
+    keys: &[u128],
+) -> StoreResult<BatchFacts> {
+    let keys_hex: Vec<String> = keys.iter().map(|key| id_hex(*key)).collect();
+    let (created_at, last_seq, through, known, indexed): (i64, i64, i64, String, String) =
+        sqlx::query_as(
+            "SELECT MAX(?1, COALESCE(last.created_at, 0)), COALESCE(last.seq, 0), \
+             (SELECT through_seq FROM event_keys_merged), \
+             (SELECT json_group_array(name) FROM tenants \
+              WHERE name IN (SELECT value FROM json_each(?2))), \
+             (SELECT json_group_array(seq) FROM event_ids \
+              WHERE event_id IN (SELECT unhex(value) FROM json_each(?3))) \
+             FROM (SELECT 1) LEFT JOIN \
+                  (SELECT seq, created_at FROM events ORDER BY seq DESC LIMIT 1) AS last",
+        )
+        .bind(now_ms())
+        .bind(json_list(tenants))
+        .bind(json_list(&keys_hex))
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(BatchFacts {
+        created_at,
+        last_seq,
+        through,
+        known: serde_json::from_str(&known)
+            .map_err(|e| StoreError::Invalid(format!("tenant names: {e}")))?,
+        indexed: serde_json::from_str(&indexed)
+            .map_err(|e| StoreError::Invalid(format!("taken keys: {e}")))?,
+    })
+}
+
+/// The events among `taken` (seqs) of the batch's `tenants`, by (tenant, eventId): the same
+/// id under another tenant is a different event, and its row (payload and all) is not read.
+async fn stored_events(
+    tx: &mut Transaction<'_, Sqlite>,
+    taken: &[i64],
+    tenants: &[&str],
+) -> StoreResult<HashMap<(String, String), Event>> {
+    let mut existing = HashMap::new();
+    if taken.is_empty() {
+        return Ok(existing);
+    }
+    let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT value FROM json_each(?1)) \
+         AND +tenant IN (SELECT value FROM json_each(?2))"
+    ))
+    .bind(json_list(taken))
+    .bind(json_list(tenants))
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in rows {
+        let event = Event::try_from(row)?;
+        existing.insert((event.tenant.clone(), event.event_id.clone()), event);
+    }
+    Ok(existing)
+}
+
+/// The events of the batch (`keyed`) to insert: the first of each new name of a `known`
+/// tenant; and `repeated`, the indexes among them of names seen again later in the batch,
+/// which are answered with that first one.
+fn new_events<'e>(
+    keyed: &[(&'e NewEvent, u128)],
+    known: &HashSet<String>,
+    existing: &HashMap<(String, String), Event>,
+) -> (Vec<(&'e NewEvent, u128)>, Vec<usize>) {
+    let is_stored = |event: &NewEvent| {
+        !existing.is_empty()
+            && existing.contains_key(&(event.tenant.clone(), event.event_id.clone()))
+    };
+    let mut first_of: HashMap<(&str, &str), usize> = HashMap::with_capacity(keyed.len());
+    let mut new_rows: Vec<(&NewEvent, u128)> = Vec::with_capacity(keyed.len());
+    let mut repeated: Vec<usize> = Vec::new();
+    for &(event, key) in keyed.iter().filter(|(e, _)| known.contains(&e.tenant)) {
+        let name = (event.tenant.as_str(), event.event_id.as_str());
+        if let Some(&first) = first_of.get(&name) {
+            repeated.push(first);
+        } else if !is_stored(event) {
+            first_of.insert(name, new_rows.len());
+            new_rows.push((event, key));
+        }
+    }
+    (new_rows, repeated)
+}
+
+/// Inserts the new events, `pending` and created at `created_at`: a few statements for the
+/// whole batch, in order (so `seq` follows it). Returns each one's `(business id, seq)`.
+/// `OR IGNORE` (see [`super`]): nothing here can break a constraint, the names were checked
+/// and record ids are fresh, and a row refused anyway shows in the count.
+async fn insert_events(
+    tx: &mut Transaction<'_, Sqlite>,
+    new_rows: &[(&NewEvent, u128)],
+    created_at: i64,
+) -> StoreResult<Vec<(u128, i64)>> {
+    let mut stored: Vec<(u128, i64)> = Vec::with_capacity(new_rows.len());
+    for chunk in chunks(new_rows) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO events (id, tenant, event_id, event_key, event_type, \
+             payload, user_id, source_service, occurred_at, status, created_at) \
+             SELECT * FROM (",
+        );
+        let rows = chunk.iter().flatten().count();
+        push_rows(&mut insert, &chunk, 11, |row, (event, key)| {
+            row.push_bind(event.id.to_string())
+                .push_bind(event.tenant.as_str())
+                .push_bind(event.event_id.as_str())
+                .push_bind(event_key(*key))
+                .push_bind(event.event_type.as_str())
+                .push_bind(event.payload.as_str())
+                .push_bind(event.user_id.as_deref())
+                .push_bind(event.source_service.as_deref())
+                .push_bind(event.occurred_at_ms)
+                .push_bind("pending")
+                .push_bind(created_at);
+        });
+        insert.push(") WHERE column1 IS NOT NULL RETURNING seq");
+        let mut seqs: Vec<i64> = insert
+            .build_query_scalar::<i64>()
+            .fetch_all(&mut **tx)
+            .await?;
+        let refused = rows - seqs.len();
+        if refused > 0 {
+            return Err(StoreError::Invalid(format!(
+                "{refused} of {rows} new events were refused by the database",
+            )));
+        }
+        // Every row was inserted, in order: their `seq`s, sorted, are theirs in order.
+        seqs.sort_unstable();
+        stored.extend(chunk.iter().flatten().map(|(_, key)| *key).zip(seqs));
+    }
+    Ok(stored)
+}
+
+/// Opens a new cycle of the event for each webhook of `targets` (keys): it replaces every
+/// earlier one of this event and webhook, finished or not, so the event's status reflects
+/// each delivery's latest cycle; and the event is processing again.
+async fn open_cycles(
+    tx: &mut Transaction<'_, Sqlite>,
+    event_seq: i64,
+    targets: &[i64],
+    now: i64,
+) -> StoreResult<()> {
+    for &webhook_seq in targets {
+        sqlx::query(
+            "UPDATE deliveries SET state = 'superseded', locked_until = NULL, \
+             locked_by = NULL, updated_at = $1 \
+             WHERE event_seq = $2 AND webhook_seq = $3 AND state <> 'superseded'",
+        )
+        .bind(now)
+        .bind(event_seq)
+        .bind(webhook_seq)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO deliveries (event_seq, webhook_seq, cycle, state, next_attempt_at, \
+             created_at, updated_at) \
+             SELECT $1, $2, COALESCE(MAX(cycle), 0) + 1, 'queued', $3, $3, $3 \
+             FROM deliveries WHERE event_seq = $1 AND webhook_seq = $2",
+        )
+        .bind(event_seq)
+        .bind(webhook_seq)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query(sql::REOPEN_EVENT)
+        .bind(now)
+        .bind(event_seq)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -178,39 +273,9 @@ impl EventStore for SqliteStore {
     }
 
     async fn list_events(&self, query: &EventQuery) -> StoreResult<EventPage> {
-        // Optional filters are written as `($2 IS NULL OR ...)` so one statement (prepared
-        // once per connection) serves every combination.
-        let total: i64 = sqlx::query_scalar(sql::COUNT_EVENTS)
-            .bind(&query.tenant)
-            .bind(query.status.map(|s| s.as_str()))
-            .bind(&query.event_type)
-            .bind(query.since_ms)
-            .bind(query.until_ms)
-            .fetch_one(&self.reader)
-            .await?;
-        let rows: Vec<(i64, EventRow)> = sqlx::query_as::<_, SeqEventRow>(sql::LIST_EVENTS)
-            .bind(&query.tenant)
-            .bind(query.status.map(|s| s.as_str()))
-            .bind(&query.event_type)
-            .bind(query.since_ms)
-            .bind(query.until_ms)
-            .bind(query.before_cursor)
-            .bind(i64::from(query.limit) + 1)
-            .fetch_all(&self.reader)
-            .await?
-            .into_iter()
-            .map(|row| (row.seq, row.event))
-            .collect();
-        let (rows, next_cursor) = cut_page(rows, query.limit);
-        let events = rows
-            .into_iter()
-            .map(Event::try_from)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(EventPage {
-            total,
-            events,
-            next_cursor,
-        })
+        let (count, page) = sql::list_events::<Sqlite>(query);
+        let total = count.fetch_one(&self.reader).await?;
+        event_page(total, page.fetch_all(&self.reader).await?, query.limit)
     }
 
     async fn find_event(&self, tenant: &str, id: &str) -> StoreResult<Option<Event>> {
@@ -279,84 +344,26 @@ impl EventStore for SqliteStore {
         webhook: Option<Uuid>,
     ) -> StoreResult<RetryOutcome> {
         let mut tx = self.write_transaction(Commit::Durable).await?;
-        let found: Option<(i64, String)> =
-            sqlx::query_as("SELECT seq, event_type FROM events WHERE id = ? AND tenant = ?")
-                .bind(event.to_string())
-                .bind(tenant)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let found: Option<(i64, String)> = sqlx::query_as(sql::RETRY_EVENT)
+            .bind(event.to_string())
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some((event_seq, event_type)) = found else {
             return Err(StoreError::Invalid(format!(
                 "event {event} vanished during retry"
             )));
         };
-        let webhooks: Vec<KeyedWebhookRow> = sqlx::query_as(&format!(
-            "SELECT seq, {WEBHOOK_COLUMNS} FROM webhooks \
-             WHERE tenant = ? AND (? IS NULL OR id = ?)"
-        ))
-        .bind(tenant)
-        .bind(webhook.map(|id| id.to_string()))
-        .bind(webhook.map(|id| id.to_string()))
-        .fetch_all(&mut *tx)
-        .await?;
-        let webhooks: Vec<(i64, Webhook)> = webhooks
-            .into_iter()
-            .map(KeyedWebhookRow::decode)
-            .collect::<StoreResult<_>>()?;
-        let candidates = webhooks.iter().map(|(seq, w)| RetryCandidate {
-            key: *seq,
-            is_active: w.is_active,
-            event_types: &w.event_types,
-        });
-        let targets: Vec<i64> =
-            match retry_targets(candidates.collect(), webhook.is_some(), &event_type) {
-                RetryTargets::Webhooks(targets) => targets,
-                RetryTargets::NotFound => return Ok(RetryOutcome::WebhookNotFound),
-                RetryTargets::Inactive => return Ok(RetryOutcome::WebhookInactive),
-            };
-        if targets.is_empty() {
-            return Ok(RetryOutcome::Queued(0));
-        }
-        let now = now_ms();
-        for &webhook_seq in &targets {
-            // The new cycle replaces every earlier one of this event and webhook, finished or
-            // not, so the event's status reflects each delivery's latest cycle.
-            sqlx::query(
-                "UPDATE deliveries SET state = 'superseded', locked_until = NULL, \
-                 locked_by = NULL, updated_at = ? \
-                 WHERE event_seq = ? AND webhook_seq = ? AND state <> 'superseded'",
-            )
-            .bind(now)
-            .bind(event_seq)
-            .bind(webhook_seq)
-            .execute(&mut *tx)
+        let rows: Vec<KeyedWebhookRow> = sqlx::query_as(sql::RETRY_WEBHOOKS)
+            .bind(tenant)
+            .bind(webhook.map(|id| id.to_string()))
+            .fetch_all(&mut *tx)
             .await?;
-            let last_cycle: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(MAX(cycle), 0) FROM deliveries \
-                 WHERE event_seq = ? AND webhook_seq = ?",
-            )
-            .bind(event_seq)
-            .bind(webhook_seq)
-            .fetch_one(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO deliveries (event_seq, webhook_seq, cycle, state, next_attempt_at, \
-                 created_at, updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?)",
-            )
-            .bind(event_seq)
-            .bind(webhook_seq)
-            .bind(last_cycle + 1)
-            .bind(now)
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(sql::REOPEN_EVENT)
-            .bind(now)
-            .bind(event_seq)
-            .execute(&mut *tx)
-            .await?;
+        let targets = match retry_keys(rows, webhook.is_some(), &event_type)? {
+            Ok(targets) => targets,
+            Err(outcome) => return Ok(outcome),
+        };
+        open_cycles(&mut tx, event_seq, &targets, now_ms()).await?;
         tx.commit().await?;
         Ok(RetryOutcome::Queued(targets.len() as u32))
     }

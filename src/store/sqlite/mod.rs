@@ -19,7 +19,6 @@ mod recoveries;
 mod results;
 mod webhooks;
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
@@ -31,12 +30,10 @@ use sqlx::{QueryBuilder, Sqlite, Transaction};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::model::Webhook;
 use super::results::Unrecorded;
-use super::rows::WebhookRow;
-use super::{Commit, StoreResult};
+use super::rows::derived_statuses;
+use super::{Commit, StoreResult, sql};
 use crate::domain::health::HealthPolicy;
-use crate::domain::status::{DeliveryState, derive_event_status};
 
 const READ_CONNECTIONS: u32 = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -232,40 +229,21 @@ fn push_rows<'args, T>(
     });
 }
 
-/// A webhook with the integer key its deliveries name it by (migration 0007).
-#[derive(sqlx::FromRow)]
-struct KeyedWebhookRow {
-    seq: i64,
-    #[sqlx(flatten)]
-    webhook: WebhookRow,
-}
-
-impl KeyedWebhookRow {
-    fn decode(self) -> StoreResult<(i64, Webhook)> {
-        Ok((self.seq, Webhook::try_from(self.webhook)?))
-    }
-}
-
-/// Fails a webhook's queued and in-flight deliveries (it was deleted or deactivated) and
+/// Fails a webhook's queued and in-flight deliveries (it was deleted or switched off) and
 /// re-derives their events' statuses.
 async fn end_unfinished_deliveries(
     tx: &mut Transaction<'_, Sqlite>,
     webhook_seq: i64,
     now: i64,
 ) -> StoreResult<()> {
-    // One state at a time, so each finds its rows through its own partial index (the queue
-    // per webhook, the leases) instead of scanning every delivery.
     let mut events: Vec<i64> = Vec::new();
-    for state in ["'queued'", "'in_flight'"] {
+    for statement in sql::END_UNFINISHED {
         events.extend(
-            sqlx::query_scalar::<_, i64>(&format!(
-                "UPDATE deliveries SET state = 'failed', locked_until = NULL, locked_by = NULL, \
-                 updated_at = ? WHERE webhook_seq = ? AND state = {state} RETURNING event_seq"
-            ))
-            .bind(now)
-            .bind(webhook_seq)
-            .fetch_all(&mut **tx)
-            .await?,
+            sqlx::query_scalar::<_, i64>(statement)
+                .bind(now)
+                .bind(webhook_seq)
+                .fetch_all(&mut **tx)
+                .await?,
         );
     }
     events.sort_unstable();
@@ -291,18 +269,7 @@ async fn refresh_event_statuses(
     .bind(json_list(seqs))
     .fetch_all(&mut **tx)
     .await?;
-    let mut states: HashMap<i64, Vec<DeliveryState>> = HashMap::new();
-    for (seq, state) in rows {
-        if let Some(state) = DeliveryState::parse(&state) {
-            states.entry(seq).or_default().push(state);
-        }
-    }
-    let updates: Vec<(i64, &str, bool)> = states
-        .into_iter()
-        .filter_map(|(seq, states)| {
-            derive_event_status(states).map(|status| (seq, status.as_str(), status.is_final()))
-        })
-        .collect();
+    let updates = derived_statuses(rows);
     for chunk in chunks(&updates) {
         let mut update = QueryBuilder::<Sqlite>::new("WITH u (seq, status, final) AS (");
         push_rows(&mut update, &chunk, 3, |row, (seq, status, is_final)| {

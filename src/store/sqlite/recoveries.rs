@@ -1,5 +1,5 @@
-//! Recovering a webhook's failed events on SQLite: the statements of
-//! [`crate::store::recovery`] that name a webhook by its `seq`.
+//! Recovering a webhook's failed events on SQLite: [`crate::store::recovery`] run in a
+//! SQLite transaction.
 
 use async_trait::async_trait;
 use sqlx::{Sqlite, Transaction};
@@ -8,8 +8,8 @@ use uuid::Uuid;
 use super::{Commit, SqliteStore, json_list};
 use crate::domain::time::now_ms;
 use crate::store::recovery::{
-    self, FIRST_CREATED_FROM, RUNNING_RECOVERY, Range, Recovering, RecoveryStep, RecoveryValues,
-    RunningRow, SEQ_BOUNDS,
+    self, FIRST_CREATED_FROM, RECOVERY_WEBHOOK, RUNNING_RECOVERY, Range, Recovering, RecoveryStep,
+    RecoveryValues, RunningRow, SEQ_BOUNDS,
 };
 use crate::store::{RecoverOutcome, StoreResult, sql};
 
@@ -44,21 +44,11 @@ impl Recovering for WebhookTx<'_, '_> {
         first: i64,
         last: i64,
     ) -> StoreResult<Vec<(i64, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT d.id, d.event_seq FROM deliveries d JOIN events e ON e.seq = d.event_seq \
-             WHERE d.event_seq BETWEEN $1 AND $2 AND d.webhook_seq = $3 AND d.state = 'failed' \
-             AND e.tenant = $4 AND e.created_at >= $5 AND e.created_at < $6 \
-             AND ($7 IS NULL OR d.updated_at >= $7)",
+        Ok(
+            recovery::failed_between(range, self.webhook_seq, first, last)
+                .fetch_all(&mut **self.tx)
+                .await?,
         )
-        .bind(first)
-        .bind(last)
-        .bind(self.webhook_seq)
-        .bind(&range.tenant)
-        .bind(range.since)
-        .bind(range.until)
-        .bind(range.ended_since)
-        .fetch_all(&mut **self.tx)
-        .await?)
     }
 
     async fn requeue(&mut self, failed: &[(i64, i64)], now: i64) -> StoreResult<u64> {
@@ -108,12 +98,11 @@ impl SqliteStore {
         until_ms: i64,
     ) -> StoreResult<RecoverOutcome> {
         let mut tx = self.write_transaction(Commit::Durable).await?;
-        let webhook: Option<(i64, bool)> =
-            sqlx::query_as("SELECT seq, is_active FROM webhooks WHERE tenant = $1 AND id = $2")
-                .bind(tenant)
-                .bind(id.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let webhook: Option<(i64, bool)> = sqlx::query_as(sql::WEBHOOK_KEY)
+            .bind(tenant)
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some((webhook_seq, is_active)) = webhook else {
             return Ok(RecoverOutcome::WebhookNotFound);
         };
@@ -143,16 +132,16 @@ impl SqliteStore {
         let Some(job) = running else {
             return Ok(RecoveryStep::default());
         };
-        let webhook: Option<i64> =
-            sqlx::query_scalar("SELECT seq FROM webhooks WHERE id = $1 AND is_active")
-                .bind(&job.webhook_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let webhook: Option<(i64, bool)> = sqlx::query_as(RECOVERY_WEBHOOK)
+            .bind(&job.webhook_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (webhook_seq, active) = webhook.unwrap_or_default();
         let mut recovery = WebhookTx {
             tx: &mut tx,
-            webhook_seq: webhook.unwrap_or_default(),
+            webhook_seq,
         };
-        let queued = recovery::step(&mut recovery, &job, webhook.is_some(), now).await?;
+        let queued = recovery::step(&mut recovery, &job, active, now).await?;
         tx.commit().await?;
         Ok(RecoveryStep { queued, more: true })
     }

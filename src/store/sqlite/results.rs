@@ -9,6 +9,7 @@ use sqlx::{QueryBuilder, Sqlite, Transaction};
 use super::health::apply_health;
 use super::{Commit, SqliteStore, chunks, push_rows, refresh_event_statuses};
 use crate::domain::health::HealthPolicy;
+use crate::domain::status::DeliveryState;
 use crate::store::results::{
     attempt_status, finished_events, latest_attempt_at, next_states, skip,
 };
@@ -24,9 +25,25 @@ async fn record(
         return Ok(());
     };
     let steps = next_states(records);
+    let moved = move_deliveries(tx, records, &steps, &node).await?;
+    log_attempts(tx, records, &steps, &moved).await?;
+    let finished = finished_events(records, &steps, &moved);
+    let at = latest_attempt_at(records);
+    refresh_event_statuses(tx, &finished, at).await?;
+    apply_health(tx, records, health, at).await
+}
+
+/// Moves each attempt's delivery to its next state (`steps`, in the order of `records`);
+/// returns the ids of those it moved.
+async fn move_deliveries(
+    tx: &mut Transaction<'_, Sqlite>,
+    records: &[AttemptRecord],
+    steps: &[(DeliveryState, Option<i64>)],
+    node: &str,
+) -> StoreResult<HashSet<i64>> {
     let moves: Vec<_> = records
         .iter()
-        .zip(&steps)
+        .zip(steps)
         .map(|(r, (state, at))| {
             (
                 r.delivery_id,
@@ -63,7 +80,7 @@ async fn record(
                  WHERE deliveries.id = u.id AND deliveries.state = 'in_flight' \
                  AND deliveries.locked_by = ",
             )
-            .push_bind(node.as_str())
+            .push_bind(node)
             .push(" RETURNING deliveries.id");
         moved.extend(
             update
@@ -72,9 +89,19 @@ async fn record(
                 .await?,
         );
     }
+    Ok(moved)
+}
+
+/// Logs each attempt; the next retry shows only where its delivery moved (`moved`).
+async fn log_attempts(
+    tx: &mut Transaction<'_, Sqlite>,
+    records: &[AttemptRecord],
+    steps: &[(DeliveryState, Option<i64>)],
+    moved: &HashSet<i64>,
+) -> StoreResult<()> {
     let logs: Vec<_> = records
         .iter()
-        .zip(&steps)
+        .zip(steps)
         .map(|(r, (_, at))| {
             (
                 r.id.to_string(),
@@ -123,10 +150,7 @@ async fn record(
         insert.push(") WHERE column1 IS NOT NULL");
         insert.build().execute(&mut **tx).await?;
     }
-    let finished = finished_events(records, &steps, &moved);
-    let at = latest_attempt_at(records);
-    refresh_event_statuses(tx, &finished, at).await?;
-    apply_health(tx, records, health, at).await
+    Ok(())
 }
 
 /// Records `records` inside `tx` without letting one of them stop the others: all in one

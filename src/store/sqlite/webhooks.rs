@@ -3,11 +3,11 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{Commit, KeyedWebhookRow, SqliteStore, end_unfinished_deliveries};
+use super::{Commit, SqliteStore, end_unfinished_deliveries};
 use crate::domain::health::{Health, HealthState};
 use crate::domain::time::now_ms;
 use crate::store::health::update_health;
-use crate::store::rows::{LOG_SELECT, LogRow, WEBHOOK_COLUMNS, WebhookRow};
+use crate::store::rows::{KeyedWebhookRow, LOG_SELECT, LogRow, WEBHOOK_COLUMNS, WebhookRow};
 use crate::store::sql;
 use crate::store::{
     DeliveryLog, NewWebhook, RecoverOutcome, StoreResult, Webhook, WebhookChange, WebhookStore,
