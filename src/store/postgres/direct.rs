@@ -19,7 +19,7 @@ impl PostgresStore {
         let active: Option<bool> = sqlx::query_scalar(
             "SELECT is_active FROM webhooks WHERE tenant = $1 AND id = $2 FOR KEY SHARE",
         )
-        .bind(&event.tenant)
+        .bind(event.tenant.as_str())
         .bind(webhook)
         .fetch_optional(&mut *tx)
         .await?;
@@ -39,8 +39,8 @@ impl PostgresStore {
              SELECT seq, $10, 1, 'queued', $9, $9, $9 FROM stored",
         )
         .bind(event.id.to_string())
-        .bind(&event.tenant)
-        .bind(&event.event_id)
+        .bind(event.tenant.as_str())
+        .bind(event.event_id.as_str())
         .bind(&event.event_type)
         .bind(&event.payload)
         .bind(&event.user_id)

@@ -3,9 +3,9 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use uuid::Uuid;
 
 use super::PostgresStore;
+use crate::domain::ids::{BusinessEventId, EventId, TenantId, WebhookId};
 use crate::domain::page::cut_page;
 use crate::domain::subscription::{RetryCandidate, RetryTargets, retry_targets};
 use crate::domain::time::now_ms;
@@ -53,7 +53,7 @@ impl PostgresStore {
         )
         .bind(&tenants)
         .bind(column(|e| e.id.to_string()))
-        .bind(column(|e| e.event_id.clone()))
+        .bind(column(|e| e.event_id.to_string()))
         .bind(column(|e| e.event_type.clone()))
         .bind(column(|e| e.payload.clone()))
         .bind(events.iter().map(|e| e.user_id.clone()).collect::<Vec<_>>())
@@ -72,9 +72,9 @@ impl PostgresStore {
         let inserted: HashSet<String> = inserted.into_iter().collect();
         let repeated: Vec<&NewEvent> = events
             .iter()
-            .filter(|e| known.contains(&e.tenant) && !inserted.contains(&e.id.to_string()))
+            .filter(|e| known.contains(e.tenant.as_str()) && !inserted.contains(&e.id.to_string()))
             .collect();
-        let mut existing: HashMap<(String, String), Event> = HashMap::new();
+        let mut existing: HashMap<(TenantId, BusinessEventId), Event> = HashMap::new();
         if !repeated.is_empty() {
             let rows: Vec<EventRow> = sqlx::query_as(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE (tenant, event_id) IN \
@@ -83,13 +83,13 @@ impl PostgresStore {
             .bind(
                 repeated
                     .iter()
-                    .map(|e| e.tenant.clone())
+                    .map(|e| e.tenant.to_string())
                     .collect::<Vec<_>>(),
             )
             .bind(
                 repeated
                     .iter()
-                    .map(|e| e.event_id.clone())
+                    .map(|e| e.event_id.to_string())
                     .collect::<Vec<_>>(),
             )
             .fetch_all(&self.pool)
@@ -130,7 +130,7 @@ impl EventStore for PostgresStore {
         // Optional filters are written as `($2 IS NULL OR ...)` so one statement (prepared
         // once per connection) serves every combination.
         let total: i64 = sqlx::query_scalar(sql::COUNT_EVENTS)
-            .bind(&query.tenant)
+            .bind(query.tenant.as_str())
             .bind(query.status.map(|s| s.as_str()))
             .bind(&query.event_type)
             .bind(query.since_ms)
@@ -138,7 +138,7 @@ impl EventStore for PostgresStore {
             .fetch_one(&self.pool)
             .await?;
         let rows: Vec<(i64, EventRow)> = sqlx::query_as::<_, SeqEventRow>(sql::LIST_EVENTS)
-            .bind(&query.tenant)
+            .bind(query.tenant.as_str())
             .bind(query.status.map(|s| s.as_str()))
             .bind(&query.event_type)
             .bind(query.since_ms)
@@ -162,25 +162,25 @@ impl EventStore for PostgresStore {
         })
     }
 
-    async fn find_event(&self, tenant: &str, id: &str) -> StoreResult<Option<Event>> {
+    async fn find_event(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Event>> {
         let row: Option<EventRow> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE tenant = $1 AND (id = $2 OR event_id = $2) \
              ORDER BY (id = $2) DESC LIMIT 1"
         ))
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
         row.map(Event::try_from).transpose()
     }
 
-    async fn event_logs(&self, tenant: &str, event: Uuid) -> StoreResult<Vec<DeliveryLog>> {
+    async fn event_logs(&self, tenant: &TenantId, event: EventId) -> StoreResult<Vec<DeliveryLog>> {
         let rows: Vec<LogRow> = sqlx::query_as(&format!(
             "{LOG_SELECT} WHERE e.id = $1 AND e.tenant = $2 \
              ORDER BY a.created_at DESC, a.id DESC LIMIT $3"
         ))
         .bind(event.to_string())
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(i64::from(MAX_EVENT_LOGS))
         .fetch_all(&self.pool)
         .await?;
@@ -188,19 +188,19 @@ impl EventStore for PostgresStore {
         rows.into_iter().rev().map(DeliveryLog::try_from).collect()
     }
 
-    async fn event_position(&self, tenant: &str, event: Uuid) -> StoreResult<Option<i64>> {
+    async fn event_position(&self, tenant: &TenantId, event: EventId) -> StoreResult<Option<i64>> {
         Ok(sqlx::query_scalar(sql::EVENT_POSITION)
             .bind(event.to_string())
-            .bind(tenant)
+            .bind(tenant.as_str())
             .fetch_optional(&self.pool)
             .await?)
     }
 
     async fn retry_event(
         &self,
-        tenant: &str,
-        event: Uuid,
-        webhook: Option<Uuid>,
+        tenant: &TenantId,
+        event: EventId,
+        webhook: Option<WebhookId>,
     ) -> StoreResult<RetryOutcome> {
         let mut tx = self.pool.begin().await?;
         // Key-share locks keep the webhooks from being deleted or switched off (`FOR UPDATE`)
@@ -210,7 +210,7 @@ impl EventStore for PostgresStore {
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = $1 AND ($2::text IS NULL OR id = $2) \
              ORDER BY id FOR KEY SHARE"
         ))
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(webhook.map(|id| id.to_string()))
         .fetch_all(&mut *tx)
         .await?;
@@ -218,7 +218,7 @@ impl EventStore for PostgresStore {
             "SELECT seq, event_type FROM events WHERE id = $1 AND tenant = $2 FOR UPDATE",
         )
         .bind(event.to_string())
-        .bind(tenant)
+        .bind(tenant.as_str())
         .fetch_optional(&mut *tx)
         .await?;
         let Some((event_seq, event_type)) = found else {
@@ -279,7 +279,7 @@ impl EventStore for PostgresStore {
 
     async fn publish_to_webhook(
         &self,
-        webhook: Uuid,
+        webhook: WebhookId,
         event: NewEvent,
     ) -> StoreResult<DirectPublishOutcome> {
         self.store_direct(&webhook.to_string(), event).await

@@ -6,9 +6,9 @@
 
 use async_trait::async_trait;
 use sqlx::{Postgres, Transaction};
-use uuid::Uuid;
 
 use super::{PostgresStore, lock_events};
+use crate::domain::ids::{TenantId, WebhookId};
 use crate::domain::time::now_ms;
 use crate::store::recovery::{
     self, FIRST_CREATED_FROM, RUNNING_RECOVERY, Range, Recovering, RecoveryStep, RecoveryValues,
@@ -111,8 +111,8 @@ impl Recovering for WebhookTx<'_, '_> {
 impl PostgresStore {
     pub(super) async fn recover_webhook_events(
         &self,
-        tenant: &str,
-        id: Uuid,
+        tenant: &TenantId,
+        id: WebhookId,
         since_ms: i64,
         until_ms: i64,
     ) -> StoreResult<RecoverOutcome> {
@@ -121,7 +121,7 @@ impl PostgresStore {
         let active: Option<bool> = sqlx::query_scalar(
             "SELECT is_active FROM webhooks WHERE tenant = $1 AND id = $2 FOR KEY SHARE",
         )
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(&webhook_id)
         .fetch_optional(&mut *tx)
         .await?;

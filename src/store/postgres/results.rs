@@ -57,7 +57,7 @@ async fn record(
     )
     .bind(steps.iter().map(|(_, at)| *at).collect::<Vec<_>>())
     .bind(records.iter().map(|r| r.created_at_ms).collect::<Vec<_>>())
-    .bind(&node)
+    .bind(node.as_str())
     .fetch_all(&mut **tx)
     .await?;
     let moved: std::collections::HashSet<i64> = moved.into_iter().collect();

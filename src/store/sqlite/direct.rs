@@ -17,7 +17,7 @@ impl SqliteStore {
         let mut tx = self.write_transaction(Commit::Durable).await?;
         let found: Option<(i64, bool)> =
             sqlx::query_as("SELECT seq, is_active FROM webhooks WHERE tenant = ? AND id = ?")
-                .bind(&event.tenant)
+                .bind(event.tenant.as_str())
                 .bind(webhook)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -43,9 +43,9 @@ impl SqliteStore {
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'processing', ?, ?) RETURNING seq",
         )
         .bind(event.id.to_string())
-        .bind(&event.tenant)
-        .bind(&event.event_id)
-        .bind(event_key(event_number(&event.event_id)))
+        .bind(event.tenant.as_str())
+        .bind(event.event_id.as_str())
+        .bind(event_key(event_number(event.event_id.as_str())))
         .bind(&event.event_type)
         .bind(&event.payload)
         .bind(&event.user_id)

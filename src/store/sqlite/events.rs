@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::event_keys::{event_key, event_number, id_hex};
 use super::{Commit, KeyedWebhookRow, SqliteStore, chunks, json_list, push_rows};
+use crate::domain::ids::{BusinessEventId, EventId, TenantId, WebhookId};
 use crate::domain::page::cut_page;
 use crate::domain::subscription::{RetryCandidate, RetryTargets, retry_targets};
 use crate::domain::time::now_ms;
@@ -31,7 +32,7 @@ impl SqliteStore {
         tenants.dedup();
         let keyed: Vec<(&NewEvent, u128)> = events
             .iter()
-            .map(|e| (e, event_number(&e.event_id)))
+            .map(|e| (e, event_number(e.event_id.as_str())))
             .collect();
         let mut keys: Vec<u128> = keyed.iter().map(|(_, key)| *key).collect();
         keys.sort_unstable();
@@ -67,7 +68,7 @@ impl SqliteStore {
         let mut taken: Vec<i64> = serde_json::from_str(&indexed)
             .map_err(|e| StoreError::Invalid(format!("taken keys: {e}")))?;
         taken.extend(self.recent_keys.seqs_of(&keys));
-        let mut existing: HashMap<(String, String), Event> = HashMap::new();
+        let mut existing: HashMap<(TenantId, BusinessEventId), Event> = HashMap::new();
         let rows: Vec<EventRow> = if taken.is_empty() {
             Vec::new()
         } else {
@@ -95,7 +96,10 @@ impl SqliteStore {
         let mut first_of: HashMap<(&str, &str), usize> = HashMap::with_capacity(keyed.len());
         let mut new_rows: Vec<(&NewEvent, u128)> = Vec::with_capacity(keyed.len());
         let mut repeated: Vec<usize> = Vec::new();
-        for &(event, key) in keyed.iter().filter(|(e, _)| known.contains(&e.tenant)) {
+        for &(event, key) in keyed
+            .iter()
+            .filter(|(e, _)| known.contains(e.tenant.as_str()))
+        {
             let name = (event.tenant.as_str(), event.event_id.as_str());
             if let Some(&first) = first_of.get(&name) {
                 repeated.push(first);
@@ -181,7 +185,7 @@ impl EventStore for SqliteStore {
         // Optional filters are written as `($2 IS NULL OR ...)` so one statement (prepared
         // once per connection) serves every combination.
         let total: i64 = sqlx::query_scalar(sql::COUNT_EVENTS)
-            .bind(&query.tenant)
+            .bind(query.tenant.as_str())
             .bind(query.status.map(|s| s.as_str()))
             .bind(&query.event_type)
             .bind(query.since_ms)
@@ -189,7 +193,7 @@ impl EventStore for SqliteStore {
             .fetch_one(&self.reader)
             .await?;
         let rows: Vec<(i64, EventRow)> = sqlx::query_as::<_, SeqEventRow>(sql::LIST_EVENTS)
-            .bind(&query.tenant)
+            .bind(query.tenant.as_str())
             .bind(query.status.map(|s| s.as_str()))
             .bind(&query.event_type)
             .bind(query.since_ms)
@@ -213,7 +217,7 @@ impl EventStore for SqliteStore {
         })
     }
 
-    async fn find_event(&self, tenant: &str, id: &str) -> StoreResult<Option<Event>> {
+    async fn find_event(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Event>> {
         // A record id wins over a business id that happens to be equal to it. Only a UUID
         // can be either; a business id is found through its key.
         let Ok(id) = Uuid::parse_str(id) else {
@@ -240,7 +244,7 @@ impl EventStore for SqliteStore {
              AND event_id = ?2 AND +tenant = ?1 \
              LIMIT 1"
         ))
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(&id)
         .bind(id_hex(key))
         .bind(json_list(&recent))
@@ -250,13 +254,13 @@ impl EventStore for SqliteStore {
         row.map(Event::try_from).transpose()
     }
 
-    async fn event_logs(&self, tenant: &str, event: Uuid) -> StoreResult<Vec<DeliveryLog>> {
+    async fn event_logs(&self, tenant: &TenantId, event: EventId) -> StoreResult<Vec<DeliveryLog>> {
         let rows: Vec<LogRow> = sqlx::query_as(&format!(
             "{LOG_SELECT} WHERE e.id = ? AND e.tenant = ? \
              ORDER BY a.created_at DESC, a.rowid DESC LIMIT ?"
         ))
         .bind(event.to_string())
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(i64::from(MAX_EVENT_LOGS))
         .fetch_all(&self.reader)
         .await?;
@@ -264,25 +268,25 @@ impl EventStore for SqliteStore {
         rows.into_iter().rev().map(DeliveryLog::try_from).collect()
     }
 
-    async fn event_position(&self, tenant: &str, event: Uuid) -> StoreResult<Option<i64>> {
+    async fn event_position(&self, tenant: &TenantId, event: EventId) -> StoreResult<Option<i64>> {
         Ok(sqlx::query_scalar(sql::EVENT_POSITION)
             .bind(event.to_string())
-            .bind(tenant)
+            .bind(tenant.as_str())
             .fetch_optional(&self.reader)
             .await?)
     }
 
     async fn retry_event(
         &self,
-        tenant: &str,
-        event: Uuid,
-        webhook: Option<Uuid>,
+        tenant: &TenantId,
+        event: EventId,
+        webhook: Option<WebhookId>,
     ) -> StoreResult<RetryOutcome> {
         let mut tx = self.write_transaction(Commit::Durable).await?;
         let found: Option<(i64, String)> =
             sqlx::query_as("SELECT seq, event_type FROM events WHERE id = ? AND tenant = ?")
                 .bind(event.to_string())
-                .bind(tenant)
+                .bind(tenant.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
         let Some((event_seq, event_type)) = found else {
@@ -294,7 +298,7 @@ impl EventStore for SqliteStore {
             "SELECT seq, {WEBHOOK_COLUMNS} FROM webhooks \
              WHERE tenant = ? AND (? IS NULL OR id = ?)"
         ))
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(webhook.map(|id| id.to_string()))
         .bind(webhook.map(|id| id.to_string()))
         .fetch_all(&mut *tx)
@@ -363,7 +367,7 @@ impl EventStore for SqliteStore {
 
     async fn publish_to_webhook(
         &self,
-        webhook: Uuid,
+        webhook: WebhookId,
         event: NewEvent,
     ) -> StoreResult<DirectPublishOutcome> {
         self.store_direct(&webhook.to_string(), event).await

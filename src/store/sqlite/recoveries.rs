@@ -3,9 +3,9 @@
 
 use async_trait::async_trait;
 use sqlx::{Sqlite, Transaction};
-use uuid::Uuid;
 
 use super::{Commit, SqliteStore, json_list};
+use crate::domain::ids::{TenantId, WebhookId};
 use crate::domain::time::now_ms;
 use crate::store::recovery::{
     self, FIRST_CREATED_FROM, RUNNING_RECOVERY, Range, Recovering, RecoveryStep, RecoveryValues,
@@ -102,15 +102,15 @@ impl Recovering for WebhookTx<'_, '_> {
 impl SqliteStore {
     pub(super) async fn recover_webhook_events(
         &self,
-        tenant: &str,
-        id: Uuid,
+        tenant: &TenantId,
+        id: WebhookId,
         since_ms: i64,
         until_ms: i64,
     ) -> StoreResult<RecoverOutcome> {
         let mut tx = self.write_transaction(Commit::Durable).await?;
         let webhook: Option<(i64, bool)> =
             sqlx::query_as("SELECT seq, is_active FROM webhooks WHERE tenant = $1 AND id = $2")
-                .bind(tenant)
+                .bind(tenant.as_str())
                 .bind(id.to_string())
                 .fetch_optional(&mut *tx)
                 .await?;
