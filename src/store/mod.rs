@@ -102,10 +102,6 @@ pub trait EventStore: Send + Sync {
         &self,
         events: Vec<NewEvent>,
     ) -> Result<Vec<PublishOutcome>, PublishFailure>;
-    /// How many `publish_events` calls may usefully run at once.
-    fn concurrent_publishes(&self) -> usize {
-        1
-    }
     async fn list_events(&self, query: &EventQuery) -> StoreResult<EventPage>;
     /// The tenant's event whose record id or business eventId is `id`.
     async fn find_event(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Event>>;
@@ -198,7 +194,7 @@ pub async fn connect(database_url: &str) -> StoreResult<Arc<dyn Store>> {
 pub async fn connect_with(database_url: &str, health: HealthPolicy) -> StoreResult<Arc<dyn Store>> {
     if database_url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(database_url, health).await?))
-    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+    } else if is_postgres(database_url) {
         Ok(Arc::new(
             PostgresStore::connect(database_url, health).await?,
         ))
@@ -208,4 +204,20 @@ pub async fn connect_with(database_url: &str, health: HealthPolicy) -> StoreResu
             crate::config::redact_password(database_url)
         )))
     }
+}
+
+/// How many group commits of published events ([`EventStore::publish_events`]) the ingest
+/// writer of one node may run at once on the database a URL names: one on SQLite, whose
+/// single writer connection runs them one after the other anyway; several on PostgreSQL.
+/// Decided where the backend is chosen, so the store's interface says nothing of it.
+pub fn concurrent_publishes(database_url: &str) -> usize {
+    if is_postgres(database_url) {
+        postgres::CONCURRENT_PUBLISHES
+    } else {
+        1
+    }
+}
+
+fn is_postgres(database_url: &str) -> bool {
+    database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
 }

@@ -19,7 +19,7 @@ use tempfile::TempDir;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::helpers::fresh_store_on;
+use crate::helpers::{fresh_database_on, fresh_store_on};
 
 /// A migrated store of this suite's backend, with a tenant `acme`.
 pub async fn fresh_store() -> Option<(Arc<dyn Store>, TempDir)> {
@@ -50,9 +50,14 @@ fn created(result: &Result<PublishOutcome, herald::ingest::IngestError>) -> bool
 
 #[tokio::test]
 async fn a_publish_the_database_refuses_fails_alone_in_a_shared_commit() {
-    let Some((store, _dir)) = fresh_store().await else {
+    let Some((url, _dir)) = fresh_database_on(super::BACKEND).await else {
         return;
     };
+    let store = herald::app::open_store(&url).await.expect("store opens");
+    store
+        .create_tenant(&"acme".into())
+        .await
+        .expect("tenant created");
     let stored = new_event(r#"{"n":0}"#);
     let taken_id = stored.id;
     store
@@ -65,7 +70,12 @@ async fn a_publish_the_database_refuses_fails_alone_in_a_shared_commit() {
         ..new_event(r#"{"bad":true}"#)
     };
     let tracker = TaskTracker::new();
-    let ingest = Ingest::start(store.clone(), Wakeup::default(), &tracker);
+    let ingest = Ingest::start(
+        store.clone(),
+        herald::store::concurrent_publishes(&url),
+        Wakeup::default(),
+        &tracker,
+    );
     let (single_good, single_bad, batch, other_batch) = (
         new_event(r#"{"n":1}"#),
         refused(),

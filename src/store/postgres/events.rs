@@ -19,9 +19,6 @@ use crate::store::{
     NewEvent, PublishFailure, PublishOutcome, RetryOutcome, StoreError, StoreResult, Webhook,
 };
 
-/// Publish commits in flight at once on one node (of the pool's connections).
-const CONCURRENT_PUBLISHES: usize = 4;
-
 impl PostgresStore {
     /// Stores `events` in one transaction; see [`EventStore::publish_events`].
     async fn store_events(&self, events: &[NewEvent]) -> StoreResult<Published> {
@@ -118,12 +115,6 @@ impl EventStore for PostgresStore {
             Ok(published) => Ok(published.outcomes(events)),
             Err(error) => Err(PublishFailure { error, events }),
         }
-    }
-
-    /// Batches commit side by side: one's inserts run while another's commit waits for
-    /// its WAL flush, and several nodes publish at once anyway.
-    fn concurrent_publishes(&self) -> usize {
-        CONCURRENT_PUBLISHES
     }
 
     async fn list_events(&self, query: &EventQuery) -> StoreResult<EventPage> {
