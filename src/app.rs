@@ -54,7 +54,12 @@ impl App {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let tracker = TaskTracker::new();
         let wakeup = Wakeup::default();
-        let ingest = Ingest::start(store.clone(), wakeup.clone(), &tracker);
+        let ingest = Ingest::start(
+            store.clone(),
+            store::concurrent_publishes(&config.database_url),
+            wakeup.clone(),
+            &tracker,
+        );
         let state = AppState {
             store,
             ingest,

@@ -47,10 +47,16 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Starts the writer task on `tracker`.
-    pub fn start(store: Arc<dyn Store>, wakeup: Wakeup, tracker: &TaskTracker) -> Ingest {
+    /// Starts the writer task on `tracker`, which runs up to `concurrent_commits` commits
+    /// at once ([`crate::store::concurrent_publishes`] of the store's database URL).
+    pub fn start(
+        store: Arc<dyn Store>,
+        concurrent_commits: usize,
+        wakeup: Wakeup,
+        tracker: &TaskTracker,
+    ) -> Ingest {
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
-        tracker.spawn(write_batches(store, wakeup, requests));
+        tracker.spawn(write_batches(store, concurrent_commits, wakeup, requests));
         Ingest { queue }
     }
 
@@ -67,12 +73,13 @@ impl Ingest {
 
 async fn write_batches(
     store: Arc<dyn Store>,
+    concurrent_commits: usize,
     wakeup: Wakeup,
     mut requests: mpsc::Receiver<PublishRequest>,
 ) {
     // A batch gathers what queued while the commits before it ran; with several commits
     // allowed at once (PostgreSQL), the next batch starts as soon as a slot is free.
-    let slots = Arc::new(Semaphore::new(store.concurrent_publishes().max(1)));
+    let slots = Arc::new(Semaphore::new(concurrent_commits.max(1)));
     let commits = TaskTracker::new();
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {

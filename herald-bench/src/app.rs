@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use herald::app::App;
 use herald::config::Config;
+use herald::domain::ids::TenantId;
 use herald::domain::keys::{new_token, token_hash};
 use herald::domain::scope::Scope;
 use herald::store::{self, NewToken, Store, TokenKind};
@@ -86,7 +87,7 @@ impl HeraldApi {
     /// Creates a tenant and a partner token for it.
     pub async fn tenant(&self, name: &str) -> anyhow::Result<Tenant> {
         self.store
-            .create_tenant(name)
+            .create_tenant(&TenantId::from(name))
             .await
             .with_context(|| format!("cannot create tenant {name}"))?;
         let token = create_token(self.store.as_ref(), TokenKind::Partner, Some(name)).await?;
@@ -173,10 +174,10 @@ async fn create_token(
     let token = new_token();
     store
         .create_token(NewToken {
-            id: Uuid::new_v4(),
+            id: Uuid::new_v4().into(),
             hash: token_hash(&token),
             kind,
-            tenant: tenant.map(str::to_string),
+            tenant: tenant.map(TenantId::from),
             scopes,
         })
         .await

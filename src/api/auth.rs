@@ -79,7 +79,7 @@ fn caller_of(token: Token) -> Option<Caller> {
         return None;
     }
     Some(Caller {
-        tenant: token.tenant.map(TenantId::from),
+        tenant: token.tenant,
         kind: token.kind,
         scopes: token.scopes,
     })

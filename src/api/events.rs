@@ -94,7 +94,7 @@ async fn find_event(state: &AppState, tenant: &TenantId, id: &str) -> Result<Eve
     }
     state
         .store
-        .find_event(tenant.as_str(), &id.to_ascii_lowercase())
+        .find_event(tenant, &id.to_ascii_lowercase())
         .await?
         .ok_or(ApiError::EventNotFound)
 }
@@ -146,7 +146,7 @@ async fn cursor_position(
     let last = cursor::decode(cursor).ok_or_else(refused)?;
     state
         .store
-        .event_position(tenant.as_str(), last.into())
+        .event_position(tenant, last)
         .await?
         .ok_or_else(refused)
 }
@@ -180,7 +180,7 @@ pub async fn list(
     let page = state
         .store
         .list_events(&EventQuery {
-            tenant: tenant.to_string(),
+            tenant: tenant.clone(),
             status,
             event_type,
             since_ms,
@@ -193,7 +193,7 @@ pub async fn list(
     let next_cursor = page
         .next_cursor
         .and(page.events.last())
-        .map(|last| cursor::encode(last.id.into()));
+        .map(|last| cursor::encode(last.id));
     Ok(Json(EventList {
         total: page.total,
         events: page.events.into_iter().map(EventView::from).collect(),
@@ -227,7 +227,7 @@ pub async fn logs(
 ) -> Result<Json<EventLogs>, ApiError> {
     let tenant = caller.partner(Scope::EventsRead)?;
     let event = find_event(&state, tenant, &id).await?;
-    let logs = state.store.event_logs(tenant.as_str(), event.id).await?;
+    let logs = state.store.event_logs(tenant, event.id).await?;
     Ok(Json(EventLogs {
         event: event.into(),
         logs: logs.into_iter().map(Into::into).collect(),
@@ -272,12 +272,7 @@ pub async fn retry(
     let body = bytes_within_limit(body, RETRY_BODY_LIMIT)?;
     let webhook = retry_target(&headers, &body)?;
     let event = find_event(&state, tenant, &id).await?;
-    let webhook = webhook.map(WebhookId::as_uuid);
-    match state
-        .store
-        .retry_event(tenant.as_str(), event.id, webhook)
-        .await?
-    {
+    match state.store.retry_event(tenant, event.id, webhook).await? {
         RetryOutcome::Queued(count) => {
             if count > 0 {
                 state.wakeup.wake();

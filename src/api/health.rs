@@ -86,7 +86,7 @@ pub async fn health(
     let id = webhook_id(&id)?;
     let webhook = state
         .store
-        .find_webhook(tenant.as_str(), id.into())
+        .find_webhook(tenant, id)
         .await?
         .ok_or(ApiError::WebhookNotFound)?;
     Ok(Json(HealthView::new(id, webhook.health)))
@@ -174,7 +174,7 @@ pub async fn recover(
         .map_err(ApiError::Validation)?;
     match state
         .store
-        .recover_webhook(tenant.as_str(), id.into(), since, until)
+        .recover_webhook(tenant, id, since, until)
         .await?
     {
         RecoverOutcome::Queued(count) => {

@@ -18,6 +18,7 @@ use super::body::{BATCH_BODY_LIMIT, EVENT_BODY_LIMIT, RawBody, json_body};
 use super::error::{ApiError, ErrorBody};
 use super::views::EventView;
 use crate::domain::event::{EventInput, FIELDS, NewEvent};
+use crate::domain::ids::TenantId;
 use crate::domain::time::now_ms;
 use crate::ingest::EventResult;
 use crate::store::PublishOutcome;
@@ -114,7 +115,7 @@ impl BatchRequest {
     }
 }
 
-fn unknown_tenant(name: &str) -> ApiError {
+fn unknown_tenant(name: &TenantId) -> ApiError {
     ApiError::Validation(format!("Unknown tenant: {name}"))
 }
 

@@ -38,11 +38,7 @@ pub async fn test(
     state.partner_writes.admit(tenant)?;
     let webhook = WebhookId::parse(&id).ok_or(ApiError::WebhookNotFound)?;
     let event = test_event(tenant, now_ms());
-    match state
-        .store
-        .publish_to_webhook(webhook.into(), event)
-        .await?
-    {
+    match state.store.publish_to_webhook(webhook, event).await? {
         DirectPublishOutcome::Queued(event) => {
             // Stored already fanned out, so only the claim is left: the dispatcher may be
             // asleep until its next due time otherwise.

@@ -7,7 +7,6 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::domain::ids::{BusinessEventId, EventId, TenantId, WebhookId};
-use crate::domain::keys::ApiKey;
 use crate::domain::status::EventStatus;
 use crate::domain::time::serde_ms;
 use crate::store::{DeliveryLog, Event, Webhook};
@@ -56,7 +55,7 @@ impl WebhookView {
     }
 
     fn new(webhook: Webhook, reveal: bool) -> WebhookView {
-        let key = ApiKey::from(webhook.api_key);
+        let key = webhook.api_key;
         let (api_key, signing_secret) = if reveal {
             let secret = key.signing_secret();
             (key.into_exposed(), Some(secret))
@@ -64,8 +63,8 @@ impl WebhookView {
             (key.masked(), None)
         };
         WebhookView {
-            id: webhook.id.into(),
-            tenant: webhook.tenant.into(),
+            id: webhook.id,
+            tenant: webhook.tenant,
             name: webhook.name,
             url: webhook.url,
             api_key,
@@ -111,10 +110,10 @@ pub struct EventView {
 impl From<Event> for EventView {
     fn from(event: Event) -> EventView {
         EventView {
-            id: event.id.into(),
+            id: event.id,
             payload: raw_json(&event.payload),
-            event_id: event.event_id.into(),
-            tenant: event.tenant.into(),
+            event_id: event.event_id,
+            tenant: event.tenant,
             event_type: event.event_type,
             user_id: event.user_id,
             source_service: event.source_service,
@@ -147,8 +146,8 @@ pub struct EventStatusView {
 impl From<Event> for EventStatusView {
     fn from(event: Event) -> EventStatusView {
         EventStatusView {
-            id: event.id.into(),
-            event_id: event.event_id.into(),
+            id: event.id,
+            event_id: event.event_id,
             status: event.status,
             event_type: event.event_type,
             created_at: event.created_at_ms,
@@ -196,8 +195,8 @@ impl From<DeliveryLog> for DeliveryLogView {
             id: log.id,
             request_headers: raw_json(&log.request_headers),
             request_body: raw_json(&log.request_body),
-            event_id: log.event_id.into(),
-            webhook_id: log.webhook_id.into(),
+            event_id: log.event_id,
+            webhook_id: log.webhook_id,
             attempt_number: log.attempt_number,
             request_url: log.request_url,
             response_status: log.response_status,

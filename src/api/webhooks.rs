@@ -165,11 +165,11 @@ fn stored(new: NewWebhook) -> store::NewWebhook {
         settings,
     } = new;
     store::NewWebhook {
-        id: id.into(),
-        tenant: tenant.into_string(),
+        id,
+        tenant,
         name: settings.name,
         url: settings.url,
-        api_key: api_key.into_exposed(),
+        api_key,
         event_types: settings.event_types,
         is_active: settings.is_active,
         metadata: settings.metadata,
@@ -200,7 +200,7 @@ pub async fn list(
     caller: Caller,
 ) -> Result<Json<Vec<WebhookView>>, ApiError> {
     let tenant = caller.partner(Scope::WebhooksRead)?;
-    let webhooks = state.store.list_webhooks(tenant.as_str()).await?;
+    let webhooks = state.store.list_webhooks(tenant).await?;
     Ok(Json(
         webhooks.into_iter().map(WebhookView::masked).collect(),
     ))
@@ -256,7 +256,7 @@ pub async fn get(
     let tenant = caller.partner(Scope::WebhooksRead)?;
     let webhook = state
         .store
-        .find_webhook(tenant.as_str(), webhook_id(&id)?.into())
+        .find_webhook(tenant, webhook_id(&id)?)
         .await?
         .ok_or(ApiError::WebhookNotFound)?;
     Ok(Json(WebhookView::masked(webhook)))
@@ -291,7 +291,7 @@ pub async fn update(
         .map_err(ApiError::Validation)?;
     let webhook = state
         .store
-        .change_webhook(tenant.as_str(), id.into(), WebhookChange::Fields(fields))
+        .change_webhook(tenant, id, WebhookChange::Fields(fields))
         .await?
         .ok_or(ApiError::WebhookNotFound)?;
     Ok(Json(Success::new(WebhookView::masked(webhook))))
@@ -313,11 +313,7 @@ pub async fn delete(
     let tenant = caller.partner(Scope::WebhooksWrite)?;
     state.partner_writes.admit(tenant)?;
     let id = webhook_id(&id)?;
-    if !state
-        .store
-        .delete_webhook(tenant.as_str(), id.into())
-        .await?
-    {
+    if !state.store.delete_webhook(tenant, id).await? {
         return Err(ApiError::WebhookNotFound);
     }
     Ok(Json(Success::new(Deleted {
@@ -342,11 +338,11 @@ pub async fn rotate_key(
     let tenant = caller.partner(Scope::WebhooksWrite)?;
     state.partner_writes.admit(tenant)?;
     let change = WebhookChange::RotateKey {
-        api_key: ApiKey::generate().into_exposed(),
+        api_key: ApiKey::generate(),
     };
     let webhook = state
         .store
-        .change_webhook(tenant.as_str(), webhook_id(&id)?.into(), change)
+        .change_webhook(tenant, webhook_id(&id)?, change)
         .await?
         .ok_or(ApiError::WebhookNotFound)?;
     Ok(Json(Success::new(WebhookView::with_secrets(webhook))))
@@ -368,18 +364,10 @@ pub async fn logs(
     let tenant = caller.partner(Scope::WebhooksRead)?;
     let id = webhook_id(&id)?;
     let limit = ListParams::parse(query.as_deref()).limit()?;
-    if state
-        .store
-        .find_webhook(tenant.as_str(), id.into())
-        .await?
-        .is_none()
-    {
+    if state.store.find_webhook(tenant, id).await?.is_none() {
         return Err(ApiError::WebhookNotFound);
     }
-    let logs = state
-        .store
-        .webhook_logs(tenant.as_str(), id.into(), limit)
-        .await?;
+    let logs = state.store.webhook_logs(tenant, id, limit).await?;
     Ok(Json(LogList {
         count: logs.len(),
         logs: logs.into_iter().map(Into::into).collect(),

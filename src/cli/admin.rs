@@ -6,7 +6,7 @@ use clap::Subcommand;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::domain::ids::TenantId;
+use crate::domain::ids::{TenantId, TokenId};
 use crate::domain::keys::{new_token, token_hash};
 use crate::domain::scope::Scope;
 use crate::domain::time::format_ms;
@@ -37,7 +37,7 @@ pub enum TokenCommand {
             required_unless_present = "producer",
             conflicts_with = "producer"
         )]
-        tenant: Option<String>,
+        tenant: Option<TenantId>,
         /// Partner scope (repeatable): webhooks:read, webhooks:write, events:read,
         /// events:retry. Default: all four.
         #[arg(long = "scope", value_name = "SCOPE")]
@@ -66,7 +66,7 @@ pub async fn tenant(store: &dyn Store, command: TenantCommand) -> anyhow::Result
                 bail!("invalid tenant name {name:?}: use [a-z0-9][a-z0-9_-]{{0,62}}");
             };
             let tenant = store
-                .create_tenant(name.as_str())
+                .create_tenant(&name)
                 .await
                 .map_err(conflict_as_message)?;
             if json {
@@ -109,7 +109,7 @@ pub async fn token(store: &dyn Store, command: TokenCommand) -> anyhow::Result<(
         TokenCommand::List { json } => list_tokens(store, json).await,
         TokenCommand::Revoke { id } => {
             let parsed =
-                Uuid::parse_str(&id).with_context(|| format!("{id:?} is not a token id"))?;
+                TokenId::parse(&id).with_context(|| format!("{id:?} is not a token id"))?;
             if !store.revoke_token(parsed).await? {
                 bail!("no token with id {id}");
             }
@@ -121,7 +121,7 @@ pub async fn token(store: &dyn Store, command: TokenCommand) -> anyhow::Result<(
 
 async fn create_token(
     store: &dyn Store,
-    tenant: Option<String>,
+    tenant: Option<TenantId>,
     scopes: &[String],
     producer: bool,
     json: bool,
@@ -134,7 +134,7 @@ async fn create_token(
     let token = new_token();
     let record = store
         .create_token(NewToken {
-            id: Uuid::new_v4(),
+            id: Uuid::new_v4().into(),
             hash: token_hash(&token),
             kind,
             tenant,
@@ -183,7 +183,7 @@ async fn list_tokens(store: &dyn Store, json: bool) -> anyhow::Result<()> {
             "{:<36}  {:<8}  {:<16}  {:<24}  {:<24}  {}",
             t.id,
             t.kind.as_str(),
-            t.tenant.as_deref().unwrap_or("-"),
+            t.tenant.as_ref().map_or("-", TenantId::as_str),
             format_ms(t.created_at_ms),
             t.revoked_at_ms.map(format_ms).unwrap_or_else(|| "-".into()),
             scopes.join(",")

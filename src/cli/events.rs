@@ -5,14 +5,13 @@
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use uuid::Uuid;
 
 use super::ensure_tenant;
 use super::instant::parse_instant;
 use super::output::{dash, print_json};
 use crate::api::events::{EventLogs, RetryQueued};
 use crate::api::views::{DeliveryLogView, EventView};
-use crate::domain::ids::BusinessEventId;
+use crate::domain::ids::{BusinessEventId, TenantId, WebhookId};
 use crate::domain::status::EventStatus;
 use crate::domain::time::{format_ms, now_ms};
 use crate::store::{DeliveryLog, Event, EventQuery, RetryOutcome, Store};
@@ -30,7 +29,7 @@ pub enum EventsCommand {
         id: String,
         /// Tenant name.
         #[arg(long)]
-        tenant: String,
+        tenant: TenantId,
         /// Print {"event":...,"logs":[...]} as GET /v1/webhooks/events/{id}/logs does.
         #[arg(long)]
         json: bool,
@@ -41,7 +40,7 @@ pub enum EventsCommand {
         id: String,
         /// Tenant name.
         #[arg(long)]
-        tenant: String,
+        tenant: TenantId,
         /// Retry to this webhook only; it must be active.
         #[arg(long, value_name = "WEBHOOK_ID")]
         webhook: Option<String>,
@@ -55,7 +54,7 @@ pub enum EventsCommand {
 pub struct ListArgs {
     /// Tenant name.
     #[arg(long)]
-    tenant: String,
+    tenant: TenantId,
     /// Only events with this status: pending, processing, completed, failed or skipped.
     #[arg(long)]
     status: Option<String>,
@@ -141,7 +140,7 @@ async fn list(store: &dyn Store, args: ListArgs) -> anyhow::Result<()> {
 }
 
 /// The tenant's event named by record id or business eventId, as the API finds it.
-async fn find_event(store: &dyn Store, tenant: &str, id: &str) -> anyhow::Result<Event> {
+async fn find_event(store: &dyn Store, tenant: &TenantId, id: &str) -> anyhow::Result<Event> {
     ensure_tenant(store, tenant).await?;
     // Both ids are UUIDs, stored in lowercase hyphenated form; anything else names no event.
     let Some(id) = BusinessEventId::parse(id.trim()) else {
@@ -153,7 +152,7 @@ async fn find_event(store: &dyn Store, tenant: &str, id: &str) -> anyhow::Result
     }
 }
 
-async fn show(store: &dyn Store, tenant: &str, id: &str, json: bool) -> anyhow::Result<()> {
+async fn show(store: &dyn Store, tenant: &TenantId, id: &str, json: bool) -> anyhow::Result<()> {
     let event = find_event(store, tenant, id).await?;
     let logs = store.event_logs(tenant, event.id).await?;
     if json {
@@ -171,8 +170,8 @@ async fn show(store: &dyn Store, tenant: &str, id: &str, json: bool) -> anyhow::
 fn print_event(event: &Event) {
     let rows = [
         ("ID", event.id.to_string()),
-        ("Event ID", event.event_id.clone()),
-        ("Tenant", event.tenant.clone()),
+        ("Event ID", event.event_id.to_string()),
+        ("Tenant", event.tenant.to_string()),
         ("Type", event.event_type.clone()),
         ("Status", event.status.as_str().to_string()),
         ("User", dash(event.user_id.clone())),
@@ -214,13 +213,13 @@ fn print_attempts(logs: &[DeliveryLog]) {
 
 async fn retry(
     store: &dyn Store,
-    tenant: &str,
+    tenant: &TenantId,
     id: &str,
     webhook: Option<&str>,
     json: bool,
 ) -> anyhow::Result<()> {
     let webhook = webhook
-        .map(|text| Uuid::parse_str(text.trim()).with_context(|| "--webhook must be a valid UUID"))
+        .map(|text| WebhookId::parse(text.trim()).context("--webhook must be a valid UUID"))
         .transpose()?;
     let event = find_event(store, tenant, id).await?;
     // The store wakes a running server itself: PostgreSQL notifies every node; on SQLite the

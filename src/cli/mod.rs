@@ -22,6 +22,7 @@ use self::events::{EventsCommand, events};
 use self::webhooks::{WebhooksCommand, webhooks};
 use crate::app::{App, open_store};
 use crate::config::Config;
+use crate::domain::ids::TenantId;
 use crate::store::Store;
 use crate::telemetry::init_logging;
 
@@ -170,8 +171,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Fails with the producer API's message when `tenant` does not exist: a mistyped name would
 /// otherwise look like a tenant with nothing in it.
-async fn ensure_tenant(store: &dyn Store, tenant: &str) -> anyhow::Result<()> {
-    if !store.list_tenants().await?.iter().any(|t| t.name == tenant) {
+async fn ensure_tenant(store: &dyn Store, tenant: &TenantId) -> anyhow::Result<()> {
+    if !store
+        .list_tenants()
+        .await?
+        .iter()
+        .any(|t| t.name == *tenant)
+    {
         bail!("Unknown tenant: {tenant}");
     }
     Ok(())

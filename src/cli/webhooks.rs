@@ -14,7 +14,7 @@ use super::instant::parse_instant;
 use super::output::{dash, print_json};
 use crate::api::health::{HealthView, RecoveryQueued};
 use crate::api::views::WebhookView;
-use crate::domain::ids::WebhookId;
+use crate::domain::ids::{TenantId, WebhookId};
 use crate::domain::time::{format_ms, now_ms};
 use crate::store::{RecoverOutcome, Store, Webhook};
 
@@ -24,7 +24,7 @@ pub enum WebhooksCommand {
     List {
         /// Tenant name.
         #[arg(long)]
-        tenant: String,
+        tenant: TenantId,
         /// Print a JSON array: each webhook as the API renders it, with its `health`.
         #[arg(long)]
         json: bool,
@@ -36,7 +36,7 @@ pub enum WebhooksCommand {
         webhook: String,
         /// Tenant name.
         #[arg(long)]
-        tenant: String,
+        tenant: TenantId,
         /// Events created at or after: a duration back from now (1h, 2d) or an ISO 8601
         /// instant.
         #[arg(long, value_name = "DURATION|ISO")]
@@ -65,7 +65,7 @@ pub async fn webhooks(store: &dyn Store, command: WebhooksCommand) -> anyhow::Re
     }
 }
 
-async fn list(store: &dyn Store, tenant: &str, json: bool) -> anyhow::Result<()> {
+async fn list(store: &dyn Store, tenant: &TenantId, json: bool) -> anyhow::Result<()> {
     ensure_tenant(store, tenant).await?;
     let webhooks = store.list_webhooks(tenant).await?;
     if json {
@@ -104,7 +104,7 @@ async fn list(store: &dyn Store, tenant: &str, json: bool) -> anyhow::Result<()>
 
 /// The webhook's API object (key masked) with its health view under `health`.
 fn with_health(webhook: Webhook) -> anyhow::Result<Value> {
-    let health = HealthView::new(webhook.id.into(), webhook.health.clone());
+    let health = HealthView::new(webhook.id, webhook.health.clone());
     let mut row = serde_json::to_value(WebhookView::masked(webhook))?;
     let object = row
         .as_object_mut()
@@ -115,7 +115,7 @@ fn with_health(webhook: Webhook) -> anyhow::Result<Value> {
 
 async fn recover(
     store: &dyn Store,
-    tenant: &str,
+    tenant: &TenantId,
     webhook: &str,
     (since, until): (&str, Option<&str>),
     json: bool,
@@ -137,10 +137,7 @@ async fn recover(
     };
     // The store queues the first windows now and wakes a running server (PostgreSQL notifies,
     // SQLite's dispatcher looks within 5 s); a running server's recovery task does the rest.
-    let count = match store
-        .recover_webhook(tenant, id.into(), since, until)
-        .await?
-    {
+    let count = match store.recover_webhook(tenant, id, since, until).await? {
         RecoverOutcome::Queued(count) => count,
         RecoverOutcome::WebhookNotFound => bail!("Webhook not found"),
         RecoverOutcome::WebhookInactive => bail!("Webhook is not active"),

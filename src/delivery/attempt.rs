@@ -62,7 +62,7 @@ impl Attempts {
                 delivery_id,
                 event_seq: delivery.event_seq,
                 webhook_id: delivery.webhook_id,
-                node: this.node.to_string(),
+                node: this.node.clone(),
                 attempt_number: delivery.attempt_number,
                 request_url: delivery.url,
                 request_headers: headers_json(&sent.request_headers),

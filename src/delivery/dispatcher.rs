@@ -102,7 +102,7 @@ impl Dispatcher {
         };
         metrics::gauge!("herald_deliveries_in_flight_node").set((max_in_flight - free) as f64);
         let request = ClaimRequest {
-            node: self.attempts.node.to_string(),
+            node: self.attempts.node.clone(),
             now_ms: self.attempts.clock.now_ms(),
             lease_ms: self.lease_ms,
             fan_out_limit: BATCH,
@@ -194,11 +194,7 @@ impl Dispatcher {
         if unfinished.is_empty() {
             return;
         }
-        match self
-            .store
-            .release(self.attempts.node.as_str(), &unfinished)
-            .await
-        {
+        match self.store.release(&self.attempts.node, &unfinished).await {
             Ok(()) => tracing::info!(
                 released = unfinished.len(),
                 "released deliveries in flight at shutdown"

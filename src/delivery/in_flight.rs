@@ -20,17 +20,16 @@ pub(super) struct InFlight {
 
 impl InFlight {
     pub(super) fn start(&mut self, delivery: &ClaimedDelivery) {
-        *self.per_webhook.entry(delivery.webhook_id).or_insert(0) += 1;
-        match self.per_tenant.get_mut(&delivery.tenant) {
+        let (webhook, tenant) = (delivery.webhook_id.as_uuid(), delivery.tenant.as_str());
+        *self.per_webhook.entry(webhook).or_insert(0) += 1;
+        match self.per_tenant.get_mut(tenant) {
             Some(count) => *count += 1,
             None => {
-                self.per_tenant.insert(delivery.tenant.clone(), 1);
+                self.per_tenant.insert(tenant.to_string(), 1);
             }
         }
-        self.deliveries.insert(
-            delivery.delivery_id,
-            (delivery.webhook_id, delivery.tenant.clone()),
-        );
+        self.deliveries
+            .insert(delivery.delivery_id, (webhook, tenant.to_string()));
     }
 
     pub(super) fn finish(&mut self, delivery_id: i64) {

@@ -53,7 +53,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let node = NodeId::generate();
-    let recovered = store.recover(node.as_str(), now_ms()).await?;
+    let recovered = store.recover(&node, now_ms()).await?;
     if recovered > 0 {
         tracing::info!(recovered, "took back deliveries claimed by a previous run");
     }

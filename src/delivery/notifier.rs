@@ -105,7 +105,7 @@ impl Notifier {
     ) -> crate::store::StoreResult<bool> {
         let claimed = self
             .store
-            .claim_notifications(self.node.as_str(), now_ms(), self.lease_ms, BATCH)
+            .claim_notifications(&self.node, now_ms(), self.lease_ms, BATCH)
             .await?;
         let full = claimed.len() == BATCH as usize;
         // Each on a task of its own: a batch sent one by one could outlast its lease.
@@ -163,7 +163,7 @@ impl Notifier {
         }
         match self
             .store
-            .record_notification(self.node.as_str(), &notification.id, &outcome, now_ms())
+            .record_notification(&self.node, &notification.id, &outcome, now_ms())
             .await
         {
             Ok(true) => {}

@@ -92,15 +92,15 @@ impl Sender {
             ("x-timestamp", timestamp.to_string()),
             (
                 "x-signature",
-                x_signature(&delivery.api_key, timestamp, &delivery.body),
+                x_signature(delivery.api_key.expose(), timestamp, &delivery.body),
             ),
-            ("webhook-id", delivery.event_id.clone()),
+            ("webhook-id", delivery.event_id.to_string()),
             ("webhook-timestamp", timestamp.to_string()),
             (
                 "webhook-signature",
                 standard_signature(
-                    &delivery.api_key,
-                    &delivery.event_id,
+                    delivery.api_key.expose(),
+                    delivery.event_id.as_str(),
                     timestamp,
                     &delivery.body,
                 ),

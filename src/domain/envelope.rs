@@ -108,7 +108,7 @@ mod properties {
         fn a_valid_event_renders_a_body_that_reads_back_as_its_fields(body in event_body()) {
             let event = validate_new_event(&body, 1_767_002_400_000).unwrap();
             let rendered = render_body(&EnvelopeFields {
-                event_id: &event.event_id,
+                event_id: event.event_id.as_str(),
                 event_type: &event.event_type,
                 user_id: event.user_id.as_deref(),
                 occurred_at_ms: event.occurred_at_ms,

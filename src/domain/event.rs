@@ -2,7 +2,6 @@
 //! clear message per problem, naming the field.
 
 use serde_json::{Map, Value};
-use uuid::Uuid;
 
 use super::body::known_fields;
 use super::envelope::RESERVED_KEYS;
@@ -29,10 +28,10 @@ const OCCURRED_AT: &str =
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
     /// Record id (UUID v7: time-ordered, so the primary index stays append-mostly).
-    pub id: Uuid,
+    pub id: EventId,
     /// Business id: the producer's `eventId`, or a new UUID.
-    pub event_id: String,
-    pub tenant: String,
+    pub event_id: BusinessEventId,
+    pub tenant: TenantId,
     pub event_type: String,
     /// Compact JSON text of an object, keys in the producer's order.
     pub payload: String,
@@ -94,9 +93,9 @@ impl EventInput {
             Some(_) => return Err(OCCURRED_AT.into()),
         };
         Ok(NewEvent {
-            id: EventId::generate().into(),
-            event_id: event_id.into_string(),
-            tenant,
+            id: EventId::generate(),
+            event_id,
+            tenant: TenantId::from(tenant),
             event_type,
             payload,
             user_id: optional_string("userId", self.user_id)?,
@@ -169,9 +168,9 @@ pub const TEST_EVENT_TYPE: &str = "webhook.test";
 /// (new ids, so it is logged and retried on its own), with a fixed type and payload.
 pub fn test_event(tenant: &TenantId, now_ms: i64) -> NewEvent {
     NewEvent {
-        id: EventId::generate().into(),
-        event_id: BusinessEventId::generate().into_string(),
-        tenant: tenant.to_string(),
+        id: EventId::generate(),
+        event_id: BusinessEventId::generate(),
+        tenant: tenant.clone(),
         event_type: TEST_EVENT_TYPE.into(),
         payload: serde_json::json!({"message": "Test event from Herald"}).to_string(),
         user_id: None,
@@ -184,6 +183,7 @@ pub fn test_event(tenant: &TenantId, now_ms: i64) -> NewEvent {
 mod tests {
     use super::*;
     use serde_json::json;
+    use uuid::Uuid;
 
     const NOW: i64 = 1_767_002_400_000;
 
@@ -194,10 +194,10 @@ mod tests {
             NOW,
         )
         .unwrap();
-        assert_eq!(event.tenant, "acme");
+        assert_eq!(event.tenant.as_str(), "acme");
         assert_eq!(event.payload, r#"{"b":1,"a":2}"#);
         assert_eq!(event.occurred_at_ms, NOW);
-        assert!(Uuid::parse_str(&event.event_id).is_ok());
+        assert!(Uuid::parse_str(event.event_id.as_str()).is_ok());
         assert_eq!(event.user_id, None);
     }
 
@@ -210,7 +210,10 @@ mod tests {
             NOW,
         )
         .unwrap();
-        assert_eq!(event.event_id, "0b7e8a59-5d4c-4a0e-9a43-2f9d0c1e8b11");
+        assert_eq!(
+            event.event_id.as_str(),
+            "0b7e8a59-5d4c-4a0e-9a43-2f9d0c1e8b11"
+        );
         assert_eq!(event.occurred_at_ms, NOW);
         assert_eq!(event.user_id.as_deref(), Some("u1"));
         assert_eq!(event.source_service.as_deref(), Some("kyc"));
@@ -321,6 +324,7 @@ mod tests {
 mod properties {
     use proptest::prelude::*;
     use serde_json::Value;
+    use uuid::Uuid;
 
     use super::*;
     use crate::domain::arbitrary::{event_body, json, object_with};
@@ -350,13 +354,13 @@ mod properties {
         #[test]
         fn a_valid_body_is_accepted_as_sent(body in event_body()) {
             let event = validate_new_event(&body, NOW).map_err(TestCaseError::fail)?;
-            prop_assert_eq!(&event.tenant, &body["tenant"]);
+            prop_assert_eq!(&body["tenant"], event.tenant.as_str());
             prop_assert_eq!(&event.event_type, &body["eventType"]);
             let payload: Value = serde_json::from_str(&event.payload).unwrap();
             prop_assert_eq!(&payload, &body["payload"]);
             match body["eventId"].as_str() {
-                Some(id) => prop_assert_eq!(&event.event_id, id),
-                None => prop_assert!(Uuid::parse_str(&event.event_id).is_ok()),
+                Some(id) => prop_assert_eq!(event.event_id.as_str(), id),
+                None => prop_assert!(Uuid::parse_str(event.event_id.as_str()).is_ok()),
             }
             prop_assert_eq!(event.user_id.as_deref(), body["userId"].as_str());
             prop_assert_eq!(event.source_service.as_deref(), body["sourceService"].as_str());

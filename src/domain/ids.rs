@@ -38,9 +38,16 @@ impl From<String> for TenantId {
     }
 }
 
+/// A name as a caller sent it, unchecked.
+impl From<&str> for TenantId {
+    fn from(name: &str) -> TenantId {
+        TenantId(name.to_string())
+    }
+}
+
 impl fmt::Display for TenantId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -95,6 +102,11 @@ uuid_id!(
 );
 
 uuid_id!(
+    /// A bearer token's id, which names it to list or revoke it (never the token itself).
+    TokenId
+);
+
+uuid_id!(
     /// Herald's id of a stored event, its record id (`id` of an event on the wire). Not to be
     /// confused with the producer's [`BusinessEventId`].
     EventId
@@ -138,7 +150,7 @@ impl From<String> for BusinessEventId {
 
 impl fmt::Display for BusinessEventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -158,9 +170,16 @@ impl NodeId {
     }
 }
 
+/// A node id as a claim names it (`locked_by`), or any name a test gives a node.
+impl From<&str> for NodeId {
+    fn from(name: &str) -> NodeId {
+        NodeId(name.to_string())
+    }
+}
+
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 

@@ -25,7 +25,7 @@ pub(super) fn attempts_by_webhook(
     let mut by_webhook: BTreeMap<Uuid, Vec<FinishedAttempt>> = BTreeMap::new();
     for record in records {
         by_webhook
-            .entry(record.webhook_id)
+            .entry(record.webhook_id.as_uuid())
             .or_default()
             .push(FinishedAttempt {
                 at_ms: record.created_at_ms,
@@ -187,7 +187,7 @@ mod tests {
             id: Uuid::now_v7(),
             delivery_id: at,
             event_seq: 1,
-            webhook_id: Uuid::from_u128(webhook),
+            webhook_id: Uuid::from_u128(webhook).into(),
             node: "n".into(),
             attempt_number: 1,
             request_url: "https://example.com/".into(),

@@ -19,10 +19,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 pub use crate::domain::event::NewEvent;
 use crate::domain::health::HealthPolicy;
+use crate::domain::ids::{EventId, NodeId, TenantId, TokenId, WebhookId};
 pub use error::{PublishFailure, StoreError, StoreResult};
 pub use model::{
     AttemptRecord, ClaimRequest, ClaimedDelivery, ClaimedWork, DeliveryLog, DirectPublishOutcome,
@@ -56,12 +56,12 @@ pub trait AccessStore: Send + Sync {
     async fn migrate(&self) -> StoreResult<()>;
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;
-    async fn create_tenant(&self, name: &str) -> StoreResult<Tenant>;
+    async fn create_tenant(&self, name: &TenantId) -> StoreResult<Tenant>;
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
     async fn create_token(&self, token: NewToken) -> StoreResult<Token>;
     async fn list_tokens(&self) -> StoreResult<Vec<Token>>;
     /// Marks a token revoked; false when no such token exists.
-    async fn revoke_token(&self, id: Uuid) -> StoreResult<bool>;
+    async fn revoke_token(&self, id: TokenId) -> StoreResult<bool>;
     /// The token with this hash, revoked or not.
     async fn find_token(&self, hash: &str) -> StoreResult<Option<Token>>;
 }
@@ -69,8 +69,8 @@ pub trait AccessStore: Send + Sync {
 /// A tenant's webhooks and their delivery logs.
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
-    async fn list_webhooks(&self, tenant: &str) -> StoreResult<Vec<Webhook>>;
-    async fn find_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Webhook>>;
+    async fn list_webhooks(&self, tenant: &TenantId) -> StoreResult<Vec<Webhook>>;
+    async fn find_webhook(&self, tenant: &TenantId, id: WebhookId) -> StoreResult<Option<Webhook>>;
     /// Creates a webhook unless the tenant already has `max_per_tenant` (then `Ok(None)`).
     async fn create_webhook(
         &self,
@@ -80,28 +80,28 @@ pub trait WebhookStore: Send + Sync {
     /// Applies a change; `Ok(None)` when the tenant has no such webhook.
     async fn change_webhook(
         &self,
-        tenant: &str,
-        id: Uuid,
+        tenant: &TenantId,
+        id: WebhookId,
         change: WebhookChange,
     ) -> StoreResult<Option<Webhook>>;
     /// Deletes a webhook and ends its unfinished deliveries as failed; false when not found.
-    async fn delete_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<bool>;
+    async fn delete_webhook(&self, tenant: &TenantId, id: WebhookId) -> StoreResult<bool>;
     /// Gives every event of the tenant created in `[since_ms, until_ms)` whose delivery to
     /// the webhook ended failed a new delivery cycle to it, as a retry naming it would. Works
     /// through the first windows itself and leaves the rest to
     /// [`DeliveryStore::continue_recoveries`]; returns how many events it queues in all.
     async fn recover_webhook(
         &self,
-        tenant: &str,
-        id: Uuid,
+        tenant: &TenantId,
+        id: WebhookId,
         since_ms: i64,
         until_ms: i64,
     ) -> StoreResult<RecoverOutcome>;
     /// The webhook's delivery logs, newest first.
     async fn webhook_logs(
         &self,
-        tenant: &str,
-        id: Uuid,
+        tenant: &TenantId,
+        id: WebhookId,
         limit: u32,
     ) -> StoreResult<Vec<DeliveryLog>>;
 }
@@ -115,31 +115,27 @@ pub trait EventStore: Send + Sync {
         &self,
         events: Vec<NewEvent>,
     ) -> Result<Vec<PublishOutcome>, PublishFailure>;
-    /// How many `publish_events` calls may usefully run at once.
-    fn concurrent_publishes(&self) -> usize {
-        1
-    }
     async fn list_events(&self, query: &EventQuery) -> StoreResult<EventPage>;
     /// The tenant's event whose record id or business eventId is `id`.
-    async fn find_event(&self, tenant: &str, id: &str) -> StoreResult<Option<Event>>;
+    async fn find_event(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Event>>;
     /// The newest [`MAX_EVENT_LOGS`] delivery logs of an event, oldest first.
-    async fn event_logs(&self, tenant: &str, event: Uuid) -> StoreResult<Vec<DeliveryLog>>;
+    async fn event_logs(&self, tenant: &TenantId, event: EventId) -> StoreResult<Vec<DeliveryLog>>;
     /// Where the tenant's event with record id `event` stands in the newest-first order of
     /// [`EventQuery::before_cursor`]; `None` when the tenant has no such event.
-    async fn event_position(&self, tenant: &str, event: Uuid) -> StoreResult<Option<i64>>;
+    async fn event_position(&self, tenant: &TenantId, event: EventId) -> StoreResult<Option<i64>>;
     /// Starts a new delivery cycle for an event, to one webhook or to every active subscriber.
     async fn retry_event(
         &self,
-        tenant: &str,
-        event: Uuid,
-        webhook: Option<Uuid>,
+        tenant: &TenantId,
+        event: EventId,
+        webhook: Option<WebhookId>,
     ) -> StoreResult<RetryOutcome>;
     /// Stores `event` already fanned out to the webhook `webhook` of the event's tenant, and
     /// to it alone, whatever its event types: in one transaction, the event (`processing`)
     /// and one delivery due now. The webhook must be active.
     async fn publish_to_webhook(
         &self,
-        webhook: Uuid,
+        webhook: WebhookId,
         event: NewEvent,
     ) -> StoreResult<DirectPublishOutcome>;
 }
@@ -162,10 +158,10 @@ pub trait DeliveryStore: Send + Sync {
     /// Writes every result handed over and not written yet (graceful shutdown, tests).
     async fn flush_results(&self) -> StoreResult<()>;
     /// Puts claimed deliveries back in the queue untried (graceful shutdown).
-    async fn release(&self, node: &str, delivery_ids: &[i64]) -> StoreResult<()>;
+    async fn release(&self, node: &NodeId, delivery_ids: &[i64]) -> StoreResult<()>;
     /// At start-up: takes back claims a previous run of this node left behind. On SQLite,
     /// where one process owns the file, that is every claim.
-    async fn recover(&self, node: &str, now_ms: i64) -> StoreResult<u64>;
+    async fn recover(&self, node: &NodeId, now_ms: i64) -> StoreResult<u64>;
     /// When the dispatcher next has something to do: now if events await fan-out, else the
     /// earliest due delivery or lease expiry; `None` when there is nothing at all.
     async fn next_wake_at(&self) -> StoreResult<Option<i64>>;
@@ -211,7 +207,7 @@ pub async fn connect(database_url: &str) -> StoreResult<Arc<dyn Store>> {
 pub async fn connect_with(database_url: &str, health: HealthPolicy) -> StoreResult<Arc<dyn Store>> {
     if database_url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(database_url, health).await?))
-    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+    } else if is_postgres(database_url) {
         Ok(Arc::new(
             PostgresStore::connect(database_url, health).await?,
         ))
@@ -221,4 +217,20 @@ pub async fn connect_with(database_url: &str, health: HealthPolicy) -> StoreResu
             crate::config::redact_password(database_url)
         )))
     }
+}
+
+/// How many group commits of published events ([`EventStore::publish_events`]) the ingest
+/// writer of one node may run at once on the database a URL names: one on SQLite, whose
+/// single writer connection runs them one after the other anyway; several on PostgreSQL.
+/// Decided where the backend is chosen, so the store's interface says nothing of it.
+pub fn concurrent_publishes(database_url: &str) -> usize {
+    if is_postgres(database_url) {
+        postgres::CONCURRENT_PUBLISHES
+    } else {
+        1
+    }
+}
+
+fn is_postgres(database_url: &str) -> bool {
+    database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
 }

@@ -8,13 +8,15 @@ use uuid::Uuid;
 use crate::domain::claim::Capacity;
 use crate::domain::event::NewEvent;
 use crate::domain::health::Health;
+use crate::domain::ids::{BusinessEventId, EventId, NodeId, TenantId, TokenId, WebhookId};
+use crate::domain::keys::ApiKey;
 use crate::domain::scope::Scope;
 use crate::domain::status::{AttemptStatus, EventStatus, NextStep};
 use crate::domain::webhook::WebhookFields;
 
 #[derive(Debug, Clone)]
 pub struct Tenant {
-    pub name: String,
+    pub name: TenantId,
     pub created_at_ms: i64,
 }
 
@@ -36,9 +38,9 @@ impl TokenKind {
 /// A token as stored (never the token itself, only its hash).
 #[derive(Debug, Clone)]
 pub struct Token {
-    pub id: Uuid,
+    pub id: TokenId,
     pub kind: TokenKind,
-    pub tenant: Option<String>,
+    pub tenant: Option<TenantId>,
     pub scopes: Vec<Scope>,
     pub created_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
@@ -46,20 +48,20 @@ pub struct Token {
 
 #[derive(Debug, Clone)]
 pub struct NewToken {
-    pub id: Uuid,
+    pub id: TokenId,
     pub hash: String,
     pub kind: TokenKind,
-    pub tenant: Option<String>,
+    pub tenant: Option<TenantId>,
     pub scopes: Vec<Scope>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Webhook {
-    pub id: Uuid,
-    pub tenant: String,
+    pub id: WebhookId,
+    pub tenant: TenantId,
     pub name: String,
     pub url: String,
-    pub api_key: String,
+    pub api_key: ApiKey,
     pub event_types: Vec<String>,
     pub is_active: bool,
     /// Compact JSON text of an object.
@@ -97,11 +99,11 @@ impl Webhook {
 
 #[derive(Debug, Clone)]
 pub struct NewWebhook {
-    pub id: Uuid,
-    pub tenant: String,
+    pub id: WebhookId,
+    pub tenant: TenantId,
     pub name: String,
     pub url: String,
-    pub api_key: String,
+    pub api_key: ApiKey,
     pub event_types: Vec<String>,
     pub is_active: bool,
     pub metadata: String,
@@ -111,16 +113,16 @@ pub struct NewWebhook {
 #[derive(Debug, Clone)]
 pub enum WebhookChange {
     Fields(WebhookFields),
-    RotateKey { api_key: String },
+    RotateKey { api_key: ApiKey },
 }
 
 #[derive(Debug, Clone)]
 pub struct Event {
     /// Record id.
-    pub id: Uuid,
+    pub id: EventId,
     /// Business id, the idempotency key within the tenant.
-    pub event_id: String,
-    pub tenant: String,
+    pub event_id: BusinessEventId,
+    pub tenant: TenantId,
     pub event_type: String,
     /// Compact JSON text of an object.
     pub payload: String,
@@ -157,7 +159,7 @@ pub fn pending_event(new: NewEvent, created_at_ms: i64) -> Event {
 pub(super) struct Published {
     pub(super) known: HashSet<String>,
     pub(super) inserted: HashSet<String>,
-    pub(super) existing: HashMap<(String, String), Event>,
+    pub(super) existing: HashMap<(TenantId, BusinessEventId), Event>,
     pub(super) created_at_ms: i64,
 }
 
@@ -173,7 +175,7 @@ impl Published {
         events
             .into_iter()
             .map(|event| {
-                if !known.contains(&event.tenant) {
+                if !known.contains(event.tenant.as_str()) {
                     PublishOutcome::UnknownTenant(event.tenant)
                 } else if inserted.contains(&event.id.to_string()) {
                     PublishOutcome::Created(pending_event(event, created_at_ms))
@@ -196,15 +198,15 @@ pub enum PublishOutcome {
     Created(Event),
     /// The `(tenant, eventId)` was known: the first stored event, unchanged.
     Existing(Event),
-    UnknownTenant(String),
+    UnknownTenant(TenantId),
 }
 
 /// One attempt, as the delivery log shows it.
 #[derive(Debug, Clone)]
 pub struct DeliveryLog {
     pub id: Uuid,
-    pub event_id: String,
-    pub webhook_id: Uuid,
+    pub event_id: BusinessEventId,
+    pub webhook_id: WebhookId,
     pub attempt_number: i64,
     pub request_url: String,
     /// JSON object of strings.
@@ -227,7 +229,7 @@ pub const MAX_EVENT_LOGS: u32 = 1_000;
 /// A page of a tenant's events, newest first.
 #[derive(Debug, Clone)]
 pub struct EventQuery {
-    pub tenant: String,
+    pub tenant: TenantId,
     pub status: Option<EventStatus>,
     pub event_type: Option<String>,
     pub since_ms: Option<i64>,
@@ -279,7 +281,7 @@ pub enum DirectPublishOutcome {
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {
     /// Who claims (written to `locked_by`).
-    pub node: String,
+    pub node: NodeId,
     pub now_ms: i64,
     /// Claims hold until `now_ms + lease_ms`.
     pub lease_ms: i64,
@@ -295,14 +297,14 @@ pub struct ClaimedDelivery {
     pub delivery_id: i64,
     pub event_seq: i64,
     /// Business id (`webhook-id` header).
-    pub event_id: String,
+    pub event_id: BusinessEventId,
     pub event_created_at_ms: i64,
-    pub webhook_id: Uuid,
+    pub webhook_id: WebhookId,
     /// The webhook's tenant, whose share of the node's slots the attempt takes.
-    pub tenant: String,
+    pub tenant: TenantId,
     pub url: String,
     /// The webhook's key as of the claim: a rotated key signs the next attempt.
-    pub api_key: String,
+    pub api_key: ApiKey,
     /// 1-based, within the delivery's cycle.
     pub attempt_number: u32,
     pub cycle: i64,
@@ -322,9 +324,9 @@ pub struct AttemptRecord {
     pub id: Uuid,
     pub delivery_id: i64,
     pub event_seq: i64,
-    pub webhook_id: Uuid,
+    pub webhook_id: WebhookId,
     /// The node that held the claim; a claim taken over meanwhile is left alone.
-    pub node: String,
+    pub node: NodeId,
     pub attempt_number: u32,
     pub request_url: String,
     /// JSON object of the headers sent.

@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 
 use super::StoreResult;
+use crate::domain::ids::NodeId;
 
 /// A notification claimed under a lease, to be sent once and its outcome recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +65,7 @@ pub trait NotificationStore: Send + Sync {
     /// `now_ms + lease_ms`, oldest due first. Two nodes never hold the same one.
     async fn claim_notifications(
         &self,
-        node: &str,
+        node: &NodeId,
         now_ms: i64,
         lease_ms: i64,
         limit: u32,
@@ -73,7 +74,7 @@ pub trait NotificationStore: Send + Sync {
     /// `node` no longer holds the notification.
     async fn record_notification(
         &self,
-        node: &str,
+        node: &NodeId,
         id: &str,
         outcome: &NotificationOutcome,
         now_ms: i64,

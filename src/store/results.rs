@@ -143,7 +143,7 @@ mod tests {
             id: Uuid::now_v7(),
             delivery_id,
             event_seq: 1,
-            webhook_id: Uuid::nil(),
+            webhook_id: Uuid::nil().into(),
             node: "n".into(),
             attempt_number: 1,
             request_url: "https://example.com/".into(),

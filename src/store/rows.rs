@@ -13,6 +13,8 @@ use super::{
 use crate::domain::claim::Capacity;
 use crate::domain::envelope::{EnvelopeFields, render_body};
 use crate::domain::health::{Health, HealthState};
+use crate::domain::ids::{BusinessEventId, TenantId, WebhookId};
+use crate::domain::keys::ApiKey;
 use crate::domain::page::cut_page;
 use crate::domain::scope::scopes_from_text;
 use crate::domain::status::{AttemptStatus, DeliveryState, EventStatus, derive_event_status};
@@ -27,7 +29,7 @@ pub(super) struct TenantRow {
 impl From<TenantRow> for Tenant {
     fn from(row: TenantRow) -> Tenant {
         Tenant {
-            name: row.name,
+            name: TenantId::from(row.name),
             created_at_ms: row.created_at,
         }
     }
@@ -47,13 +49,13 @@ impl TryFrom<TokenRow> for Token {
     type Error = StoreError;
     fn try_from(row: TokenRow) -> StoreResult<Token> {
         Ok(Token {
-            id: parse_uuid(&row.id)?,
+            id: parse_uuid(&row.id)?.into(),
             kind: if row.kind == "producer" {
                 TokenKind::Producer
             } else {
                 TokenKind::Partner
             },
-            tenant: row.tenant,
+            tenant: row.tenant.map(TenantId::from),
             scopes: scopes_from_text(&row.scopes),
             created_at_ms: row.created_at,
             revoked_at_ms: row.revoked_at,
@@ -122,11 +124,11 @@ impl TryFrom<WebhookRow> for Webhook {
     type Error = StoreError;
     fn try_from(row: WebhookRow) -> StoreResult<Webhook> {
         Ok(Webhook {
-            id: parse_uuid(&row.id)?,
-            tenant: row.tenant,
+            id: parse_uuid(&row.id)?.into(),
+            tenant: TenantId::from(row.tenant),
             name: row.name,
             url: row.url,
-            api_key: row.api_key,
+            api_key: ApiKey::from(row.api_key),
             event_types: serde_json::from_str(&row.event_types)
                 .map_err(|e| StoreError::Invalid(format!("stored event_types: {e}")))?,
             is_active: row.is_active,
@@ -200,9 +202,9 @@ impl TryFrom<EventRow> for Event {
     type Error = StoreError;
     fn try_from(row: EventRow) -> StoreResult<Event> {
         Ok(Event {
-            id: parse_uuid(&row.id)?,
-            event_id: row.event_id,
-            tenant: row.tenant,
+            id: parse_uuid(&row.id)?.into(),
+            event_id: BusinessEventId::from(row.event_id),
+            tenant: TenantId::from(row.tenant),
             event_type: row.event_type,
             payload: row.payload,
             user_id: row.user_id,
@@ -255,8 +257,8 @@ impl TryFrom<LogRow> for DeliveryLog {
         });
         Ok(DeliveryLog {
             id: parse_uuid(&row.id)?,
-            webhook_id: parse_uuid(&row.webhook_id)?,
-            event_id: row.event_id,
+            webhook_id: parse_uuid(&row.webhook_id)?.into(),
+            event_id: BusinessEventId::from(row.event_id),
             attempt_number: row.attempt_number,
             request_url: row.request_url,
             request_headers: row.request_headers,
@@ -302,7 +304,7 @@ pub(super) struct Candidate {
 
 impl Candidate {
     /// The claimed delivery, with its body rendered from the event.
-    pub(super) fn into_claimed(self, webhook_id: Uuid) -> ClaimedDelivery {
+    pub(super) fn into_claimed(self, webhook_id: WebhookId) -> ClaimedDelivery {
         let body = render_body(&EnvelopeFields {
             event_id: &self.event_id,
             event_type: &self.event_type,
@@ -313,12 +315,12 @@ impl Candidate {
         ClaimedDelivery {
             delivery_id: self.id,
             event_seq: self.event_seq,
-            event_id: self.event_id,
+            event_id: BusinessEventId::from(self.event_id),
             event_created_at_ms: self.created_at,
             webhook_id,
-            tenant: self.tenant,
+            tenant: TenantId::from(self.tenant),
             url: self.url,
-            api_key: self.api_key,
+            api_key: ApiKey::from(self.api_key),
             attempt_number: self.attempts as u32 + 1,
             cycle: self.cycle,
             body,
@@ -374,10 +376,12 @@ pub(super) fn take_within(
 ) -> StoreResult<Vec<ClaimedDelivery>> {
     let candidates = candidates
         .into_iter()
-        .map(|c| Ok((parse_uuid(&c.webhook_id)?, c)))
+        .map(|c| Ok((WebhookId::from(parse_uuid(&c.webhook_id)?), c)))
         .collect::<StoreResult<Vec<_>>>()?;
     Ok(capacity
-        .within_limits(candidates, |(webhook, c)| (*webhook, c.tenant.as_str()))
+        .within_limits(candidates, |(webhook, c)| {
+            (webhook.as_uuid(), c.tenant.as_str())
+        })
         .into_iter()
         .map(|(webhook, c)| c.into_claimed(webhook))
         .collect())

@@ -241,11 +241,11 @@ async fn destinations_are_checked_after_resolution_on_every_attempt() {
         app.store
             .create_webhook(
                 herald::store::NewWebhook {
-                    id: uuid::Uuid::now_v7(),
+                    id: herald::domain::ids::WebhookId::generate(),
                     tenant: "acme".into(),
                     name: format!("internal-{i}"),
                     url,
-                    api_key: herald::domain::keys::ApiKey::generate().into_exposed(),
+                    api_key: herald::domain::keys::ApiKey::generate(),
                     event_types: vec![format!("t{i}")],
                     is_active: true,
                     metadata: "{}".into(),
@@ -284,11 +284,11 @@ async fn plain_http_is_refused_at_attempt_time_unless_allowed() {
     app.store
         .create_webhook(
             herald::store::NewWebhook {
-                id: uuid::Uuid::now_v7(),
+                id: herald::domain::ids::WebhookId::generate(),
                 tenant: "acme".into(),
                 name: "plain".into(),
                 url: receiver.url("/"),
-                api_key: herald::domain::keys::ApiKey::generate().into_exposed(),
+                api_key: herald::domain::keys::ApiKey::generate(),
                 event_types: vec!["*".into()],
                 is_active: true,
                 metadata: "{}".into(),

@@ -187,11 +187,11 @@ async fn a_refused_attempt_says_the_destination_is_not_allowed_without_any_addre
         app.store
             .create_webhook(
                 herald::store::NewWebhook {
-                    id: uuid::Uuid::now_v7(),
+                    id: herald::domain::ids::WebhookId::generate(),
                     tenant: "acme".into(),
                     name: "internal".into(),
                     url: url.clone(),
-                    api_key: herald::domain::keys::ApiKey::generate().into_exposed(),
+                    api_key: herald::domain::keys::ApiKey::generate(),
                     event_types: vec!["*".into()],
                     is_active: true,
                     metadata: "{}".into(),

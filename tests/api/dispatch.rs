@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use herald::config::Config;
 use herald::delivery::{Clock, Dispatcher, Tick, Wakeup};
-use herald::domain::ids::NodeId;
+use herald::domain::ids::{EventId, NodeId};
 use herald::domain::status::{AttemptStatus, EventStatus};
 use herald::domain::time::now_ms;
 use herald::store::{DeliveryLog, Event, NewWebhook, Store};
@@ -40,11 +40,11 @@ async fn subscribe(store: &dyn Store, url: String) {
     store
         .create_webhook(
             NewWebhook {
-                id: Uuid::new_v4(),
+                id: Uuid::new_v4().into(),
                 tenant: "acme".into(),
                 name: "w".into(),
                 url,
-                api_key: "k".into(),
+                api_key: herald::domain::keys::ApiKey::from("k".to_string()),
                 event_types: vec!["*".into()],
                 is_active: true,
                 metadata: "{}".into(),
@@ -55,7 +55,7 @@ async fn subscribe(store: &dyn Store, url: String) {
         .expect("webhook created");
 }
 
-async fn publish(store: &dyn Store) -> Uuid {
+async fn publish(store: &dyn Store) -> EventId {
     let event = new_event("{}");
     let id = event.id;
     store.publish_events(vec![event]).await.expect("stored");
@@ -70,13 +70,13 @@ async fn step(dispatcher: &mut Dispatcher, store: &dyn Store) -> Tick {
     tick
 }
 
-async fn state(store: &dyn Store, id: Uuid) -> (Event, Vec<DeliveryLog>) {
+async fn state(store: &dyn Store, id: EventId) -> (Event, Vec<DeliveryLog>) {
     let event = store
-        .find_event("acme", &id.to_string())
+        .find_event(&"acme".into(), &id.to_string())
         .await
         .expect("lookup")
         .expect("the event exists");
-    let logs = store.event_logs("acme", id).await.expect("logs");
+    let logs = store.event_logs(&"acme".into(), id).await.expect("logs");
     (event, logs)
 }
 
@@ -196,7 +196,7 @@ async fn a_manual_retry_is_attempted_at_once_and_replaces_the_scheduled_retry() 
     assert_eq!(step(&mut dispatcher, store.as_ref()).await.claimed, 1);
 
     let retried = store
-        .retry_event("acme", id, None)
+        .retry_event(&"acme".into(), id, None)
         .await
         .expect("retry queued");
     assert_eq!(retried, herald::store::RetryOutcome::Queued(1));

@@ -271,11 +271,11 @@ async fn through_the_egress_proxy_a_name_resolving_to_loopback_is_refused_before
     store
         .create_webhook(
             herald::store::NewWebhook {
-                id: uuid::Uuid::now_v7(),
+                id: herald::domain::ids::WebhookId::generate(),
                 tenant: "acme".into(),
                 name: "internal".into(),
                 url: format!("http://localhost:{port}/hook"),
-                api_key: herald::domain::keys::ApiKey::generate().into_exposed(),
+                api_key: herald::domain::keys::ApiKey::generate(),
                 event_types: vec!["*".into()],
                 is_active: true,
                 metadata: "{}".into(),

@@ -76,7 +76,7 @@ async fn ids_sharing_a_long_prefix_are_found_after_the_index_is_written() {
     for first in (0..total).step_by(8_000) {
         let events = (first..first + 8_000)
             .map(|n| herald::store::NewEvent {
-                event_id: colliding(n),
+                event_id: colliding(n).into(),
                 ..new_event("{}")
             })
             .collect();
@@ -94,15 +94,15 @@ async fn ids_sharing_a_long_prefix_are_found_after_the_index_is_written() {
         .expect("stored");
     let repeated = vec![
         herald::store::NewEvent {
-            event_id: colliding(7),
+            event_id: colliding(7).into(),
             ..new_event(r#"{"other":true}"#)
         },
         herald::store::NewEvent {
-            event_id: colliding(total - 1),
+            event_id: colliding(total - 1).into(),
             ..new_event(r#"{"other":true}"#)
         },
         herald::store::NewEvent {
-            event_id: colliding(total),
+            event_id: colliding(total).into(),
             ..new_event(r#"{"new":true}"#)
         },
     ];
@@ -113,20 +113,20 @@ async fn ids_sharing_a_long_prefix_are_found_after_the_index_is_written() {
             PublishOutcome::Existing(last),
             PublishOutcome::Created(new),
         ] => {
-            assert_eq!(old.event_id, colliding(7));
+            assert_eq!(old.event_id.as_str(), colliding(7));
             assert_eq!(old.payload, "{}");
-            assert_eq!(last.event_id, colliding(total - 1));
-            assert_eq!(new.event_id, colliding(total));
+            assert_eq!(last.event_id.as_str(), colliding(total - 1));
+            assert_eq!(new.event_id.as_str(), colliding(total));
         }
         other => panic!("unexpected outcomes {other:?}"),
     }
     for n in [0, 7, 20_000, total - 1, total] {
         let found = store
-            .find_event("acme", &colliding(n))
+            .find_event(&"acme".into(), &colliding(n))
             .await
             .expect("lookup");
         assert_eq!(
-            found.map(|e| e.event_id),
+            found.map(|e| e.event_id.into_string()),
             Some(colliding(n)),
             "event {n} is found by its business id"
         );

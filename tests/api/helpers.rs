@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use herald::app::App;
 use herald::config::Config;
+use herald::domain::ids::{TenantId, TokenId};
 use herald::domain::keys::{new_token, token_hash};
 use herald::domain::scope::Scope;
 use herald::store::{NewToken, Store, TokenKind};
@@ -201,7 +202,7 @@ impl TestApp {
 
     pub async fn create_tenant(&self, name: &str) {
         self.store
-            .create_tenant(name)
+            .create_tenant(&TenantId::from(name))
             .await
             .expect("tenant created");
     }
@@ -228,15 +229,15 @@ impl TestApp {
         kind: TokenKind,
         tenant: Option<&str>,
         scopes: Vec<Scope>,
-    ) -> (Uuid, String) {
+    ) -> (TokenId, String) {
         let token = new_token();
         let record = self
             .store
             .create_token(NewToken {
-                id: Uuid::new_v4(),
+                id: Uuid::new_v4().into(),
                 hash: token_hash(&token),
                 kind,
-                tenant: tenant.map(str::to_string),
+                tenant: tenant.map(TenantId::from),
                 scopes,
             })
             .await

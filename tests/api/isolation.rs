@@ -9,6 +9,7 @@ use std::sync::Arc;
 use herald::delivery::Wakeup;
 use herald::domain::claim::Capacity;
 use herald::domain::event::NewEvent;
+use herald::domain::ids::{BusinessEventId, EventId};
 use herald::domain::status::NextStep;
 use herald::ingest::Ingest;
 use herald::store::{
@@ -18,19 +19,22 @@ use tempfile::TempDir;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::helpers::fresh_store_on;
+use crate::helpers::{fresh_database_on, fresh_store_on};
 
 /// A migrated store of this suite's backend, with a tenant `acme`.
 pub async fn fresh_store() -> Option<(Arc<dyn Store>, TempDir)> {
     let (store, dir) = fresh_store_on(super::BACKEND).await?;
-    store.create_tenant("acme").await.expect("tenant created");
+    store
+        .create_tenant(&"acme".into())
+        .await
+        .expect("tenant created");
     Some((store, dir))
 }
 
 pub fn new_event(payload: &str) -> NewEvent {
     NewEvent {
-        id: Uuid::now_v7(),
-        event_id: Uuid::new_v4().to_string(),
+        id: EventId::generate(),
+        event_id: BusinessEventId::from(Uuid::new_v4().to_string()),
         tenant: "acme".into(),
         event_type: "a.b".into(),
         payload: payload.into(),
@@ -46,9 +50,14 @@ fn created(result: &Result<PublishOutcome, herald::ingest::IngestError>) -> bool
 
 #[tokio::test]
 async fn a_publish_the_database_refuses_fails_alone_in_a_shared_commit() {
-    let Some((store, _dir)) = fresh_store().await else {
+    let Some((url, _dir)) = fresh_database_on(super::BACKEND).await else {
         return;
     };
+    let store = herald::app::open_store(&url).await.expect("store opens");
+    store
+        .create_tenant(&"acme".into())
+        .await
+        .expect("tenant created");
     let stored = new_event(r#"{"n":0}"#);
     let taken_id = stored.id;
     store
@@ -61,7 +70,12 @@ async fn a_publish_the_database_refuses_fails_alone_in_a_shared_commit() {
         ..new_event(r#"{"bad":true}"#)
     };
     let tracker = TaskTracker::new();
-    let ingest = Ingest::start(store.clone(), Wakeup::default(), &tracker);
+    let ingest = Ingest::start(
+        store.clone(),
+        herald::store::concurrent_publishes(&url),
+        Wakeup::default(),
+        &tracker,
+    );
     let (single_good, single_bad, batch, other_batch) = (
         new_event(r#"{"n":1}"#),
         refused(),
@@ -70,7 +84,7 @@ async fn a_publish_the_database_refuses_fails_alone_in_a_shared_commit() {
             .map(|n| new_event(&format!(r#"{{"n":{n}}}"#)))
             .collect::<Vec<_>>(),
     );
-    let names: Vec<String> = [&single_good]
+    let names: Vec<BusinessEventId> = [&single_good]
         .into_iter()
         .chain(&other_batch)
         .chain([&batch[0], &batch[2]])
@@ -93,7 +107,10 @@ async fn a_publish_the_database_refuses_fails_alone_in_a_shared_commit() {
     let d = d.expect("another producer's batch is answered");
     assert!(d.iter().all(created), "{d:?}");
     for name in names {
-        let found = store.find_event("acme", &name).await.expect("lookup");
+        let found = store
+            .find_event(&"acme".into(), name.as_str())
+            .await
+            .expect("lookup");
         assert!(found.is_some(), "event {name} was stored");
     }
     drop(ingest);
@@ -106,11 +123,11 @@ pub async fn subscribe_to_everything(store: &dyn Store) {
     store
         .create_webhook(
             NewWebhook {
-                id: Uuid::new_v4(),
+                id: Uuid::new_v4().into(),
                 tenant: "acme".into(),
                 name: "w".into(),
                 url: "https://example.com/h".into(),
-                api_key: "k".into(),
+                api_key: herald::domain::keys::ApiKey::from("k".to_string()),
                 event_types: vec!["*".into()],
                 is_active: true,
                 metadata: "{}".into(),
@@ -177,12 +194,12 @@ fn success(delivery: &ClaimedDelivery, node: &str, id: Uuid) -> AttemptRecord {
 
 async fn logs_of(store: &dyn Store, delivery: &ClaimedDelivery) -> usize {
     let event = store
-        .find_event("acme", &delivery.event_id)
+        .find_event(&"acme".into(), delivery.event_id.as_str())
         .await
         .expect("lookup")
         .expect("event exists");
     store
-        .event_logs("acme", event.id)
+        .event_logs(&"acme".into(), event.id)
         .await
         .expect("logs")
         .len()
@@ -214,7 +231,7 @@ async fn an_attempt_result_the_database_refuses_does_not_stop_the_others() {
     assert_eq!(logs_of(store.as_ref(), &claimed[0]).await, 1);
     assert_eq!(logs_of(store.as_ref(), &claimed[1]).await, 0);
     let first = store
-        .find_event("acme", &claimed[0].event_id)
+        .find_event(&"acme".into(), claimed[0].event_id.as_str())
         .await
         .unwrap()
         .unwrap();

@@ -215,7 +215,7 @@ async fn a_claim_holds_a_notification_until_its_lease_runs_out(backend: Backend)
     let (id, body) = queue(store.as_ref()).await;
     let now = now_ms();
     let first = store
-        .claim_notifications("a", now, 1_000, 10)
+        .claim_notifications(&"a".into(), now, 1_000, 10)
         .await
         .unwrap();
     assert_eq!(first.len(), 1);
@@ -226,7 +226,7 @@ async fn a_claim_holds_a_notification_until_its_lease_runs_out(backend: Backend)
     assert_eq!(first[0].attempts, 0);
     assert!(
         store
-            .claim_notifications("b", now, 1_000, 10)
+            .claim_notifications(&"b".into(), now, 1_000, 10)
             .await
             .unwrap()
             .is_empty()
@@ -237,51 +237,51 @@ async fn a_claim_holds_a_notification_until_its_lease_runs_out(backend: Backend)
     };
     assert!(
         !store
-            .record_notification("b", &id, &retry, now)
+            .record_notification(&"b".into(), &id, &retry, now)
             .await
             .unwrap(),
         "not b's"
     );
     // The lease ran out: b takes it over, and a's outcome no longer counts.
     let taken = store
-        .claim_notifications("b", now + 1_000, 1_000, 10)
+        .claim_notifications(&"b".into(), now + 1_000, 1_000, 10)
         .await
         .unwrap();
     assert_eq!(taken.len(), 1);
     assert!(
         !store
-            .record_notification("a", &id, &NotificationOutcome::Sent, now)
+            .record_notification(&"a".into(), &id, &NotificationOutcome::Sent, now)
             .await
             .unwrap()
     );
     assert!(
         store
-            .record_notification("b", &id, &retry, now + 1_001)
+            .record_notification(&"b".into(), &id, &retry, now + 1_001)
             .await
             .unwrap()
     );
     // Not due before its retry time; then due, and counted as one attempt made.
     assert!(
         store
-            .claim_notifications("a", now + 1_001, 1_000, 10)
+            .claim_notifications(&"a".into(), now + 1_001, 1_000, 10)
             .await
             .unwrap()
             .is_empty()
     );
     let again = store
-        .claim_notifications("a", now + 1_500, 1_000, 10)
+        .claim_notifications(&"a".into(), now + 1_500, 1_000, 10)
         .await
         .unwrap();
     assert_eq!(again[0].attempts, 1);
     assert!(
         store
-            .record_notification("a", &id, &NotificationOutcome::Sent, now + 1_600)
+            .record_notification(&"a".into(), &id, &NotificationOutcome::Sent, now + 1_600)
             .await
             .unwrap()
     );
     assert!(
         store
-            .claim_notifications("c", now + 60_000, 1_000, 10)
+            .claim_notifications(&"c".into(), now + 60_000, 1_000, 10)
             .await
             .unwrap()
             .is_empty()
@@ -304,7 +304,7 @@ async fn concurrent_claims_take_different_notifications(backend: Backend) {
         let store = store.clone();
         tokio::spawn(async move {
             store
-                .claim_notifications(&format!("node-{node}"), now, 60_000, 16)
+                .claim_notifications(&format!("node-{node}").as_str().into(), now, 60_000, 16)
                 .await
                 .unwrap()
         })
@@ -359,7 +359,7 @@ async fn sqlite_takes_back_at_start_up_the_notifications_a_stopped_run_held() {
     let (id, _) = queue(store.as_ref()).await;
     let now = now_ms();
     let held = store
-        .claim_notifications("old", now, 60_000, 10)
+        .claim_notifications(&"old".into(), now, 60_000, 10)
         .await
         .unwrap();
     assert_eq!(held.len(), 1);
@@ -367,13 +367,13 @@ async fn sqlite_takes_back_at_start_up_the_notifications_a_stopped_run_held() {
 
     let store = herald::app::open_store(&url).await.unwrap();
     let before = store
-        .claim_notifications("new", now, 60_000, 10)
+        .claim_notifications(&"new".into(), now, 60_000, 10)
         .await
         .unwrap();
     assert!(before.is_empty(), "held by the stopped run's lease");
-    store.recover("new", now).await.unwrap();
+    store.recover(&"new".into(), now).await.unwrap();
     let again = store
-        .claim_notifications("new", now, 60_000, 10)
+        .claim_notifications(&"new".into(), now, 60_000, 10)
         .await
         .unwrap();
     assert_eq!(again.len(), 1);

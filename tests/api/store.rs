@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use herald::domain::claim::Capacity;
+use herald::domain::ids::{EventId, WebhookId};
 use herald::domain::status::{EventStatus, NextStep};
 use herald::domain::time::now_ms;
 use herald::store::{
@@ -17,8 +18,8 @@ use uuid::Uuid;
 use super::isolation::{fresh_store, new_event};
 
 /// An active webhook of `acme` subscribed to every type; returns its id.
-async fn webhook(store: &dyn Store) -> Uuid {
-    let id = Uuid::new_v4();
+async fn webhook(store: &dyn Store) -> WebhookId {
+    let id = WebhookId::from(Uuid::new_v4());
     store
         .create_webhook(
             NewWebhook {
@@ -26,7 +27,7 @@ async fn webhook(store: &dyn Store) -> Uuid {
                 tenant: "acme".into(),
                 name: "w".into(),
                 url: "https://hooks.example.com/".into(),
-                api_key: "k".into(),
+                api_key: herald::domain::keys::ApiKey::from("k".to_string()),
                 event_types: vec!["*".into()],
                 is_active: true,
                 metadata: "{}".into(),
@@ -90,14 +91,16 @@ async fn record(store: &dyn Store, results: Vec<AttemptRecord>) {
 
 async fn status_of(store: &dyn Store, delivery: &ClaimedDelivery) -> EventStatus {
     let event = store
-        .find_event("acme", &delivery.event_id)
+        .find_event(&"acme".into(), delivery.event_id.as_str())
         .await
         .expect("lookup");
     event.expect("the event exists").status
 }
 
 /// A fresh store with a catch-all webhook and `events` published events.
-async fn store_with_events(events: usize) -> Option<(Arc<dyn Store>, tempfile::TempDir, Uuid)> {
+async fn store_with_events(
+    events: usize,
+) -> Option<(Arc<dyn Store>, tempfile::TempDir, WebhookId)> {
     let (store, dir) = fresh_store().await?;
     let webhook = webhook(store.as_ref()).await;
     let batch = (0..events).map(|_| new_event("{}")).collect();
@@ -112,7 +115,7 @@ async fn a_publish_is_idempotent_per_tenant_and_event_id() {
     };
     let first = new_event(r#"{"n":1}"#);
     let again = herald::store::NewEvent {
-        id: Uuid::now_v7(),
+        id: EventId::generate(),
         payload: r#"{"n":2}"#.into(),
         ..first.clone()
     };
@@ -126,7 +129,7 @@ async fn a_publish_is_idempotent_per_tenant_and_event_id() {
         .expect("stored");
     assert!(matches!(&outcomes[0], PublishOutcome::Created(e) if e.id == first.id));
     assert!(matches!(&outcomes[1], PublishOutcome::Existing(e) if e.payload == r#"{"n":1}"#));
-    assert!(matches!(&outcomes[2], PublishOutcome::UnknownTenant(t) if t == "nobody"));
+    assert!(matches!(&outcomes[2], PublishOutcome::UnknownTenant(t) if t.as_str() == "nobody"));
 }
 
 #[tokio::test]
@@ -141,9 +144,17 @@ async fn a_claim_fans_out_and_takes_no_more_than_the_node_has_room_for() {
         .expect("claim");
     assert_eq!((work.fanned_out, work.deliveries.len()), (5, 1));
     // One in flight, two at most per webhook: one more.
-    let more = claim(store.as_ref(), &request("a", now, 10, &[(webhook, 1)])).await;
+    let more = claim(
+        store.as_ref(),
+        &request("a", now, 10, &[(webhook.as_uuid(), 1)]),
+    )
+    .await;
     assert_eq!(more.len(), 1);
-    let none = claim(store.as_ref(), &request("a", now, 10, &[(webhook, 2)])).await;
+    let none = claim(
+        store.as_ref(),
+        &request("a", now, 10, &[(webhook.as_uuid(), 2)]),
+    )
+    .await;
     assert!(none.is_empty(), "the webhook is at its limit");
     let queue = store.queue_depth().await.expect("depth");
     assert_eq!(
@@ -160,7 +171,7 @@ async fn only_the_claim_holder_releases_and_a_released_delivery_is_claimed_afres
     let now = now_ms();
     let taken = claim(store.as_ref(), &request("a", now, 1, &[])).await;
     store
-        .release("b", &[taken[0].delivery_id])
+        .release(&"b".into(), &[taken[0].delivery_id])
         .await
         .expect("released");
     assert!(
@@ -169,7 +180,7 @@ async fn only_the_claim_holder_releases_and_a_released_delivery_is_claimed_afres
             .is_empty()
     );
     store
-        .release("a", &[taken[0].delivery_id])
+        .release(&"a".into(), &[taken[0].delivery_id])
         .await
         .expect("released");
     let again = claim(store.as_ref(), &request("b", now, 1, &[])).await;
@@ -208,11 +219,18 @@ async fn an_expired_lease_hands_the_delivery_to_another_node_whose_result_alone_
         EventStatus::Failed
     );
     let event = store
-        .find_event("acme", &taken[0].event_id)
+        .find_event(&"acme".into(), taken[0].event_id.as_str())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(store.event_logs("acme", event.id).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .event_logs(&"acme".into(), event.id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -260,15 +278,21 @@ async fn a_manual_retry_opens_a_new_cycle_and_a_deleted_webhook_ends_it() {
     )
     .await;
     let event = store
-        .find_event("acme", &first[0].event_id)
+        .find_event(&"acme".into(), first[0].event_id.as_str())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(event.status, EventStatus::Failed);
-    let retried = store.retry_event("acme", event.id, Some(webhook)).await;
+    let retried = store
+        .retry_event(&"acme".into(), event.id, Some(webhook))
+        .await;
     assert_eq!(retried.unwrap(), RetryOutcome::Queued(1));
     let other = store
-        .retry_event("acme", event.id, Some(Uuid::new_v4()))
+        .retry_event(
+            &"acme".into(),
+            event.id,
+            Some(WebhookId::from(Uuid::new_v4())),
+        )
         .await;
     assert_eq!(other.unwrap(), RetryOutcome::WebhookNotFound);
     let cycle = claim(store.as_ref(), &request("a", now_ms(), 1, &[])).await;
@@ -277,7 +301,7 @@ async fn a_manual_retry_opens_a_new_cycle_and_a_deleted_webhook_ends_it() {
         status_of(store.as_ref(), &cycle[0]).await,
         EventStatus::Processing
     );
-    assert!(store.delete_webhook("acme", webhook).await.unwrap());
+    assert!(store.delete_webhook(&"acme".into(), webhook).await.unwrap());
     assert_eq!(
         status_of(store.as_ref(), &cycle[0]).await,
         EventStatus::Failed

@@ -2,6 +2,7 @@
 //! result that recovers a failing webhook, is still there after a restart, and queues each
 //! failed delivery once.
 
+use herald::domain::ids::WebhookId;
 use herald::domain::status::NextStep;
 use herald::domain::time::now_ms;
 use herald::store::{AttemptRecord, ClaimRequest, ClaimedDelivery, NewWebhook, Store};
@@ -69,8 +70,8 @@ async fn a_catch_up_outlives_a_restart_and_queues_each_failed_delivery_once() {
         return;
     };
     let store = herald::app::open_store(&url).await.expect("store opens");
-    store.create_tenant("acme").await.expect("tenant");
-    let webhook = Uuid::new_v4();
+    store.create_tenant(&"acme".into()).await.expect("tenant");
+    let webhook = WebhookId::from(Uuid::new_v4());
     store
         .create_webhook(
             NewWebhook {
@@ -78,7 +79,7 @@ async fn a_catch_up_outlives_a_restart_and_queues_each_failed_delivery_once() {
                 tenant: "acme".into(),
                 name: "w".into(),
                 url: "https://hooks.example.com/".into(),
-                api_key: "k".into(),
+                api_key: herald::domain::keys::ApiKey::from("k".to_string()),
                 event_types: vec!["*".into()],
                 is_active: true,
                 metadata: "{}".into(),
@@ -91,7 +92,7 @@ async fn a_catch_up_outlives_a_restart_and_queues_each_failed_delivery_once() {
     let failed = attempt_all(store.as_ref(), 6, NextStep::Failed).await;
     attempt_all(store.as_ref(), 1, NextStep::Succeeded).await;
     let health = store
-        .find_webhook("acme", webhook)
+        .find_webhook(&"acme".into(), webhook)
         .await
         .unwrap()
         .unwrap()

@@ -1,9 +1,9 @@
 //! Schema, health, tenants and tokens on PostgreSQL.
 
 use async_trait::async_trait;
-use uuid::Uuid;
 
 use super::{MIGRATOR, PostgresStore};
+use crate::domain::ids::{TenantId, TokenId};
 use crate::domain::scope::scopes_to_text;
 use crate::domain::time::now_ms;
 use crate::store::rows::{TenantRow, TokenRow, is_unique_violation};
@@ -23,16 +23,16 @@ impl AccessStore for PostgresStore {
         Ok(())
     }
 
-    async fn create_tenant(&self, name: &str) -> StoreResult<Tenant> {
+    async fn create_tenant(&self, name: &TenantId) -> StoreResult<Tenant> {
         let created_at = now_ms();
         let result = sqlx::query(sql::INSERT_TENANT)
-            .bind(name)
+            .bind(name.as_str())
             .bind(created_at)
             .execute(&self.pool)
             .await;
         match result {
             Ok(_) => Ok(Tenant {
-                name: name.to_string(),
+                name: name.clone(),
                 created_at_ms: created_at,
             }),
             Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
@@ -55,7 +55,7 @@ impl AccessStore for PostgresStore {
             .bind(token.id.to_string())
             .bind(&token.hash)
             .bind(token.kind.as_str())
-            .bind(&token.tenant)
+            .bind(token.tenant.as_ref().map(TenantId::as_str))
             .bind(scopes_to_text(&token.scopes))
             .bind(created_at)
             .execute(&self.pool)
@@ -72,7 +72,7 @@ impl AccessStore for PostgresStore {
             Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
                 Err(StoreError::Conflict(format!(
                     "unknown tenant {}",
-                    token.tenant.unwrap_or_default()
+                    token.tenant.map(TenantId::into_string).unwrap_or_default()
                 )))
             }
             Err(e) => Err(e.into()),
@@ -86,7 +86,7 @@ impl AccessStore for PostgresStore {
         rows.into_iter().map(Token::try_from).collect()
     }
 
-    async fn revoke_token(&self, id: Uuid) -> StoreResult<bool> {
+    async fn revoke_token(&self, id: TokenId) -> StoreResult<bool> {
         let result = sqlx::query(sql::REVOKE_TOKEN)
             .bind(now_ms())
             .bind(id.to_string())

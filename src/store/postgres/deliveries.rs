@@ -9,6 +9,7 @@ use sqlx::{Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 
 use super::PostgresStore;
+use crate::domain::ids::NodeId;
 use crate::domain::subscription::{FanOutPlan, PendingEvent, plan_fan_out};
 use crate::store::Commit;
 use crate::store::rows::{Candidate, take_within};
@@ -206,7 +207,7 @@ impl DeliveryStore for PostgresStore {
                  SELECT pg_notify($5, '') WHERE $6",
             )
             .bind(now + request.lease_ms)
-            .bind(&request.node)
+            .bind(request.node.as_str())
             .bind(now)
             .bind(&ids)
             .bind(&self.channel)
@@ -230,13 +231,13 @@ impl DeliveryStore for PostgresStore {
         Ok(())
     }
 
-    async fn release(&self, node: &str, delivery_ids: &[i64]) -> StoreResult<()> {
+    async fn release(&self, node: &NodeId, delivery_ids: &[i64]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE deliveries SET state = 'queued', locked_until = NULL, locked_by = NULL \
              WHERE locked_by = $1 AND state = 'in_flight' AND id = ANY($2)",
         )
-        .bind(node)
+        .bind(node.as_str())
         .bind(delivery_ids)
         .execute(&mut *tx)
         .await?;
@@ -245,7 +246,7 @@ impl DeliveryStore for PostgresStore {
         Ok(())
     }
 
-    async fn recover(&self, _node: &str, _now_ms: i64) -> StoreResult<u64> {
+    async fn recover(&self, _node: &NodeId, _now_ms: i64) -> StoreResult<u64> {
         // Nodes share the database: a claim may belong to a live node, so none is taken back
         // here. Claims of a node that died return to the queue when their lease runs out.
         Ok(0)

@@ -18,7 +18,7 @@ impl PostgresStore {
         // for this commit, then ends the delivery queued here.
         let found: Option<(i64, bool)> =
             sqlx::query_as(&format!("{} FOR KEY SHARE", sql::WEBHOOK_KEY))
-                .bind(&event.tenant)
+                .bind(event.tenant.as_str())
                 .bind(webhook)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -38,8 +38,8 @@ impl PostgresStore {
              SELECT seq, $10, 1, 'queued', $9, $9, $9 FROM stored",
         )
         .bind(event.id.to_string())
-        .bind(&event.tenant)
-        .bind(&event.event_id)
+        .bind(event.tenant.as_str())
+        .bind(event.event_id.as_str())
         .bind(&event.event_type)
         .bind(&event.payload)
         .bind(&event.user_id)

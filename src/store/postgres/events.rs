@@ -4,9 +4,9 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use sqlx::{Postgres, Transaction};
-use uuid::Uuid;
 
 use super::PostgresStore;
+use crate::domain::ids::{BusinessEventId, EventId, TenantId, WebhookId};
 use crate::domain::time::now_ms;
 use crate::store::model::Published;
 use crate::store::rows::{
@@ -18,9 +18,6 @@ use crate::store::{
     NewEvent, PublishFailure, PublishOutcome, RetryOutcome, StoreError, StoreResult,
 };
 
-/// Publish commits in flight at once on one node (of the pool's connections).
-const CONCURRENT_PUBLISHES: usize = 4;
-
 impl PostgresStore {
     /// Stores `events` in one transaction; see [`EventStore::publish_events`].
     async fn store_events(&self, events: &[NewEvent]) -> StoreResult<Published> {
@@ -30,7 +27,7 @@ impl PostgresStore {
         let inserted: HashSet<String> = inserted.into_iter().collect();
         let repeated: Vec<&NewEvent> = events
             .iter()
-            .filter(|e| known.contains(&e.tenant) && !inserted.contains(&e.id.to_string()))
+            .filter(|e| known.contains(e.tenant.as_str()) && !inserted.contains(&e.id.to_string()))
             .collect();
         let existing = if repeated.is_empty() {
             HashMap::new()
@@ -79,7 +76,7 @@ impl PostgresStore {
         )
         .bind(&tenants)
         .bind(column(|e| e.id.to_string()))
-        .bind(column(|e| e.event_id.clone()))
+        .bind(column(|e| e.event_id.to_string()))
         .bind(column(|e| e.event_type.clone()))
         .bind(column(|e| e.payload.clone()))
         .bind(events.iter().map(|e| e.user_id.clone()).collect::<Vec<_>>())
@@ -100,7 +97,7 @@ impl PostgresStore {
     async fn stored_events(
         &self,
         repeated: &[&NewEvent],
-    ) -> StoreResult<HashMap<(String, String), Event>> {
+    ) -> StoreResult<HashMap<(TenantId, BusinessEventId), Event>> {
         let mut existing = HashMap::new();
         let rows: Vec<EventRow> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE (tenant, event_id) IN \
@@ -109,13 +106,13 @@ impl PostgresStore {
         .bind(
             repeated
                 .iter()
-                .map(|e| e.tenant.clone())
+                .map(|e| e.tenant.to_string())
                 .collect::<Vec<_>>(),
         )
         .bind(
             repeated
                 .iter()
-                .map(|e| e.event_id.clone())
+                .map(|e| e.event_id.to_string())
                 .collect::<Vec<_>>(),
         )
         .fetch_all(&self.pool)
@@ -179,37 +176,31 @@ impl EventStore for PostgresStore {
         }
     }
 
-    /// Batches commit side by side: one's inserts run while another's commit waits for
-    /// its WAL flush, and several nodes publish at once anyway.
-    fn concurrent_publishes(&self) -> usize {
-        CONCURRENT_PUBLISHES
-    }
-
     async fn list_events(&self, query: &EventQuery) -> StoreResult<EventPage> {
         let (count, page) = sql::list_events::<Postgres>(query);
         let total = count.fetch_one(&self.pool).await?;
         event_page(total, page.fetch_all(&self.pool).await?, query.limit)
     }
 
-    async fn find_event(&self, tenant: &str, id: &str) -> StoreResult<Option<Event>> {
+    async fn find_event(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Event>> {
         let row: Option<EventRow> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE tenant = $1 AND (id = $2 OR event_id = $2) \
              ORDER BY (id = $2) DESC LIMIT 1"
         ))
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
         row.map(Event::try_from).transpose()
     }
 
-    async fn event_logs(&self, tenant: &str, event: Uuid) -> StoreResult<Vec<DeliveryLog>> {
+    async fn event_logs(&self, tenant: &TenantId, event: EventId) -> StoreResult<Vec<DeliveryLog>> {
         let rows: Vec<LogRow> = sqlx::query_as(&format!(
             "{LOG_SELECT} WHERE e.id = $1 AND e.tenant = $2 \
              ORDER BY a.created_at DESC, a.id DESC LIMIT $3"
         ))
         .bind(event.to_string())
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(i64::from(MAX_EVENT_LOGS))
         .fetch_all(&self.pool)
         .await?;
@@ -217,19 +208,19 @@ impl EventStore for PostgresStore {
         rows.into_iter().rev().map(DeliveryLog::try_from).collect()
     }
 
-    async fn event_position(&self, tenant: &str, event: Uuid) -> StoreResult<Option<i64>> {
+    async fn event_position(&self, tenant: &TenantId, event: EventId) -> StoreResult<Option<i64>> {
         Ok(sqlx::query_scalar(sql::EVENT_POSITION)
             .bind(event.to_string())
-            .bind(tenant)
+            .bind(tenant.as_str())
             .fetch_optional(&self.pool)
             .await?)
     }
 
     async fn retry_event(
         &self,
-        tenant: &str,
-        event: Uuid,
-        webhook: Option<Uuid>,
+        tenant: &TenantId,
+        event: EventId,
+        webhook: Option<WebhookId>,
     ) -> StoreResult<RetryOutcome> {
         let mut tx = self.pool.begin().await?;
         // Key-share locks keep the webhooks from being deleted or switched off (`FOR UPDATE`)
@@ -237,14 +228,14 @@ impl EventStore for PostgresStore {
         // locked before the event, in the order every writer takes them.
         let rows: Vec<KeyedWebhookRow> =
             sqlx::query_as(&format!("{} FOR KEY SHARE", sql::RETRY_WEBHOOKS))
-                .bind(tenant)
+                .bind(tenant.as_str())
                 .bind(webhook.map(|id| id.to_string()))
                 .fetch_all(&mut *tx)
                 .await?;
         let found: Option<(i64, String)> =
             sqlx::query_as(&format!("{} FOR UPDATE", sql::RETRY_EVENT))
                 .bind(event.to_string())
-                .bind(tenant)
+                .bind(tenant.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
         let Some((event_seq, event_type)) = found else {
@@ -264,7 +255,7 @@ impl EventStore for PostgresStore {
 
     async fn publish_to_webhook(
         &self,
-        webhook: Uuid,
+        webhook: WebhookId,
         event: NewEvent,
     ) -> StoreResult<DirectPublishOutcome> {
         self.store_direct(&webhook.to_string(), event).await

@@ -27,6 +27,9 @@ use super::{Commit, StoreResult, sql};
 use crate::domain::health::HealthPolicy;
 
 const MAX_CONNECTIONS: u32 = 16;
+/// Publish commits in flight at once on one node (of the pool's connections): batches commit
+/// side by side, one's inserts running while another's commit waits for its WAL flush.
+pub(super) const CONCURRENT_PUBLISHES: usize = 4;
 /// How long a request waits for a connection before the store counts as unavailable (503).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 

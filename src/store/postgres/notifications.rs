@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 
 use super::PostgresStore;
+use crate::domain::ids::NodeId;
 use crate::store::StoreResult;
 use crate::store::notifications::{
     ClaimedNotification, ClaimedRow, DUE_NOTIFICATIONS, LIST_NOTIFICATIONS, NotificationOutcome,
@@ -33,7 +34,7 @@ impl NotificationStore for PostgresStore {
 
     async fn claim_notifications(
         &self,
-        node: &str,
+        node: &NodeId,
         now_ms: i64,
         lease_ms: i64,
         limit: u32,
@@ -48,7 +49,7 @@ impl NotificationStore for PostgresStore {
         ))
         .bind(now_ms)
         .bind(now_ms.saturating_add(lease_ms))
-        .bind(node)
+        .bind(node.as_str())
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
@@ -57,7 +58,7 @@ impl NotificationStore for PostgresStore {
 
     async fn record_notification(
         &self,
-        node: &str,
+        node: &NodeId,
         id: &str,
         outcome: &NotificationOutcome,
         now_ms: i64,
@@ -69,7 +70,7 @@ impl NotificationStore for PostgresStore {
             .bind(error)
             .bind(now_ms)
             .bind(id)
-            .bind(node)
+            .bind(node.as_str())
             .execute(&self.pool)
             .await?
             .rows_affected();

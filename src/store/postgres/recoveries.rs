@@ -6,9 +6,9 @@
 
 use async_trait::async_trait;
 use sqlx::{Postgres, Transaction};
-use uuid::Uuid;
 
 use super::{PostgresStore, lock_events};
+use crate::domain::ids::{TenantId, WebhookId};
 use crate::domain::time::now_ms;
 use crate::store::recovery::{
     self, FIRST_CREATED_FROM, RECOVERY_WEBHOOK, RUNNING_RECOVERY, Range, Recovering, RecoveryStep,
@@ -101,8 +101,8 @@ impl Recovering for WebhookTx<'_, '_> {
 impl PostgresStore {
     pub(super) async fn recover_webhook_events(
         &self,
-        tenant: &str,
-        id: Uuid,
+        tenant: &TenantId,
+        id: WebhookId,
         since_ms: i64,
         until_ms: i64,
     ) -> StoreResult<RecoverOutcome> {
@@ -110,7 +110,7 @@ impl PostgresStore {
         let webhook_id = id.to_string();
         let webhook: Option<(i64, bool)> =
             sqlx::query_as(&format!("{} FOR KEY SHARE", sql::WEBHOOK_KEY))
-                .bind(tenant)
+                .bind(tenant.as_str())
                 .bind(&webhook_id)
                 .fetch_optional(&mut *tx)
                 .await?;

@@ -33,7 +33,7 @@ async fn record(
     seqs.dedup();
     lock_events(tx, &seqs).await?;
     let steps = next_states(records);
-    let moved = move_deliveries(tx, records, &steps, &node).await?;
+    let moved = move_deliveries(tx, records, &steps, node.as_str()).await?;
     log_attempts(tx, records, &steps, &moved).await?;
     let finished = finished_events(records, &steps, &moved);
     let at = latest_attempt_at(records);

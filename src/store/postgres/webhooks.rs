@@ -1,10 +1,10 @@
 //! Webhooks and their delivery logs on PostgreSQL.
 
 use async_trait::async_trait;
-use uuid::Uuid;
 
 use super::{PostgresStore, end_unfinished_deliveries};
 use crate::domain::health::{Health, HealthState};
+use crate::domain::ids::{TenantId, WebhookId};
 use crate::domain::time::now_ms;
 use crate::store::health::update_health;
 use crate::store::rows::{KeyedWebhookRow, LOG_SELECT, LogRow, WEBHOOK_COLUMNS, WebhookRow};
@@ -15,17 +15,17 @@ use crate::store::{
 
 #[async_trait]
 impl WebhookStore for PostgresStore {
-    async fn list_webhooks(&self, tenant: &str) -> StoreResult<Vec<Webhook>> {
+    async fn list_webhooks(&self, tenant: &TenantId) -> StoreResult<Vec<Webhook>> {
         let rows: Vec<WebhookRow> = sqlx::query_as(sql::LIST_WEBHOOKS)
-            .bind(tenant)
+            .bind(tenant.as_str())
             .fetch_all(&self.pool)
             .await?;
         rows.into_iter().map(Webhook::try_from).collect()
     }
 
-    async fn find_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Webhook>> {
+    async fn find_webhook(&self, tenant: &TenantId, id: WebhookId) -> StoreResult<Option<Webhook>> {
         let row: Option<WebhookRow> = sqlx::query_as(sql::FIND_WEBHOOK)
-            .bind(tenant)
+            .bind(tenant.as_str())
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?;
@@ -40,11 +40,11 @@ impl WebhookStore for PostgresStore {
         let mut tx = self.pool.begin().await?;
         // The tenant's row lock serialises creates across nodes, so the cap holds.
         sqlx::query("SELECT name FROM tenants WHERE name = $1 FOR UPDATE")
-            .bind(&webhook.tenant)
+            .bind(webhook.tenant.as_str())
             .execute(&mut *tx)
             .await?;
         let count: i64 = sqlx::query_scalar(sql::COUNT_WEBHOOKS)
-            .bind(&webhook.tenant)
+            .bind(webhook.tenant.as_str())
             .fetch_one(&mut *tx)
             .await?;
         if count >= i64::from(max_per_tenant) {
@@ -53,10 +53,10 @@ impl WebhookStore for PostgresStore {
         let now = now_ms();
         sqlx::query(sql::INSERT_WEBHOOK)
             .bind(webhook.id.to_string())
-            .bind(&webhook.tenant)
+            .bind(webhook.tenant.as_str())
             .bind(&webhook.name)
             .bind(&webhook.url)
-            .bind(&webhook.api_key)
+            .bind(webhook.api_key.expose())
             .bind(serde_json::to_string(&webhook.event_types).unwrap_or_default())
             .bind(webhook.is_active)
             .bind(&webhook.metadata)
@@ -82,15 +82,15 @@ impl WebhookStore for PostgresStore {
 
     async fn change_webhook(
         &self,
-        tenant: &str,
-        id: Uuid,
+        tenant: &TenantId,
+        id: WebhookId,
         change: WebhookChange,
     ) -> StoreResult<Option<Webhook>> {
         let mut tx = self.pool.begin().await?;
         let row: Option<KeyedWebhookRow> = sqlx::query_as(&format!(
             "SELECT seq, {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = $1 AND id = $2 FOR UPDATE"
         ))
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(id.to_string())
         .fetch_optional(&mut *tx)
         .await?;
@@ -113,7 +113,7 @@ impl WebhookStore for PostgresStore {
         sqlx::query(sql::UPDATE_WEBHOOK)
             .bind(&webhook.name)
             .bind(&webhook.url)
-            .bind(&webhook.api_key)
+            .bind(webhook.api_key.expose())
             .bind(serde_json::to_string(&webhook.event_types).unwrap_or_default())
             .bind(webhook.is_active)
             .bind(&webhook.metadata)
@@ -125,12 +125,12 @@ impl WebhookStore for PostgresStore {
         Ok(Some(webhook))
     }
 
-    async fn delete_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<bool> {
+    async fn delete_webhook(&self, tenant: &TenantId, id: WebhookId) -> StoreResult<bool> {
         let id = id.to_string();
         let mut tx = self.pool.begin().await?;
         let deleted: Option<i64> =
             sqlx::query_scalar("DELETE FROM webhooks WHERE tenant = $1 AND id = $2 RETURNING seq")
-                .bind(tenant)
+                .bind(tenant.as_str())
                 .bind(&id)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -144,8 +144,8 @@ impl WebhookStore for PostgresStore {
 
     async fn recover_webhook(
         &self,
-        tenant: &str,
-        id: Uuid,
+        tenant: &TenantId,
+        id: WebhookId,
         since_ms: i64,
         until_ms: i64,
     ) -> StoreResult<RecoverOutcome> {
@@ -155,8 +155,8 @@ impl WebhookStore for PostgresStore {
 
     async fn webhook_logs(
         &self,
-        tenant: &str,
-        id: Uuid,
+        tenant: &TenantId,
+        id: WebhookId,
         limit: u32,
     ) -> StoreResult<Vec<DeliveryLog>> {
         let rows: Vec<LogRow> = sqlx::query_as(&format!(
@@ -164,7 +164,7 @@ impl WebhookStore for PostgresStore {
              ORDER BY a.created_at DESC, a.id DESC LIMIT $3"
         ))
         .bind(id.to_string())
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;

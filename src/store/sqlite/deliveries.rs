@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::results::record_isolated;
 use super::{Commit, LEASE_CHECK_EVERY_MS, SqliteStore, chunks, json_list, push_rows};
+use crate::domain::ids::NodeId;
 use crate::domain::subscription::{PendingEvent, plan_fan_out};
 use crate::store::rows::{Candidate, take_within};
 use crate::store::sql;
@@ -153,7 +154,7 @@ async fn claim_due(
              locked_by = ?, updated_at = ? WHERE id IN (SELECT value FROM json_each(?))",
         )
         .bind(now + request.lease_ms)
-        .bind(&request.node)
+        .bind(request.node.as_str())
         .bind(now)
         .bind(json_list(&ids))
         .execute(&mut **tx)
@@ -219,19 +220,19 @@ impl DeliveryStore for SqliteStore {
         self.record_waiting().await
     }
 
-    async fn release(&self, node: &str, delivery_ids: &[i64]) -> StoreResult<()> {
+    async fn release(&self, node: &NodeId, delivery_ids: &[i64]) -> StoreResult<()> {
         sqlx::query(
             "UPDATE deliveries SET state = 'queued', locked_until = NULL, locked_by = NULL \
              WHERE locked_by = ? AND state = 'in_flight' AND id IN (SELECT value FROM json_each(?))",
         )
-        .bind(node)
+        .bind(node.as_str())
         .bind(json_list(delivery_ids))
         .execute(&self.writer)
         .await?;
         Ok(())
     }
 
-    async fn recover(&self, _node: &str, now_ms: i64) -> StoreResult<u64> {
+    async fn recover(&self, _node: &NodeId, now_ms: i64) -> StoreResult<u64> {
         // One process owns a SQLite file, so every claim in it belongs to a run that is gone.
         let mut tx = self.write_transaction(Commit::Durable).await?;
         let result = sqlx::query(

@@ -18,7 +18,7 @@ impl SqliteStore {
     ) -> StoreResult<DirectPublishOutcome> {
         let mut tx = self.write_transaction(Commit::Durable).await?;
         let found: Option<(i64, bool)> = sqlx::query_as(sql::WEBHOOK_KEY)
-            .bind(&event.tenant)
+            .bind(event.tenant.as_str())
             .bind(webhook)
             .fetch_optional(&mut *tx)
             .await?;
@@ -61,9 +61,9 @@ async fn insert_direct(
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'processing', ?, ?) RETURNING seq",
     )
     .bind(event.id.to_string())
-    .bind(&event.tenant)
-    .bind(&event.event_id)
-    .bind(event_key(event_number(&event.event_id)))
+    .bind(event.tenant.as_str())
+    .bind(event.event_id.as_str())
+    .bind(event_key(event_number(event.event_id.as_str())))
     .bind(&event.event_type)
     .bind(&event.payload)
     .bind(&event.user_id)

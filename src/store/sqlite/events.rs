@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::event_keys::{event_key, event_number, id_hex};
 use super::{Commit, SqliteStore, chunks, json_list, push_rows};
+use crate::domain::ids::{BusinessEventId, EventId, TenantId, WebhookId};
 use crate::domain::time::now_ms;
 use crate::store::model::Published;
 use crate::store::rows::{
@@ -28,7 +29,7 @@ impl SqliteStore {
         tenants.dedup();
         let keyed: Vec<(&NewEvent, u128)> = events
             .iter()
-            .map(|e| (e, event_number(&e.event_id)))
+            .map(|e| (e, event_number(e.event_id.as_str())))
             .collect();
         let mut keys: Vec<u128> = keyed.iter().map(|(_, key)| *key).collect();
         keys.sort_unstable();
@@ -125,7 +126,7 @@ async fn stored_events(
     tx: &mut Transaction<'_, Sqlite>,
     taken: &[i64],
     tenants: &[&str],
-) -> StoreResult<HashMap<(String, String), Event>> {
+) -> StoreResult<HashMap<(TenantId, BusinessEventId), Event>> {
     let mut existing = HashMap::new();
     if taken.is_empty() {
         return Ok(existing);
@@ -151,7 +152,7 @@ async fn stored_events(
 fn new_events<'e>(
     keyed: &[(&'e NewEvent, u128)],
     known: &HashSet<String>,
-    existing: &HashMap<(String, String), Event>,
+    existing: &HashMap<(TenantId, BusinessEventId), Event>,
 ) -> (Vec<(&'e NewEvent, u128)>, Vec<usize>) {
     let is_stored = |event: &NewEvent| {
         !existing.is_empty()
@@ -160,7 +161,10 @@ fn new_events<'e>(
     let mut first_of: HashMap<(&str, &str), usize> = HashMap::with_capacity(keyed.len());
     let mut new_rows: Vec<(&NewEvent, u128)> = Vec::with_capacity(keyed.len());
     let mut repeated: Vec<usize> = Vec::new();
-    for &(event, key) in keyed.iter().filter(|(e, _)| known.contains(&e.tenant)) {
+    for &(event, key) in keyed
+        .iter()
+        .filter(|(e, _)| known.contains(e.tenant.as_str()))
+    {
         let name = (event.tenant.as_str(), event.event_id.as_str());
         if let Some(&first) = first_of.get(&name) {
             repeated.push(first);
@@ -278,7 +282,7 @@ impl EventStore for SqliteStore {
         event_page(total, page.fetch_all(&self.reader).await?, query.limit)
     }
 
-    async fn find_event(&self, tenant: &str, id: &str) -> StoreResult<Option<Event>> {
+    async fn find_event(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Event>> {
         // A record id wins over a business id that happens to be equal to it. Only a UUID
         // can be either; a business id is found through its key.
         let Ok(id) = Uuid::parse_str(id) else {
@@ -305,7 +309,7 @@ impl EventStore for SqliteStore {
              AND event_id = ?2 AND +tenant = ?1 \
              LIMIT 1"
         ))
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(&id)
         .bind(id_hex(key))
         .bind(json_list(&recent))
@@ -315,13 +319,13 @@ impl EventStore for SqliteStore {
         row.map(Event::try_from).transpose()
     }
 
-    async fn event_logs(&self, tenant: &str, event: Uuid) -> StoreResult<Vec<DeliveryLog>> {
+    async fn event_logs(&self, tenant: &TenantId, event: EventId) -> StoreResult<Vec<DeliveryLog>> {
         let rows: Vec<LogRow> = sqlx::query_as(&format!(
             "{LOG_SELECT} WHERE e.id = ? AND e.tenant = ? \
              ORDER BY a.created_at DESC, a.rowid DESC LIMIT ?"
         ))
         .bind(event.to_string())
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(i64::from(MAX_EVENT_LOGS))
         .fetch_all(&self.reader)
         .await?;
@@ -329,24 +333,24 @@ impl EventStore for SqliteStore {
         rows.into_iter().rev().map(DeliveryLog::try_from).collect()
     }
 
-    async fn event_position(&self, tenant: &str, event: Uuid) -> StoreResult<Option<i64>> {
+    async fn event_position(&self, tenant: &TenantId, event: EventId) -> StoreResult<Option<i64>> {
         Ok(sqlx::query_scalar(sql::EVENT_POSITION)
             .bind(event.to_string())
-            .bind(tenant)
+            .bind(tenant.as_str())
             .fetch_optional(&self.reader)
             .await?)
     }
 
     async fn retry_event(
         &self,
-        tenant: &str,
-        event: Uuid,
-        webhook: Option<Uuid>,
+        tenant: &TenantId,
+        event: EventId,
+        webhook: Option<WebhookId>,
     ) -> StoreResult<RetryOutcome> {
         let mut tx = self.write_transaction(Commit::Durable).await?;
         let found: Option<(i64, String)> = sqlx::query_as(sql::RETRY_EVENT)
             .bind(event.to_string())
-            .bind(tenant)
+            .bind(tenant.as_str())
             .fetch_optional(&mut *tx)
             .await?;
         let Some((event_seq, event_type)) = found else {
@@ -355,7 +359,7 @@ impl EventStore for SqliteStore {
             )));
         };
         let rows: Vec<KeyedWebhookRow> = sqlx::query_as(sql::RETRY_WEBHOOKS)
-            .bind(tenant)
+            .bind(tenant.as_str())
             .bind(webhook.map(|id| id.to_string()))
             .fetch_all(&mut *tx)
             .await?;
@@ -370,7 +374,7 @@ impl EventStore for SqliteStore {
 
     async fn publish_to_webhook(
         &self,
-        webhook: Uuid,
+        webhook: WebhookId,
         event: NewEvent,
     ) -> StoreResult<DirectPublishOutcome> {
         self.store_direct(&webhook.to_string(), event).await

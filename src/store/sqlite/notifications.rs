@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 
 use super::{Commit, SqliteStore};
+use crate::domain::ids::NodeId;
 use crate::store::StoreResult;
 use crate::store::notifications::{
     ClaimedNotification, ClaimedRow, DUE_NOTIFICATIONS, LIST_NOTIFICATIONS, NotificationOutcome,
@@ -35,7 +36,7 @@ impl NotificationStore for SqliteStore {
 
     async fn claim_notifications(
         &self,
-        node: &str,
+        node: &NodeId,
         now_ms: i64,
         lease_ms: i64,
         limit: u32,
@@ -56,7 +57,7 @@ impl NotificationStore for SqliteStore {
         ))
         .bind(now_ms)
         .bind(now_ms.saturating_add(lease_ms))
-        .bind(node)
+        .bind(node.as_str())
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
@@ -66,7 +67,7 @@ impl NotificationStore for SqliteStore {
 
     async fn record_notification(
         &self,
-        node: &str,
+        node: &NodeId,
         id: &str,
         outcome: &NotificationOutcome,
         now_ms: i64,
@@ -80,7 +81,7 @@ impl NotificationStore for SqliteStore {
             .bind(error)
             .bind(now_ms)
             .bind(id)
-            .bind(node)
+            .bind(node.as_str())
             .execute(&mut *tx)
             .await?
             .rows_affected();

@@ -3,9 +3,9 @@
 
 use async_trait::async_trait;
 use sqlx::{Sqlite, Transaction};
-use uuid::Uuid;
 
 use super::{Commit, SqliteStore, json_list};
+use crate::domain::ids::{TenantId, WebhookId};
 use crate::domain::time::now_ms;
 use crate::store::recovery::{
     self, FIRST_CREATED_FROM, RECOVERY_WEBHOOK, RUNNING_RECOVERY, Range, Recovering, RecoveryStep,
@@ -92,14 +92,14 @@ impl Recovering for WebhookTx<'_, '_> {
 impl SqliteStore {
     pub(super) async fn recover_webhook_events(
         &self,
-        tenant: &str,
-        id: Uuid,
+        tenant: &TenantId,
+        id: WebhookId,
         since_ms: i64,
         until_ms: i64,
     ) -> StoreResult<RecoverOutcome> {
         let mut tx = self.write_transaction(Commit::Durable).await?;
         let webhook: Option<(i64, bool)> = sqlx::query_as(sql::WEBHOOK_KEY)
-            .bind(tenant)
+            .bind(tenant.as_str())
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
             .await?;

@@ -1,10 +1,10 @@
 //! Webhooks and their delivery logs on SQLite.
 
 use async_trait::async_trait;
-use uuid::Uuid;
 
 use super::{Commit, SqliteStore, end_unfinished_deliveries};
 use crate::domain::health::{Health, HealthState};
+use crate::domain::ids::{TenantId, WebhookId};
 use crate::domain::time::now_ms;
 use crate::store::health::update_health;
 use crate::store::rows::{KeyedWebhookRow, LOG_SELECT, LogRow, WEBHOOK_COLUMNS, WebhookRow};
@@ -15,17 +15,17 @@ use crate::store::{
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
-    async fn list_webhooks(&self, tenant: &str) -> StoreResult<Vec<Webhook>> {
+    async fn list_webhooks(&self, tenant: &TenantId) -> StoreResult<Vec<Webhook>> {
         let rows: Vec<WebhookRow> = sqlx::query_as(sql::LIST_WEBHOOKS)
-            .bind(tenant)
+            .bind(tenant.as_str())
             .fetch_all(&self.reader)
             .await?;
         rows.into_iter().map(Webhook::try_from).collect()
     }
 
-    async fn find_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Webhook>> {
+    async fn find_webhook(&self, tenant: &TenantId, id: WebhookId) -> StoreResult<Option<Webhook>> {
         let row: Option<WebhookRow> = sqlx::query_as(sql::FIND_WEBHOOK)
-            .bind(tenant)
+            .bind(tenant.as_str())
             .bind(id.to_string())
             .fetch_optional(&self.reader)
             .await?;
@@ -41,7 +41,7 @@ impl WebhookStore for SqliteStore {
         // both slip under the cap.
         let mut tx = self.write_transaction(Commit::Durable).await?;
         let count: i64 = sqlx::query_scalar(sql::COUNT_WEBHOOKS)
-            .bind(&webhook.tenant)
+            .bind(webhook.tenant.as_str())
             .fetch_one(&mut *tx)
             .await?;
         if count >= i64::from(max_per_tenant) {
@@ -51,10 +51,10 @@ impl WebhookStore for SqliteStore {
         let event_types = serde_json::to_string(&webhook.event_types).unwrap_or_default();
         sqlx::query(sql::INSERT_WEBHOOK)
             .bind(webhook.id.to_string())
-            .bind(&webhook.tenant)
+            .bind(webhook.tenant.as_str())
             .bind(&webhook.name)
             .bind(&webhook.url)
-            .bind(&webhook.api_key)
+            .bind(webhook.api_key.expose())
             .bind(&event_types)
             .bind(webhook.is_active)
             .bind(&webhook.metadata)
@@ -80,15 +80,15 @@ impl WebhookStore for SqliteStore {
 
     async fn change_webhook(
         &self,
-        tenant: &str,
-        id: Uuid,
+        tenant: &TenantId,
+        id: WebhookId,
         change: WebhookChange,
     ) -> StoreResult<Option<Webhook>> {
         let mut tx = self.write_transaction(Commit::Durable).await?;
         let row: Option<KeyedWebhookRow> = sqlx::query_as(&format!(
             "SELECT seq, {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ? AND id = ?"
         ))
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(id.to_string())
         .fetch_optional(&mut *tx)
         .await?;
@@ -114,7 +114,7 @@ impl WebhookStore for SqliteStore {
         sqlx::query(sql::UPDATE_WEBHOOK)
             .bind(&webhook.name)
             .bind(&webhook.url)
-            .bind(&webhook.api_key)
+            .bind(webhook.api_key.expose())
             .bind(serde_json::to_string(&webhook.event_types).unwrap_or_default())
             .bind(webhook.is_active)
             .bind(&webhook.metadata)
@@ -126,12 +126,12 @@ impl WebhookStore for SqliteStore {
         Ok(Some(webhook))
     }
 
-    async fn delete_webhook(&self, tenant: &str, id: Uuid) -> StoreResult<bool> {
+    async fn delete_webhook(&self, tenant: &TenantId, id: WebhookId) -> StoreResult<bool> {
         let id = id.to_string();
         let mut tx = self.write_transaction(Commit::Durable).await?;
         let deleted: Option<i64> =
             sqlx::query_scalar("DELETE FROM webhooks WHERE tenant = ? AND id = ? RETURNING seq")
-                .bind(tenant)
+                .bind(tenant.as_str())
                 .bind(&id)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -145,8 +145,8 @@ impl WebhookStore for SqliteStore {
 
     async fn recover_webhook(
         &self,
-        tenant: &str,
-        id: Uuid,
+        tenant: &TenantId,
+        id: WebhookId,
         since_ms: i64,
         until_ms: i64,
     ) -> StoreResult<RecoverOutcome> {
@@ -156,8 +156,8 @@ impl WebhookStore for SqliteStore {
 
     async fn webhook_logs(
         &self,
-        tenant: &str,
-        id: Uuid,
+        tenant: &TenantId,
+        id: WebhookId,
         limit: u32,
     ) -> StoreResult<Vec<DeliveryLog>> {
         let rows: Vec<LogRow> = sqlx::query_as(&format!(
@@ -165,7 +165,7 @@ impl WebhookStore for SqliteStore {
              ORDER BY a.created_at DESC, a.rowid DESC LIMIT ?"
         ))
         .bind(id.to_string())
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await?;
