@@ -49,24 +49,30 @@ impl Clock {
         }
     }
 
-    /// Returns once `duration` has passed on this clock: on a manual clock, once it has been
-    /// advanced that far, so a timer never fires in a test that does not move it.
-    pub async fn sleep(&self, duration: Duration) {
-        let Some(manual) = &self.0 else {
-            return tokio::time::sleep(duration).await;
-        };
+    /// Ends once `duration` has passed on this clock, counted from this call (as
+    /// `tokio::time::sleep` counts): on a manual clock, once it has been advanced that far,
+    /// so a timer never fires in a test that does not move it.
+    pub fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
         let until = self
             .now_ms()
             .saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
-        loop {
-            let moved = manual.moved.notified();
-            tokio::pin!(moved);
-            // Registered before the clock is read, so a move in between is not missed.
-            moved.as_mut().enable();
-            if self.now_ms() >= until {
-                return;
+        let manual = self.0.clone();
+        let system = manual.is_none().then(|| tokio::time::sleep(duration));
+        async move {
+            if let Some(system) = system {
+                return system.await;
             }
-            moved.await;
+            let Some(manual) = manual else { return };
+            loop {
+                let moved = manual.moved.notified();
+                tokio::pin!(moved);
+                // Registered before the clock is read, so a move in between is not missed.
+                moved.as_mut().enable();
+                if manual.at_ms.load(Ordering::SeqCst) >= until {
+                    return;
+                }
+                moved.await;
+            }
         }
     }
 }
@@ -78,10 +84,7 @@ mod tests {
     #[tokio::test]
     async fn a_manual_sleep_ends_when_the_clock_is_advanced_past_it() {
         let clock = Clock::manual(1_000);
-        let sleeper = tokio::spawn({
-            let clock = clock.clone();
-            async move { clock.sleep(Duration::from_millis(500)).await }
-        });
+        let sleeper = tokio::spawn(clock.sleep(Duration::from_millis(500)));
         clock.advance(499);
         tokio::task::yield_now().await;
         assert!(!sleeper.is_finished());
