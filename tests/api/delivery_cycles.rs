@@ -174,9 +174,9 @@ async fn the_first_attempt_is_prompt_on_an_idle_server() {
     }
     // That a wake-up starts an idle dispatcher at once is shown without a clock in
     // `dispatch.rs`; this shows that a publish wakes it. Unwoken, it would find each event by
-    // its idle timer, at any moment of the 5 s it sleeps: twenty attempts all within half of
-    // that, however loaded the machine, were woken. How fast they are, is the benchmark's to
-    // measure (herald-bench e, k and l), not a timed test's on a shared machine.
+    // its idle timer, 5 s after its last look (just after the attempt before): attempts
+    // within half of that, however loaded the machine, were woken. How fast they are, is the
+    // benchmark's to measure (herald-bench e, k and l), not a timed test's on a shared machine.
     latencies.sort();
     let slowest = latencies[latencies.len() - 1];
     assert!(
