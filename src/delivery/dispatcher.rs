@@ -4,7 +4,8 @@
 //! with many) from holding up the others. It sleeps until woken (new work, a finished
 //! attempt) or until the next delivery falls due: no busy polling.
 //!
-//! [`Dispatcher::tick`] is one step of that loop, which tests drive by hand.
+//! [`Dispatcher::tick`] is one step of that loop, which tests drive by hand; the loop's
+//! timers run on the dispatcher's [`Clock`], so with a manual one only a wake-up moves it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,7 +159,7 @@ impl Dispatcher {
                 _ = shutdown.cancelled() => break,
                 _ = self.wakeup.woken(), if failures == 0 => {}
                 _ = attempt_done.notified(), if failures == 0 => {}
-                _ = tokio::time::sleep(pause) => {}
+                _ = self.attempts.clock.sleep(pause) => {}
             }
         }
         self.drain().await;

@@ -117,42 +117,56 @@ impl Sender {
         body: &str,
         signed: Vec<(&'static str, String)>,
     ) -> SentAttempt {
+        let request_headers = self.request_headers(signed);
+        if let Err((result, message)) = self.allowed(url).await {
+            return SentAttempt::failed(result, request_headers, message);
+        }
+        let started = Instant::now();
+        let response = self
+            .client
+            .post(url)
+            .headers(header_map(&request_headers))
+            .body(body.to_string())
+            .send()
+            .await;
+        match response {
+            Ok(response) => self.read_reply(response, started, request_headers).await,
+            Err(error) => {
+                let (result, message) = self.describe(&error);
+                SentAttempt::failed(result, request_headers, message)
+            }
+        }
+    }
+
+    /// The headers of every request, Herald's first, then the `signed` ones, in order.
+    fn request_headers(&self, signed: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
         let mut request_headers = vec![
             ("content-type", "application/json".to_string()),
             ("user-agent", self.user_agent.clone()),
         ];
         request_headers.extend(signed);
-        if let Err(message) = self.check_destination(url) {
-            return SentAttempt::failed(AttemptResult::Refused, request_headers, message);
-        }
-        if self.proxied && !self.policy.allow_private_targets {
-            if let Err((result, message)) = check_resolved(url).await {
-                return SentAttempt::failed(result, request_headers, message);
-            }
-        }
-        let mut headers = HeaderMap::with_capacity(request_headers.len());
-        for (name, value) in &request_headers {
-            if let Ok(value) = HeaderValue::from_str(value) {
-                headers.insert(HeaderName::from_static(name), value);
-            }
-        }
-        debug_assert!(headers.contains_key(CONTENT_TYPE) && headers.contains_key(USER_AGENT));
+        request_headers
+    }
 
-        let started = Instant::now();
-        let response = self
-            .client
-            .post(url)
-            .headers(headers)
-            .body(body.to_string())
-            .send()
-            .await;
-        let response = match response {
-            Ok(response) => response,
-            Err(error) => {
-                let (result, message) = self.describe(&error);
-                return SentAttempt::failed(result, request_headers, message);
-            }
-        };
+    /// The destination rules: the URL's own, and through a proxy (which resolves names
+    /// itself) what its host resolves to.
+    async fn allowed(&self, url: &str) -> Result<(), (AttemptResult, String)> {
+        self.check_destination(url)
+            .map_err(|message| (AttemptResult::Refused, message))?;
+        if self.proxied && !self.policy.allow_private_targets {
+            check_resolved(url).await?;
+        }
+        Ok(())
+    }
+
+    /// The attempt a reply makes: its status, `Retry-After` and body (a prefix of it), and
+    /// how long the attempt took from `started` to the body's end.
+    async fn read_reply(
+        &self,
+        response: reqwest::Response,
+        started: Instant,
+        request_headers: Vec<(&'static str, String)>,
+    ) -> SentAttempt {
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -245,6 +259,19 @@ impl Sender {
         }
         (AttemptResult::TransportFailed, message)
     }
+}
+
+/// The request's headers as reqwest takes them; a value that is not a valid header value
+/// (none of Herald's) is left out.
+fn header_map(request_headers: &[(&'static str, String)]) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(request_headers.len());
+    for (name, value) in request_headers {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    debug_assert!(headers.contains_key(CONTENT_TYPE) && headers.contains_key(USER_AGENT));
+    headers
 }
 
 /// Now, as `webhook-timestamp` and `X-Timestamp` give it.

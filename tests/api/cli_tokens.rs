@@ -200,7 +200,11 @@ async fn a_revoked_token_is_refused_by_the_running_server_within_a_second() {
 
     herald.run(&["token", "revoke", &id]).await.assert_success();
     let revoked_at = Instant::now();
+    // "Within a second" counts to when a request is sent: the server cannot see it any
+    // earlier, so however slowly it answers, one sent a second after the revoke returned must
+    // be refused.
     let refused_after = loop {
+        let sent = revoked_at.elapsed();
         let response = server
             .client
             .get(server.url("/v1/webhooks"))
@@ -217,16 +221,12 @@ async fn a_revoked_token_is_refused_by_the_running_server_within_a_second() {
         }
         assert_eq!(response.status(), 200);
         assert!(
-            revoked_at.elapsed() < Duration::from_millis(1500),
-            "still accepted 1.5 s after the revoke"
+            sent < Duration::from_secs(1),
+            "a request sent {sent:?} after the revoke was still accepted"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     eprintln!("revoked token refused {refused_after:?} after `herald token revoke` returned");
-    assert!(
-        refused_after <= Duration::from_millis(1200),
-        "refused only after {refused_after:?}"
-    );
     assert_eq!(status_of(&other).await, 200, "other tokens keep working");
 
     let listed = json_of(&herald.run(&["token", "list", "--json"]).await.stdout);

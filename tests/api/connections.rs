@@ -95,14 +95,16 @@ async fn a_connection_that_drips_or_withholds_its_request_head_is_closed_after_t
             }
         }
     });
-    let (silent_said, silent_closed) = closed_by_server(&mut silent, Duration::from_secs(5)).await;
+    // Nothing but the header timeout closes these (the drip stops after 30 lines, 9 s): the
+    // deadline of 10 s only bounds the test; closing no earlier than the timeout is the claim.
+    let (silent_said, silent_closed) = closed_by_server(&mut silent, Duration::from_secs(10)).await;
     assert!(silent_said.is_empty());
     let (drip_closed, lines) = dripper.await.unwrap();
     assert!(lines >= 2, "only {lines} lines were sent");
     for closed in [silent_closed, drip_closed] {
         let after = closed - opened;
         assert!(
-            after >= Duration::from_millis(900) && after < Duration::from_secs(3),
+            after >= Duration::from_millis(900),
             "closed after {after:?}"
         );
     }
@@ -110,9 +112,10 @@ async fn a_connection_that_drips_or_withholds_its_request_head_is_closed_after_t
 
 #[tokio::test]
 async fn a_keep_alive_connection_waits_out_the_idle_timeout_not_the_header_timeout() {
+    // The two timeouts are told apart by their lengths, so they are far apart: 1 s and 5 s.
     let app = TestApp::spawn_with(&[
         ("HERALD_HTTP_HEADER_TIMEOUT", "1s"),
-        ("HERALD_HTTP_IDLE_TIMEOUT", "3s"),
+        ("HERALD_HTTP_IDLE_TIMEOUT", "5s"),
     ])
     .await;
     let mut stream = TcpStream::connect(app.address).await.unwrap();
@@ -123,11 +126,11 @@ async fn a_keep_alive_connection_waits_out_the_idle_timeout_not_the_header_timeo
     stream.write_all(HEALTHZ).await.unwrap();
     assert_eq!(read_response(&mut stream).await.0, 200);
     let answered = Instant::now();
-    let (said, closed) = closed_by_server(&mut stream, Duration::from_secs(8)).await;
+    let (said, closed) = closed_by_server(&mut stream, Duration::from_secs(15)).await;
     assert!(said.is_empty());
     let idle = closed - answered;
     assert!(
-        idle >= Duration::from_millis(2_900) && idle < Duration::from_secs(5),
+        idle >= Duration::from_millis(4_900),
         "closed after {idle:?} idle"
     );
 
@@ -140,10 +143,11 @@ async fn a_keep_alive_connection_waits_out_the_idle_timeout_not_the_header_timeo
         .await
         .unwrap();
     let started = Instant::now();
-    let (said, closed) = closed_by_server(&mut stream, Duration::from_secs(5)).await;
+    let (said, closed) = closed_by_server(&mut stream, Duration::from_secs(10)).await;
     assert!(said.is_empty());
+    // Closed by the header timeout (1 s), not the idle one (5 s): a bound between the two.
     assert!(
-        closed - started < Duration::from_millis(2_500),
+        closed - started < Duration::from_secs(4),
         "{:?}",
         closed - started
     );
@@ -196,8 +200,10 @@ async fn a_request_body_that_arrives_too_slowly_gets_408_with_a_json_error() {
             response.contains(r#""message":"Request body did not arrive in time""#),
             "{response}"
         );
+        // Not before the body timeout; that it came at all, while the body still dripped
+        // (8 s more), is the select above.
         assert!(
-            elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(4),
+            elapsed >= Duration::from_millis(900),
             "{path}: answered after {elapsed:?}"
         );
     }
@@ -242,9 +248,12 @@ async fn while_300_connections_sit_silent_or_drip_bytes_other_clients_are_answer
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
+        // Held up by the others, a client would wait for the 30 s header timeout to free
+        // them: a bound far below it tells the two apart on any machine. How fast the answer
+        // is, is the benchmark's to measure.
         let elapsed = started.elapsed();
         assert!(
-            elapsed < Duration::from_millis(500),
+            elapsed < Duration::from_secs(5),
             "answered after {elapsed:?}"
         );
     }
@@ -279,23 +288,17 @@ async fn with_a_connection_cap_a_client_beyond_it_is_served_once_a_slot_frees() 
     // Both held connections still work.
     second.write_all(HEALTHZ).await.unwrap();
     assert_eq!(read_response(&mut second).await.0, 200);
-    let freed = Instant::now();
     drop(first);
-    let (status, answered) = tokio::time::timeout(Duration::from_secs(5), third)
+    let (status, _) = tokio::time::timeout(Duration::from_secs(30), third)
         .await
         .expect("the third client is served once a slot frees")
         .unwrap();
     assert_eq!(status, 200);
-    assert!(
-        answered - freed < Duration::from_secs(2),
-        "{:?}",
-        answered - freed
-    );
 }
 
 #[tokio::test]
 async fn shutdown_is_not_held_up_by_connections_without_a_request_in_progress() {
-    let app = TestApp::spawn_with(&[]).await;
+    let app = TestApp::spawn_with(&[("HERALD_HTTP_HEADER_TIMEOUT", "60s")]).await;
     let mut silent = TcpStream::connect(app.address).await.unwrap();
     let mut partial = TcpStream::connect(app.address).await.unwrap();
     partial
@@ -305,11 +308,11 @@ async fn shutdown_is_not_held_up_by_connections_without_a_request_in_progress() 
     let mut idle = TcpStream::connect(app.address).await.unwrap();
     idle.write_all(HEALTHZ).await.unwrap();
     assert_eq!(read_response(&mut idle).await.0, 200);
-    let started = Instant::now();
-    tokio::time::timeout(Duration::from_secs(5), app.stop())
+    // Held up by them, the stop would wait for the 60 s header timeout: 30 s tells the two
+    // apart on any machine.
+    tokio::time::timeout(Duration::from_secs(30), app.stop())
         .await
-        .expect("stopped well before the 10 s header timeout");
-    assert!(started.elapsed() < Duration::from_secs(5));
+        .expect("stopped well before the 60 s header timeout");
     for stream in [&mut silent, &mut partial, &mut idle] {
         let (said, _) = closed_by_server(stream, Duration::from_secs(1)).await;
         assert!(said.is_empty());

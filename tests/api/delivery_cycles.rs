@@ -81,8 +81,11 @@ async fn a_retry_to_a_webhook_still_retrying_replaces_its_cycle() {
 
 #[tokio::test]
 async fn a_slow_endpoint_does_not_delay_deliveries_to_others() {
+    // The black hole never answers, so its attempts end only at the delivery timeout, ten
+    // minutes away: every delivery to the healthy endpoint made while the black hole holds
+    // all its slots went without waiting for one of them, however long it took.
     let Some(app) = dev_app(&[
-        ("HERALD_DELIVERY_TIMEOUT", "20s"),
+        ("HERALD_DELIVERY_TIMEOUT", "600s"),
         ("HERALD_MAX_IN_FLIGHT", "8"),
         ("HERALD_MAX_IN_FLIGHT_PER_WEBHOOK", "4"),
     ])
@@ -94,18 +97,32 @@ async fn a_slow_endpoint_does_not_delay_deliveries_to_others() {
     let producer = app.producer_token().await;
     let (hole, accepted) = black_hole().await;
     let healthy = TestReceiver::answering(200).await;
-    subscribe(&acme, &format!("{hole}/"), &["*"]).await;
+    let stuck = subscribe(&acme, &format!("{hole}/"), &["*"]).await;
     subscribe(&acme, &healthy.url("/"), &["*"]).await;
-    let started = Instant::now();
-    for _ in 0..60 {
+    for _ in 0..4 {
         publish(&app, &producer, simple_event("a.b")).await;
     }
-    healthy.wait_for(60, Duration::from_secs(5)).await;
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(5), "{took:?}");
-    assert!(
-        *accepted.lock().unwrap() <= 4,
-        "the black hole holds at most its own limit"
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while *accepted.lock().unwrap() < 4 {
+        assert!(Instant::now() < deadline, "the black hole was never full");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 4..60 {
+        publish(&app, &producer, simple_event("a.b")).await;
+    }
+    healthy.wait_for(60, Duration::from_secs(30)).await;
+    // All the while, none of the black hole's attempts ended, and it got no fifth.
+    let (_, logs) = acme
+        .get(&format!(
+            "/v1/webhooks/{}/logs",
+            stuck["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(logs["logs"].as_array().unwrap().is_empty(), "{logs}");
+    assert_eq!(
+        *accepted.lock().unwrap(),
+        4,
+        "the black hole holds its own limit, no more"
     );
 }
 
@@ -147,20 +164,23 @@ async fn the_first_attempt_is_prompt_on_an_idle_server() {
     subscribe(&acme, &receiver.url("/"), &["*"]).await;
     let mut latencies = Vec::new();
     for n in 0..20 {
-        tokio::time::sleep(Duration::from_millis(20)).await; // idle between events
+        // Idle between events, so the dispatcher is asleep when the next one comes.
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let (status, _) = app.publish(&producer, &simple_event("a.b")).await;
         let acknowledged = Instant::now();
         assert_eq!(status, 201);
         let arrived = receiver.wait_for(n + 1, SOON).await[n].at;
         latencies.push(arrived.saturating_duration_since(acknowledged));
     }
-    // An idle dispatcher sleeps up to 5 s between looks: an attempt within a second of every
-    // publish was woken by it, not found by a timer. How fast it is, is the benchmark's to
-    // measure (herald-bench e, k and l), not a timed test's on a shared machine.
+    // That a wake-up starts an idle dispatcher at once is shown without a clock in
+    // `dispatch.rs`; this shows that a publish wakes it. Unwoken, it would find each event by
+    // its idle timer, 5 s after its last look (just after the attempt before): attempts
+    // within half of that, however loaded the machine, were woken. How fast they are, is the
+    // benchmark's to measure (herald-bench e, k and l), not a timed test's on a shared machine.
     latencies.sort();
     let slowest = latencies[latencies.len() - 1];
     assert!(
-        slowest < Duration::from_secs(1),
+        slowest < Duration::from_millis(2_500),
         "slowest {slowest:?}, all {latencies:?}"
     );
 }

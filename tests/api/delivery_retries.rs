@@ -186,31 +186,6 @@ async fn retries_end_after_the_last_attempt_of_the_schedule() {
 }
 
 #[tokio::test]
-async fn retry_after_on_429_is_honoured() {
-    let Some(app) = dev_app(&[("HERALD_RETRY_SCHEDULE", "50ms,5s")]).await else {
-        return;
-    };
-    let acme = app.partner("acme").await;
-    let producer = app.producer_token().await;
-    let receiver = TestReceiver::start(|n| {
-        if n == 0 {
-            Reply::status(429).with_header("retry-after", "1")
-        } else {
-            Reply::status(200)
-        }
-    })
-    .await;
-    subscribe(&acme, &receiver.url("/"), &["*"]).await;
-    publish(&app, &producer, simple_event("a.b")).await;
-    let requests = receiver.wait_for(2, SOON).await;
-    let gap = requests[1].at - requests[0].at;
-    assert!(
-        gap >= Duration::from_millis(950) && gap < Duration::from_secs(3),
-        "{gap:?}"
-    );
-}
-
-#[tokio::test]
 async fn timeouts_are_retried_and_logged_without_a_response() {
     let Some(app) = dev_app(&[("HERALD_DELIVERY_TIMEOUT", "300ms")]).await else {
         return;

@@ -1,8 +1,10 @@
 //! The dispatcher driven one tick at a time, with a clock the test moves: what each tick
 //! claims, that nothing is attempted before it is due, and what the store recorded, asserted
-//! once the dispatcher is idle, without sleeping.
+//! once the dispatcher is idle, without sleeping; and the dispatcher's own loop, whose timers
+//! never fire on a clock nobody moves, started by a wake-up alone.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use herald::config::Config;
 use herald::delivery::{Clock, Dispatcher, Tick, Wakeup};
@@ -10,13 +12,29 @@ use herald::domain::ids::{EventId, NodeId};
 use herald::domain::status::{AttemptStatus, EventStatus};
 use herald::domain::time::now_ms;
 use herald::store::{DeliveryLog, Event, NewWebhook, Store};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::isolation::{fresh_store, new_event};
 use crate::receiver::{Reply, TestReceiver};
 
 /// A dispatcher on `store` with the test's clock, allowed to call a local receiver.
-fn dispatcher(store: &Arc<dyn Store>, clock: &Clock, env: &[(&str, &str)]) -> Dispatcher {
+pub(super) fn dispatcher(
+    store: &Arc<dyn Store>,
+    clock: &Clock,
+    env: &[(&str, &str)],
+) -> Dispatcher {
+    woken_by(Wakeup::default(), store, clock, env)
+}
+
+/// [`dispatcher`], woken by `wakeup`.
+fn woken_by(
+    wakeup: Wakeup,
+    store: &Arc<dyn Store>,
+    clock: &Clock,
+    env: &[(&str, &str)],
+) -> Dispatcher {
     let mut vars = vec![
         ("HERALD_ALLOW_HTTP".to_string(), "true".to_string()),
         (
@@ -29,14 +47,14 @@ fn dispatcher(store: &Arc<dyn Store>, clock: &Clock, env: &[(&str, &str)]) -> Di
     Dispatcher::new(
         store.clone(),
         Arc::new(config),
-        Wakeup::default(),
+        wakeup,
         NodeId::generate(),
         clock.clone(),
     )
     .expect("dispatcher builds")
 }
 
-async fn subscribe(store: &dyn Store, url: String) {
+pub(super) async fn subscribe(store: &dyn Store, url: String) {
     store
         .create_webhook(
             NewWebhook {
@@ -55,7 +73,7 @@ async fn subscribe(store: &dyn Store, url: String) {
         .expect("webhook created");
 }
 
-async fn publish(store: &dyn Store) -> EventId {
+pub(super) async fn publish(store: &dyn Store) -> EventId {
     let event = new_event("{}");
     let id = event.id;
     store.publish_events(vec![event]).await.expect("stored");
@@ -63,14 +81,14 @@ async fn publish(store: &dyn Store) -> EventId {
 }
 
 /// One tick, then every attempt it started finished and its result written.
-async fn step(dispatcher: &mut Dispatcher, store: &dyn Store) -> Tick {
+pub(super) async fn step(dispatcher: &mut Dispatcher, store: &dyn Store) -> Tick {
     let tick = dispatcher.tick().await.expect("the tick goes through");
     dispatcher.settle().await;
     store.flush_results().await.expect("results written");
     tick
 }
 
-async fn state(store: &dyn Store, id: EventId) -> (Event, Vec<DeliveryLog>) {
+pub(super) async fn state(store: &dyn Store, id: EventId) -> (Event, Vec<DeliveryLog>) {
     let event = store
         .find_event(&"acme".into(), &id.to_string())
         .await
@@ -219,4 +237,83 @@ async fn a_manual_retry_is_attempted_at_once_and_replaces_the_scheduled_retry() 
     clock.advance(86_400_000);
     assert_eq!(step(&mut dispatcher, store.as_ref()).await.claimed, 0);
     assert_eq!(receiver.received().len(), 2);
+}
+
+#[tokio::test]
+async fn a_retry_after_on_a_429_replaces_the_scheduled_delay() {
+    let Some((store, _dir)) = fresh_store().await else {
+        return;
+    };
+    let receiver = TestReceiver::start(|n| {
+        if n == 0 {
+            Reply::status(429).with_header("retry-after", "1")
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await;
+    subscribe(store.as_ref(), receiver.url("/")).await;
+    let id = publish(store.as_ref()).await;
+    let start = now_ms();
+    let clock = Clock::manual(start);
+    let mut dispatcher = dispatcher(&store, &clock, &[("HERALD_RETRY_SCHEDULE", "50ms,5s")]);
+
+    assert_eq!(step(&mut dispatcher, store.as_ref()).await.claimed, 1);
+    let (_, logs) = state(store.as_ref(), id).await;
+    assert_eq!(logs[0].response_status, Some(429));
+    // The second of `Retry-After`, exactly: neither the 50 ms scheduled nor the cap of 5 s.
+    assert_eq!(logs[0].next_retry_at_ms, Some(start + 1_000));
+    clock.advance(999);
+    assert_eq!(step(&mut dispatcher, store.as_ref()).await.claimed, 0);
+    clock.advance(1);
+    assert_eq!(step(&mut dispatcher, store.as_ref()).await.claimed, 1);
+    let (event, _) = state(store.as_ref(), id).await;
+    assert_eq!(event.status, EventStatus::Completed);
+    assert_eq!(receiver.received().len(), 2);
+}
+
+#[tokio::test]
+async fn an_idle_dispatcher_attempts_new_work_as_soon_as_it_is_woken() {
+    let Some((store, _dir)) = fresh_store().await else {
+        return;
+    };
+    let receiver = TestReceiver::answering(200).await;
+    subscribe(store.as_ref(), receiver.url("/")).await;
+    // The dispatcher's timers run on this clock, which never moves here: only a wake-up can
+    // start an attempt, however long it takes. The store's own jobs (PostgreSQL writes
+    // results in one) wake no one.
+    let clock = Clock::manual(now_ms());
+    let wakeup = Wakeup::default();
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    for job in store
+        .clone()
+        .background_jobs(Arc::new(|| {}), shutdown.clone())
+    {
+        tasks.spawn(job);
+    }
+    tasks.spawn(woken_by(wakeup.clone(), &store, &clock, &[]).run(shutdown.clone()));
+    for n in 1..=3 {
+        // Idle: the last attempt's result is written, the tick that followed it found nothing.
+        let id = publish(store.as_ref()).await;
+        wakeup.wake();
+        receiver.wait_for(n, Duration::from_secs(30)).await;
+        completed(store.as_ref(), id).await;
+    }
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    assert_eq!(receiver.received().len(), 3);
+}
+
+/// Waits until the event `id` is completed.
+async fn completed(store: &dyn Store, id: EventId) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (event, _) = state(store, id).await;
+        if event.status == EventStatus::Completed {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", event.status);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

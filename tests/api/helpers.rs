@@ -163,11 +163,16 @@ impl TestApp {
     }
 
     /// Stops this app gracefully and starts a new one on the same database and settings.
-    pub async fn restart(mut self) -> TestApp {
+    pub async fn restart(self) -> TestApp {
+        self.halt().await.start().await
+    }
+
+    /// Stops this app gracefully, keeping its database and settings to start it again.
+    pub async fn halt(mut self) -> HaltedApp {
         let dir = self.dir.take().expect("the app owns its directory");
         let vars = std::mem::take(&mut self.vars);
         self.stop().await;
-        TestApp::start(vars, dir).await
+        HaltedApp { vars, dir }
     }
 
     async fn start(vars: Vec<(String, String)>, dir: TempDir) -> TestApp {
@@ -293,6 +298,24 @@ impl Drop for TestApp {
     }
 }
 
+/// An app stopped by [`TestApp::halt`]: its database, untouched while nothing runs on it,
+/// and its settings.
+pub struct HaltedApp {
+    vars: Vec<(String, String)>,
+    dir: TempDir,
+}
+
+impl HaltedApp {
+    pub fn database_url(&self) -> &str {
+        database_url_of(&self.vars)
+    }
+
+    /// A new app on the same database and settings.
+    pub async fn start(self) -> TestApp {
+        TestApp::start(self.vars, self.dir).await
+    }
+}
+
 /// A tenant's partner token and shortcuts for its calls.
 pub struct Partner<'a> {
     pub app: &'a TestApp,
@@ -392,4 +415,30 @@ pub async fn read(response: Response) -> (u16, Value) {
 pub fn assert_error(actual: &(u16, Value), status: u16, message: &str) {
     assert_eq!(actual.0, status, "status of {}", actual.1);
     assert_eq!(actual.1["message"], message, "message of {}", actual.1);
+}
+
+/// Waits until `store` has no delivery work left, on any node: no event waiting for its
+/// fan-out, no delivery queued (a retry or a catch-up included) or in flight (an attempt's
+/// row stays in flight until its result is written), no recovery running. From then on no
+/// partner is called until something new is published or retried, so what a test counts
+/// then is final: absence shown by a state nothing can leave, not by waiting a while.
+pub async fn wait_until_idle(store: &dyn Store) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let depth = store.queue_depth().await.expect("queue depth");
+        let left = (
+            depth.pending_events,
+            depth.queued,
+            depth.in_flight,
+            depth.recoveries_running,
+        );
+        if left == (0, 0, 0, 0) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never idle: (pending, queued, in flight, recoveries) = {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::cli::{Herald, Server};
-use crate::helpers::{fresh_postgres_schema, test_database_url};
+use crate::helpers::{fresh_postgres_schema, test_database_url, wait_until_idle};
 use crate::receiver::{Reply, TestReceiver};
 
 const NODES: usize = 3;
@@ -130,7 +130,10 @@ async fn three_nodes_count_one_webhooks_failures_exactly_and_catch_up_once() {
     receiver
         .wait_for(before + EVENTS + 1, Duration::from_secs(30))
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Counted once no node has anything left to send: no delivery queued or in flight, no
+    // catch-up running.
+    let store = herald::store::connect(&url).await.expect("store opens");
+    wait_until_idle(store.as_ref()).await;
     let after = arrivals(&receiver.received()[before..]);
     assert_eq!(after.len(), EVENTS + 1);
     assert!(after.values().all(|&n| n == 1), "once each: {after:?}");

@@ -11,13 +11,13 @@ use reqwest::{Client, Method};
 use serde_json::{Value, json};
 
 use crate::cli::{Herald, Server};
-use crate::helpers::{Backend, TestApp, fresh_postgres_schema, read, test_database_url};
+use herald::store::{NotificationRecord, Store};
+
+use crate::helpers::{
+    Backend, TestApp, fresh_postgres_schema, read, test_database_url, wait_until_idle,
+};
 use crate::notifications::{as_env, assert_signed, operator_settings};
 use crate::receiver::{Reply, TestReceiver};
-
-/// Long enough for a second, wrong notification to have been sent: the notifier looks at
-/// the outbox every second.
-const SETTLE: Duration = Duration::from_secs(3);
 
 /// A receiver answering whatever status the test sets.
 async fn switchable(status: u16) -> (TestReceiver, Arc<AtomicU16>) {
@@ -27,11 +27,20 @@ async fn switchable(status: u16) -> (TestReceiver, Arc<AtomicU16>) {
     (receiver, current)
 }
 
-/// Waits for `count` notifications, lets any extra one arrive, and checks there was none:
-/// each signed, each with an id of its own. Returns their bodies, in arrival order.
-async fn exactly(operator: &TestReceiver, count: usize) -> Vec<Value> {
-    operator.wait_for(count, Duration::from_secs(30)).await;
-    tokio::time::sleep(SETTLE).await;
+/// Waits until nothing more can be told, then checks the operator was told exactly `count`
+/// times. Nothing more can be told once every delivery is over (no attempt result is left
+/// to move the webhook's health and queue a notification) and every notification in the
+/// outbox has ended (none is left to send). The outbox then holds `count` notifications,
+/// each sent in one attempt, and the operator got exactly those: each signed, each with an
+/// id of its own. Returns their bodies, in arrival order.
+async fn exactly(store: &dyn Store, operator: &TestReceiver, count: usize) -> Vec<Value> {
+    wait_until_idle(store).await;
+    let outbox = outbox_ended(store).await;
+    assert_eq!(outbox.len(), count, "{outbox:#?}");
+    assert!(
+        outbox.iter().all(|n| n.state == "sent" && n.attempts == 1),
+        "{outbox:#?}"
+    );
     let received = operator.received();
     let bodies: Vec<Value> = received
         .iter()
@@ -39,9 +48,24 @@ async fn exactly(operator: &TestReceiver, count: usize) -> Vec<Value> {
         .collect();
     assert_eq!(received.len(), count, "{bodies:#?}");
     let ids: HashSet<&str> = received.iter().map(|r| r.header("webhook-id")).collect();
-    assert_eq!(ids.len(), count, "an id per notification");
+    let queued: HashSet<&str> = outbox.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, queued, "an id per notification, each the outbox's");
     received.iter().for_each(assert_signed);
     bodies
+}
+
+/// Waits until no notification in the outbox is queued (to be sent, or sent again); returns
+/// the outbox.
+async fn outbox_ended(store: &dyn Store) -> Vec<NotificationRecord> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let outbox = store.list_notifications().await.expect("outbox listed");
+        if outbox.iter().all(|n| n.state != "queued") {
+            return outbox;
+        }
+        assert!(Instant::now() < deadline, "{outbox:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// One node: a producer and a tenant `acme` whose webhook points at `endpoint`.
@@ -103,7 +127,7 @@ async fn failing_then_recovered_are_told_once_each(backend: Backend) {
     // Three attempts fail: failing at the second, and only once.
     scene.deliver("failed").await;
     scene.deliver("failed").await;
-    let bodies = exactly(&operator, 1).await;
+    let bodies = exactly(scene.app.store.as_ref(), &operator, 1).await;
     assert_eq!(bodies[0]["type"], "webhook.failing");
     assert_eq!(bodies[0]["tenant"], "acme");
     assert_eq!(bodies[0]["webhookId"], scene.webhook.as_str());
@@ -113,11 +137,14 @@ async fn failing_then_recovered_are_told_once_each(backend: Backend) {
     status.store(200, Ordering::SeqCst);
     scene.deliver("completed").await;
     scene.deliver("completed").await;
-    let bodies = exactly(&operator, 2).await;
+    let bodies = exactly(scene.app.store.as_ref(), &operator, 2).await;
     assert_eq!(bodies[1]["type"], "webhook.recovered");
     assert_eq!(bodies[1]["webhookId"], scene.webhook.as_str());
     assert_eq!(bodies[1]["consecutiveFailures"], 0);
     assert_eq!(bodies[1]["failingSince"], bodies[0]["failingSince"]);
+    // Stopped, the app has ended every send it started: none was still on its way.
+    scene.app.stop().await;
+    assert_eq!(operator.received().len(), 2);
 }
 
 async fn gone_is_told_once_as_disabled(backend: Backend) {
@@ -127,10 +154,12 @@ async fn gone_is_told_once_as_disabled(backend: Backend) {
         return;
     };
     scene.deliver("failed").await;
-    let bodies = exactly(&operator, 1).await;
+    let bodies = exactly(scene.app.store.as_ref(), &operator, 1).await;
     assert_eq!(bodies[0]["type"], "webhook.disabled", "{bodies:#?}");
     assert_eq!(bodies[0]["webhookId"], scene.webhook.as_str());
     assert_eq!(endpoint.received().len(), 1, "gone is not retried");
+    scene.app.stop().await;
+    assert_eq!(operator.received().len(), 1);
 }
 
 mod on_sqlite {
@@ -249,15 +278,21 @@ async fn three_nodes_tell_each_transition_once() {
     // Failures recorded by every node, at about the same moments.
     let failed = publish_across(&nodes, &producer, 30).await;
     wait_all(&nodes, &partner, &failed, "failed").await;
-    let bodies = exactly(&operator, 1).await;
+    let store = herald::store::connect(&url).await.expect("store opens");
+    let bodies = exactly(store.as_ref(), &operator, 1).await;
     assert_eq!(bodies[0]["type"], "webhook.failing");
 
     status.store(200, Ordering::SeqCst);
     let completed = publish_across(&nodes, &producer, 30).await;
     wait_all(&nodes, &partner, &completed, "completed").await;
-    let bodies = exactly(&operator, 2).await;
+    let bodies = exactly(store.as_ref(), &operator, 2).await;
     assert_eq!(bodies[1]["type"], "webhook.recovered");
     assert_eq!(bodies[1]["webhookId"], webhook["data"]["id"]);
+    // Stopped, the nodes have ended every send they started: none was still on its way.
+    for node in nodes {
+        node.terminate().await;
+    }
+    assert_eq!(operator.received().len(), 2);
     eprintln!(
         "three nodes: {} attempts at the endpoint, 2 notifications",
         endpoint.received().len()

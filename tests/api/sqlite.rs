@@ -60,61 +60,87 @@ mod webhooks;
 
 /// On SQLite the dispatcher records finished attempts in its next claim. While another
 /// process holds the file's write lock past the busy timeout, that claim fails: the result
-/// must be kept and recorded once the file is free, before the expired lease could hand the
-/// delivery out again, so the receiver is called once and the log shows one attempt.
+/// must be kept and recorded once the file is free, before the lease that ran out meanwhile
+/// could hand the delivery out again, so the receiver is called once and the log shows one
+/// attempt. The store waits 100 ms for a lock (Herald's 10 s otherwise) and the lease runs
+/// out on the dispatcher's manual clock, so the test waits for neither.
 #[tokio::test]
 async fn an_attempt_result_outlasts_a_locked_database_file() {
+    use std::sync::Arc;
     use std::time::Duration;
 
-    use serde_json::json;
+    use herald::delivery::Clock;
+    use herald::domain::health::HealthPolicy;
+    use herald::domain::status::{AttemptStatus, EventStatus};
+    use herald::domain::time::now_ms;
+    use herald::store::{SqliteStore, Store};
     use sqlx::Connection;
 
-    use crate::receiver::{Reply, TestReceiver};
+    use crate::receiver::TestReceiver;
 
-    let app = TestApp::spawn_with(&[
-        ("HERALD_ALLOW_HTTP", "true"),
-        ("HERALD_ALLOW_PRIVATE_TARGETS", "true"),
-        // A lease of 6 s: it runs out while the file is locked.
-        ("HERALD_DELIVERY_TIMEOUT", "1s"),
-    ])
-    .await;
-    let acme = app.partner("acme").await;
-    let producer = app.producer_token().await;
-    let receiver =
-        TestReceiver::start(|_| Reply::status(200).after(Duration::from_millis(500))).await;
-    acme.create_webhook(
-        &json!({"name": "r", "url": receiver.url("/"), "event_types": ["*"], "is_active": true}),
-    )
-    .await;
-    let (status, event) = app
-        .publish(
-            &producer,
-            &json!({"tenant": "acme", "eventType": "a.b", "payload": {}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{event}");
-    receiver.wait_for(1, Duration::from_secs(10)).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("herald.db").display());
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::connect_waiting(&url, HealthPolicy::default(), Duration::from_millis(100))
+            .await
+            .expect("store opens"),
+    );
+    store.migrate().await.expect("migrated");
+    store
+        .create_tenant(&"acme".into())
+        .await
+        .expect("tenant created");
+    let receiver = TestReceiver::answering(200).await;
+    dispatch::subscribe(store.as_ref(), receiver.url("/")).await;
+    let id = dispatch::publish(store.as_ref()).await;
+    let clock = Clock::manual(now_ms());
+    let mut dispatcher = dispatch::dispatcher(&store, &clock, &[]);
 
-    // The attempt is still waiting for its answer: lock the file before it is recorded, and
-    // hold the lock past Herald's 10 s busy timeout and the 6 s lease.
-    let mut intruder = sqlx::SqliteConnection::connect(app.database_url())
+    assert_eq!(dispatcher.tick().await.expect("claimed").claimed, 1);
+    // The attempt is under way: lock the file before its result is recorded.
+    let mut intruder = sqlx::SqliteConnection::connect(&url)
         .await
         .expect("the database file opens");
     sqlx::raw_sql("BEGIN IMMEDIATE")
         .execute(&mut intruder)
         .await
         .expect("write lock taken");
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    dispatcher.settle().await;
+    assert_eq!(receiver.received().len(), 1);
+    assert!(
+        dispatcher.tick().await.is_err(),
+        "the claim that would record the result waits out the busy timeout and fails"
+    );
+    // An hour passes with the file still locked: far past the 35 s lease.
+    clock.advance(3_600_000);
+    assert!(dispatcher.tick().await.is_err(), "still locked");
     sqlx::raw_sql("ROLLBACK")
         .execute(&mut intruder)
         .await
         .expect("write lock released");
 
-    let id = event["id"].as_str().unwrap();
-    acme.wait_for_status(id, "completed").await;
-    let (_, logs) = acme.get(&format!("/v1/webhooks/events/{id}/logs")).await;
-    assert_eq!(logs["logs"].as_array().unwrap().len(), 1, "{logs}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The first claim on the free file records the kept result before it looks for leases
+    // that ran out: the delivery is over, not handed out again.
+    let tick = dispatch::step(&mut dispatcher, store.as_ref()).await;
+    assert_eq!(tick.claimed, 0, "not attempted again");
+    let (event, logs) = dispatch::state(store.as_ref(), id).await;
+    assert_eq!(event.status, EventStatus::Completed);
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert_eq!(logs[0].delivery_status, AttemptStatus::Success);
+    // Nothing is left that could call the receiver again.
+    let queue = store.queue_depth().await.expect("queue depth");
+    assert_eq!(
+        (queue.pending_events, queue.queued, queue.in_flight),
+        (0, 0, 0)
+    );
+    assert_eq!(store.next_wake_at().await.expect("next due"), None);
+    clock.advance(86_400_000);
+    assert_eq!(
+        dispatch::step(&mut dispatcher, store.as_ref())
+            .await
+            .claimed,
+        0
+    );
     assert_eq!(receiver.received().len(), 1, "attempted once");
 }
 

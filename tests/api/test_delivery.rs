@@ -12,7 +12,7 @@ use super::delivery::{
     SOON, dev_app, publish, simple_event, standard_signature_is_valid, subscribe,
     x_signature_is_valid,
 };
-use crate::helpers::{Partner, assert_error, read};
+use crate::helpers::{Partner, assert_error, read, wait_until_idle};
 use crate::receiver::TestReceiver;
 
 /// Tests the webhook `id`; returns the status and body.
@@ -118,9 +118,10 @@ async fn the_test_event_reaches_that_webhook_only_signed_and_completes() {
     assert_eq!(status, 200, "{found}");
     assert_eq!(found["id"], event_id);
 
-    // The other webhook, subscribed to everything, got the published event only.
+    // The other webhook, subscribed to everything, got the published event only: counted
+    // once nothing is left to deliver.
     let received = bystander.wait_for(1, SOON).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until_idle(app.store.as_ref()).await;
     assert_eq!(bystander.received().len(), 1);
     assert!(received[0].body.contains("kyc.status.changed"));
     assert_eq!(tested.received().len(), 2);
@@ -177,8 +178,12 @@ async fn the_test_delivery_is_attempted_at_once_on_an_idle_server() {
     let acme = app.partner("acme").await;
     let receiver = TestReceiver::answering(200).await;
     let webhook = subscribe(&acme, &receiver.url("/"), &["kyc.*"]).await;
+    // Unwoken, the idle dispatcher would find each test event by its idle timer, 5 s after
+    // its last look (just after the attempt before): an attempt within half of that, however
+    // loaded the machine, was woken by the route. (That a wake-up starts it at once is shown
+    // without a clock in `dispatch.rs`.)
     for n in 0..3 {
-        // Idle, so the dispatcher sleeps until it is woken (or for seconds).
+        // Idle, so the dispatcher is asleep when the test event comes.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (status, body) = test_webhook(&acme, text(&webhook["id"])).await;
         let answered = Instant::now();
@@ -186,7 +191,7 @@ async fn the_test_delivery_is_attempted_at_once_on_an_idle_server() {
         let arrived = receiver.wait_for(n + 1, SOON).await[n].at;
         let latency = arrived.saturating_duration_since(answered);
         assert!(
-            latency < Duration::from_secs(1),
+            latency < Duration::from_millis(2_500),
             "attempt {n} after {latency:?}"
         );
     }
@@ -238,7 +243,7 @@ async fn unknown_foreign_and_inactive_webhooks_and_missing_scopes_are_refused() 
     assert_eq!(listed["total"], 0, "{listed}");
     let (_, listed) = umbrella.get("/v1/webhooks/events").await;
     assert_eq!(listed["total"], 0, "{listed}");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until_idle(app.store.as_ref()).await;
     assert!(receiver.received().is_empty());
 }
 

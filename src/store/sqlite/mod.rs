@@ -36,6 +36,8 @@ use super::{Commit, StoreResult, sql};
 use crate::domain::health::HealthPolicy;
 
 const READ_CONNECTIONS: u32 = 4;
+/// How long a statement waits for another process's lock on the file (the CLI, a backup)
+/// before it fails with `SQLITE_BUSY`; Herald's own writes queue for the one writer instead.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The writer's page cache. SQLite's default (2 MiB) is smaller than the pages a run of keys
 /// touches in the randomly keyed index of business ids (`event_keys`): dirty pages were
@@ -80,6 +82,16 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if missing) the database file a `sqlite://PATH` URL names.
     pub async fn connect(url: &str, health: HealthPolicy) -> StoreResult<SqliteStore> {
+        SqliteStore::connect_waiting(url, health, BUSY_TIMEOUT).await
+    }
+
+    /// [`SqliteStore::connect`], with statements that wait at most `busy_timeout` for
+    /// another process's lock on the file (10 s otherwise): tests lock the file for less.
+    pub async fn connect_waiting(
+        url: &str,
+        health: HealthPolicy,
+        busy_timeout: Duration,
+    ) -> StoreResult<SqliteStore> {
         let options = SqliteConnectOptions::from_str(url)?;
         create_owner_only(options.get_filename());
         let options = options
@@ -87,7 +99,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT)
+            .busy_timeout(busy_timeout)
             .row_buffer_size(ROW_BUFFER_ROWS)
             .statement_cache_capacity(STATEMENT_CACHE);
         let writer = SqlitePoolOptions::new()
