@@ -157,17 +157,18 @@ pub async fn fan_out(ctx: &Context) -> anyhow::Result<ScenarioReport> {
     ))
 }
 
+/// Scenario g's receiver: half its answers are 500. Five delays in the schedule give six
+/// attempts: at most five failures per event, so every event is delivered in the end.
+const HALF_FAILING: Mode = Mode::Flaky {
+    failure_ratio: 0.5,
+    max_failures: 5,
+};
+
 /// g. Half the answers are 500; the short schedule retries them; every event must end
 /// completed.
 pub async fn failing(ctx: &Context) -> anyhow::Result<ScenarioReport> {
     let mut progress = Progress::start("g. failing receiver (50% 500)");
-    // Five delays in the schedule give six attempts: at most five failures per event, so
-    // every event is delivered in the end.
-    let mode = Mode::Flaky {
-        failure_ratio: 0.5,
-        max_failures: 5,
-    };
-    let receiver = Receiver::start(mode, 1, true).await?;
+    let receiver = Receiver::start(HALF_FAILING, 1, true).await?;
     let (flow, cpu, completed, failed) = with_app(ctx, &[], async |app: &BenchApp| {
         let tenant = with_webhooks(app, "bench-failing", &[receiver.url(0)]).await?;
         let (flow, cpu) = measure(
@@ -185,16 +186,15 @@ pub async fn failing(ctx: &Context) -> anyhow::Result<ScenarioReport> {
         Ok((flow, cpu, completed, failed))
     })
     .await?;
-    let answered_500 = flow.attempts - flow.delivered - flow.duplicates;
-    let share_500 = answered_500 as f64 / flow.attempts.max(1) as f64;
+    let answered_500 = Answered500::of(&flow);
     progress.finish(&format!(
         "{} deliveries/s, {:.1}% of answers 500",
         thousands(flow.rate()),
-        share_500 * 100.0
+        answered_500.share * 100.0
     ));
     let summary = format!(
         "{:.1}% of {} attempts answered 500; {} of {} events completed, {failed} failed",
-        share_500 * 100.0,
+        answered_500.share * 100.0,
         thousands(flow.attempts as f64),
         thousands(completed as f64),
         thousands(flow.published as f64)
@@ -209,17 +209,32 @@ pub async fn failing(ctx: &Context) -> anyhow::Result<ScenarioReport> {
         Some(completed),
         summary,
     );
-    report
-        .figures
-        .insert("answered_500".into(), json!(answered_500));
-    report
-        .figures
-        .insert("share_answered_500".into(), json!(round(share_500, 4)));
-    report.figures.insert("failed".into(), json!(failed));
-    report
-        .figures
-        .insert("retry_schedule".into(), json!(ctx.retry_schedule));
+    for (name, value) in [
+        ("answered_500", json!(answered_500.count)),
+        ("share_answered_500", json!(round(answered_500.share, 4))),
+        ("failed", json!(failed)),
+        ("retry_schedule", json!(ctx.retry_schedule)),
+    ] {
+        report.figures.insert(name.into(), value);
+    }
     Ok(report)
+}
+
+/// The attempts the flaky receiver answered 500, and their share of all attempts.
+struct Answered500 {
+    count: u64,
+    share: f64,
+}
+
+impl Answered500 {
+    fn of(flow: &Flow) -> Answered500 {
+        // Every other attempt was a first 200 (delivered) or a repeated one (duplicate).
+        let count = flow.attempts - flow.delivered - flow.duplicates;
+        Answered500 {
+            count,
+            share: count as f64 / flow.attempts.max(1) as f64,
+        }
+    }
 }
 
 /// Closed-loop publishing on every connection of the run.

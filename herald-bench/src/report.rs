@@ -75,19 +75,7 @@ const NOT_AGAINST_RAW: [&str; 5] = [
 
 /// The human-readable report.
 pub fn render_table(document: &Document) -> String {
-    let mut out = String::new();
-    let machine = &document.machine;
-    out.push_str(&format!(
-        "Herald {} benchmark on {}: {} CPUs ({}), {} MiB RAM, {}\n\n",
-        document.herald_version,
-        document.database,
-        machine.cpus,
-        machine.cpu_model,
-        machine
-            .memory_mib
-            .map_or("?".into(), |m| thousands(m as f64)),
-        settings_line(&document.settings),
-    ));
+    let mut out = machine_line(document);
     let raw = document
         .scenarios
         .iter()
@@ -97,29 +85,8 @@ pub fn render_table(document: &Document) -> String {
         "{:<3}{:<38}{:>22}{:>10}{:>10}  {:<15}{:>7}  {}\n",
         "", "scenario", "throughput", "p50", "p99", "latency of", "÷ raw", "notes"
     ));
-    for s in &document.scenarios {
-        let (p50, p99, of) = match &s.latency {
-            Some(l) => (ms(l.percentiles.p50_ms), ms(l.percentiles.p99_ms), l.of),
-            None => ("-".into(), "-".into(), ""),
-        };
-        let versus_raw = match raw {
-            // Batches carry 100 events a request and the steady rates are set, not measured.
-            Some(raw) if raw > 0.0 && !NOT_AGAINST_RAW.contains(&s.id) => {
-                format!("{:.0}%", s.throughput.value / raw * 100.0)
-            }
-            _ => "".into(),
-        };
-        out.push_str(&format!(
-            "{:<3}{:<38}{:>22}{:>10}{:>10}  {:<15}{:>7}  {}\n",
-            format!("{}.", s.letter),
-            s.title,
-            format!("{} {}", thousands(s.throughput.value), s.throughput.unit),
-            p50,
-            p99,
-            of,
-            versus_raw,
-            s.summary
-        ));
+    for scenario in &document.scenarios {
+        out.push_str(&scenario_row(scenario, raw));
     }
     for failure in &document.failures {
         out.push_str(&format!(
@@ -127,18 +94,66 @@ pub fn render_table(document: &Document) -> String {
             failure.letter, failure.id, failure.error
         ));
     }
-    let notes: Vec<String> = document
-        .scenarios
+    out.push_str(&notes_section(&document.scenarios));
+    out.push_str("\nTargets, and figures of other webhook senders: docs/performance.md\n");
+    out
+}
+
+/// The first line: Herald's version, the database, the machine and the run's settings.
+fn machine_line(document: &Document) -> String {
+    let machine = &document.machine;
+    format!(
+        "Herald {} benchmark on {}: {} CPUs ({}), {} MiB RAM, {}\n\n",
+        document.herald_version,
+        document.database,
+        machine.cpus,
+        machine.cpu_model,
+        machine
+            .memory_mib
+            .map_or("?".into(), |m| thousands(m as f64)),
+        settings_line(&document.settings),
+    )
+}
+
+/// One scenario's row; `raw` is the raw baseline's throughput, when it ran.
+fn scenario_row(s: &ScenarioReport, raw: Option<f64>) -> String {
+    let (p50, p99, of) = match &s.latency {
+        Some(l) => (ms(l.percentiles.p50_ms), ms(l.percentiles.p99_ms), l.of),
+        None => ("-".into(), "-".into(), ""),
+    };
+    let versus_raw = match raw {
+        // Batches carry 100 events a request and the steady rates are set, not measured.
+        Some(raw) if raw > 0.0 && !NOT_AGAINST_RAW.contains(&s.id) => {
+            format!("{:.0}%", s.throughput.value / raw * 100.0)
+        }
+        _ => "".into(),
+    };
+    format!(
+        "{:<3}{:<38}{:>22}{:>10}{:>10}  {:<15}{:>7}  {}\n",
+        format!("{}.", s.letter),
+        s.title,
+        format!("{} {}", thousands(s.throughput.value), s.throughput.unit),
+        p50,
+        p99,
+        of,
+        versus_raw,
+        s.summary
+    )
+}
+
+/// Every scenario's notes, each marked with its letter; nothing when there are none.
+fn notes_section(scenarios: &[ScenarioReport]) -> String {
+    let notes: Vec<String> = scenarios
         .iter()
         .flat_map(|s| s.notes.iter().map(move |n| format!("{}. {n}", s.letter)))
         .collect();
+    let mut out = String::new();
     if !notes.is_empty() {
         out.push_str("\nNotes:\n");
         for note in notes {
             out.push_str(&format!("  {note}\n"));
         }
     }
-    out.push_str("\nTargets, and figures of other webhook senders: docs/performance.md\n");
     out
 }
 

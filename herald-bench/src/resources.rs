@@ -11,19 +11,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::{Map, Value, json};
+use tokio::task::JoinHandle;
 
-use crate::app::HeraldApi;
+use crate::app::{HeraldApi, Tenant};
 use crate::calls::publish_batch;
 use crate::child::HeraldProcess;
 use crate::database::TempDatabase;
-use crate::flow::{self, FlowOptions, Publishing, round};
+use crate::flow::{self, Flow, FlowOptions, Publishing, round};
 use crate::ingest;
-use crate::load::{Counters, Until, closed_loop};
+use crate::load::{Counters, LoadResult, Until, closed_loop};
 use crate::progress::Progress;
 use crate::receiver::{Mode, Receiver};
 use crate::report::{Rate, ScenarioReport, thousands};
 use crate::run::Context;
-use crate::system::{CpuClock, Pid, memory};
+use crate::system::{CpuClock, CpuUse, Pid, memory};
 
 /// Events per batch when filling the waiting queue (the API's maximum).
 const FILL_BATCH: usize = 1_000;
@@ -43,15 +44,35 @@ pub async fn resources(ctx: &Context) -> anyhow::Result<ScenarioReport> {
 }
 
 async fn measure(ctx: &Context, database_url: &str) -> anyhow::Result<ScenarioReport> {
-    let mut progress = Progress::start("i. resources 1/3: load (Herald as a child process)");
+    let progress = Progress::start("i. resources 1/3: load (Herald as a child process)");
     let healthy = Receiver::start(Mode::Healthy, 1, true).await?;
     let extra = [("HERALD_RETRY_SCHEDULE", WAITING_SCHEDULE)];
     let herald = HeraldProcess::start(database_url, &extra).await?;
     let pid = Pid::Child(herald.pid);
     let api = HeraldApi::connect(database_url, herald.base.clone()).await?;
     let mut figures = Map::new();
+    let load = load_phase(ctx, &api, &healthy, pid, progress, &mut figures).await?;
+    let idle_percent = idle_phase(ctx, pid, &mut figures).await?;
+    let peak_rss_mib = waiting_phase(ctx, &api, pid, &mut figures).await?;
+    herald.stop().await;
+    Ok(resources_report(load, idle_percent, peak_rss_mib, figures))
+}
 
-    // 1. Load: the end-to-end scenario's traffic, measured on the child alone.
+/// The load phase's flow and the child's CPU over it.
+struct LoadPhase {
+    flow: Flow,
+    cpu: CpuUse,
+}
+
+/// Phase 1, load: the end-to-end scenario's traffic, measured on the child alone.
+async fn load_phase(
+    ctx: &Context,
+    api: &HeraldApi,
+    healthy: &Receiver,
+    pid: Pid,
+    mut progress: Progress,
+    figures: &mut Map<String, Value>,
+) -> anyhow::Result<LoadPhase> {
     let tenant = api.tenant("bench-load").await?;
     api.webhook(&tenant, "healthy", &healthy.url(0)).await?;
     let options = FlowOptions {
@@ -63,37 +84,46 @@ async fn measure(ctx: &Context, database_url: &str) -> anyhow::Result<ScenarioRe
         max_backlog: ctx.max_backlog,
         drain_within: ctx.drain_within,
     };
-    let cpu = CpuClock::start(pid);
-    let load = flow::run(&api, &tenant, &healthy, &[0], options, &mut progress).await;
-    let load_cpu = cpu.read().context("cannot read the child's CPU time")?;
-    ingest::check(&load.load, "the load phase")?;
+    let clock = CpuClock::start(pid);
+    let flow = flow::run(api, &tenant, healthy, &[0], options, &mut progress).await;
+    let cpu = clock.read().context("cannot read the child's CPU time")?;
+    ingest::check(&flow.load, "the load phase")?;
     let peak_under_load = memory(pid).context("cannot read the child's memory")?;
-    figures.insert("load_deliveries".into(), json!(load.delivered));
-    figures.insert("load_deliveries_per_s".into(), json!(round(load.rate(), 1)));
-    figures.insert(
-        "load_cpu_seconds".into(),
-        json!(round(load_cpu.cpu_seconds, 3)),
-    );
-    figures.insert("load_cpu_cores".into(), json!(round(load_cpu.cores, 3)));
-    figures.insert(
-        "cpu_ms_per_1000_deliveries".into(),
-        json!(round(
-            load_cpu.cpu_seconds * 1e6 / load.delivered.max(1) as f64,
-            2
-        )),
-    );
-    figures.insert(
-        "peak_rss_under_load_mib".into(),
-        json!(round(peak_under_load.peak_rss_mib, 1)),
-    );
+    for (name, value) in [
+        ("load_deliveries", json!(flow.delivered)),
+        ("load_deliveries_per_s", json!(round(flow.rate(), 1))),
+        ("load_cpu_seconds", json!(round(cpu.cpu_seconds, 3))),
+        ("load_cpu_cores", json!(round(cpu.cores, 3))),
+        (
+            "cpu_ms_per_1000_deliveries",
+            json!(round(
+                cpu.cpu_seconds * 1e6 / flow.delivered.max(1) as f64,
+                2
+            )),
+        ),
+        (
+            "peak_rss_under_load_mib",
+            json!(round(peak_under_load.peak_rss_mib, 1)),
+        ),
+    ] {
+        figures.insert(name.into(), value);
+    }
     progress.finish(&format!(
         "{} deliveries/s, {:.2} CPU s, peak RSS {:.1} MiB",
-        thousands(load.rate()),
-        load_cpu.cpu_seconds,
+        thousands(flow.rate()),
+        cpu.cpu_seconds,
         peak_under_load.peak_rss_mib
     ));
+    Ok(LoadPhase { flow, cpu })
+}
 
-    // 2. Idle: nothing to do; the process should sleep.
+/// Phase 2, idle: nothing to do; the process should sleep. Returns its CPU in percent of a
+/// core.
+async fn idle_phase(
+    ctx: &Context,
+    pid: Pid,
+    figures: &mut Map<String, Value>,
+) -> anyhow::Result<f64> {
     let progress = Progress::start("i. resources 2/3: idle");
     tokio::time::sleep(ctx.idle / 4).await;
     let idle_clock = CpuClock::start(pid);
@@ -109,12 +139,21 @@ async fn measure(ctx: &Context, database_url: &str) -> anyhow::Result<ScenarioRe
         json!(round(idle_percent, 3)),
     );
     progress.finish(&format!("{idle_percent:.2}% of a core"));
+    Ok(idle_percent)
+}
 
-    // 3. Waiting: deliveries whose first attempt got a 500 and whose retry is an hour away.
+/// Phase 3, waiting: deliveries whose first attempt got a 500 and whose retry is an hour
+/// away. Returns the child's peak RSS over the whole scenario.
+async fn waiting_phase(
+    ctx: &Context,
+    api: &HeraldApi,
+    pid: Pid,
+    figures: &mut Map<String, Value>,
+) -> anyhow::Result<f64> {
     let mut progress =
         Progress::start("i. resources 3/3: deliveries waiting behind a dead endpoint");
-    let waiting = fill_waiting(ctx, &api, pid, &mut progress).await?;
-    figures.extend(waiting);
+    let waiting = fill_waiting(ctx, api, pid, &mut progress).await?;
+    figures.extend(waiting.figures());
     let end = memory(pid).context("cannot read the child's memory")?;
     figures.insert("peak_rss_mib".into(), json!(round(end.peak_rss_mib, 1)));
     progress.finish(&format!(
@@ -122,22 +161,31 @@ async fn measure(ctx: &Context, database_url: &str) -> anyhow::Result<ScenarioRe
         figures["rss_with_waiting_mib"],
         thousands(figures["waiting_deliveries"].as_f64().unwrap_or(0.0))
     ));
-    herald.stop().await;
+    Ok(end.peak_rss_mib)
+}
 
+fn resources_report(
+    load: LoadPhase,
+    idle_percent: f64,
+    peak_rss_mib: f64,
+    figures: Map<String, Value>,
+) -> ScenarioReport {
+    let LoadPhase { flow, cpu } = load;
+    // The waiting figures are printed as the JSON document prints them.
     let summary = format!(
         "peak RSS {:.1} MiB; {:.2} CPU ms/delivery; idle {:.2}% of a core; RSS {} MiB with {} waiting",
-        end.peak_rss_mib,
-        load_cpu.cpu_seconds * 1000.0 / load.delivered.max(1) as f64,
+        peak_rss_mib,
+        cpu.cpu_seconds * 1000.0 / flow.delivered.max(1) as f64,
         idle_percent,
         figures["rss_with_waiting_mib"],
         thousands(figures["waiting_deliveries"].as_f64().unwrap_or(0.0)),
     );
-    Ok(ScenarioReport {
+    ScenarioReport {
         id: "resources",
         letter: 'i',
         title: "resources of the Herald process",
         throughput: Rate {
-            value: round(load.rate(), 1),
+            value: round(flow.rate(), 1),
             unit: "deliveries/s",
         },
         latency: None,
@@ -148,9 +196,62 @@ async fn measure(ctx: &Context, database_url: &str) -> anyhow::Result<ScenarioRe
              own; the throughput is its load phase's."
                 .into(),
         ],
-        elapsed_s: round(load.elapsed.as_secs_f64(), 3),
-        cpu: Some(load_cpu),
-    })
+        elapsed_s: round(flow.elapsed.as_secs_f64(), 3),
+        cpu: Some(cpu),
+    }
+}
+
+/// What filling the waiting queue found.
+struct WaitingQueue {
+    published: u64,
+    not_fanned_out: u64,
+    attempts_in_flight: u64,
+    rss_at_rest_mib: f64,
+    max_rss_while_filling_mib: f64,
+    published_in: Duration,
+    publish_events_per_s: f64,
+    fanned_out_in: Duration,
+}
+
+impl WaitingQueue {
+    fn figures(&self) -> Map<String, Value> {
+        let mut figures = Map::new();
+        for (name, value) in [
+            (
+                "waiting_deliveries",
+                json!(self.published - self.not_fanned_out),
+            ),
+            ("events_published", json!(self.published)),
+            ("events_not_fanned_out", json!(self.not_fanned_out)),
+            (
+                "attempts_in_flight_to_dead_endpoint",
+                json!(self.attempts_in_flight),
+            ),
+            (
+                "rss_with_waiting_mib",
+                json!(round(self.rss_at_rest_mib, 1)),
+            ),
+            (
+                "max_rss_while_filling_mib",
+                json!(round(self.max_rss_while_filling_mib, 1)),
+            ),
+            (
+                "fill_publish_seconds",
+                json!(round(self.published_in.as_secs_f64(), 2)),
+            ),
+            (
+                "fill_publish_events_per_s",
+                json!(round(self.publish_events_per_s, 1)),
+            ),
+            (
+                "fill_fanned_out_after_seconds",
+                json!(round(self.fanned_out_in.as_secs_f64(), 2)),
+            ),
+        ] {
+            figures.insert(name.into(), value);
+        }
+        figures
+    }
 }
 
 /// Publishes `ctx.waiting_deliveries` events in batches to a webhook whose endpoint never
@@ -163,35 +264,85 @@ async fn fill_waiting(
     api: &HeraldApi,
     pid: Pid,
     progress: &mut Progress,
-) -> anyhow::Result<Map<String, Value>> {
+) -> anyhow::Result<WaitingQueue> {
     let hole = Receiver::start(Mode::BlackHole, 1, false).await?;
     let tenant = api.tenant("bench-waiting").await?;
     api.webhook(&tenant, "dead-endpoint", &hole.url(0)).await?;
-    let max_rss_kib = Arc::new(AtomicU64::new(0));
-    let sampler = {
-        let max_rss_kib = max_rss_kib.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Some(m) = memory(pid) {
-                    max_rss_kib.fetch_max((m.rss_mib * 1024.0) as u64, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let sampler = RssSampler::start(pid);
     let counters = Arc::new(Counters::default());
-    {
-        let counters = counters.clone();
-        let target = thousands(ctx.waiting_deliveries as f64);
-        progress.watch(Box::new(move || {
-            format!(
-                "published {:>9} of {target}  RSS {:.1} MiB",
-                counters.accepted.load(Ordering::Relaxed),
-                memory(pid).map_or(0.0, |m| m.rss_mib)
-            )
-        }));
-    }
+    watch_fill(ctx, pid, &counters, progress);
     let started = Instant::now();
+    let load = publish_waiting(ctx, api, &tenant, counters).await?;
+    let published_in = started.elapsed();
+    let not_fanned_out = wait_for_fan_out(api, &tenant, started + ctx.fill_within).await?;
+    let fanned_out_in = started.elapsed();
+    // A moment for the dispatcher's last tick to settle before reading memory at rest.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let at_rest = memory(pid).context("cannot read the child's memory")?;
+    let max_rss_while_filling_mib = sampler.stop();
+    Ok(WaitingQueue {
+        published: load.accepted,
+        not_fanned_out,
+        attempts_in_flight: hole.connections(),
+        rss_at_rest_mib: at_rest.rss_mib,
+        max_rss_while_filling_mib,
+        published_in,
+        publish_events_per_s: load.rate(),
+        fanned_out_in,
+    })
+}
+
+/// The child's largest RSS seen, sampled every 100 ms from a task of its own.
+struct RssSampler {
+    max_rss_kib: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl RssSampler {
+    fn start(pid: Pid) -> RssSampler {
+        let max_rss_kib = Arc::new(AtomicU64::new(0));
+        let task = {
+            let max_rss_kib = max_rss_kib.clone();
+            tokio::spawn(async move {
+                loop {
+                    if let Some(m) = memory(pid) {
+                        max_rss_kib.fetch_max((m.rss_mib * 1024.0) as u64, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        };
+        RssSampler { max_rss_kib, task }
+    }
+
+    /// Stops sampling; returns the largest RSS seen, in MiB.
+    fn stop(self) -> f64 {
+        self.task.abort();
+        self.max_rss_kib.load(Ordering::Relaxed) as f64 / 1024.0
+    }
+}
+
+/// Shows the events published so far and the child's RSS on the progress line.
+fn watch_fill(ctx: &Context, pid: Pid, counters: &Arc<Counters>, progress: &mut Progress) {
+    let counters = counters.clone();
+    let target = thousands(ctx.waiting_deliveries as f64);
+    progress.watch(Box::new(move || {
+        format!(
+            "published {:>9} of {target}  RSS {:.1} MiB",
+            counters.accepted.load(Ordering::Relaxed),
+            memory(pid).map_or(0.0, |m| m.rss_mib)
+        )
+    }));
+}
+
+/// Publishes the waiting queue's events in batches of up to `FILL_BATCH`; every batch must
+/// be accepted.
+async fn publish_waiting(
+    ctx: &Context,
+    api: &HeraldApi,
+    tenant: &Tenant,
+    counters: Arc<Counters>,
+) -> anyhow::Result<LoadResult> {
     let batch = FILL_BATCH.min(ctx.waiting_deliveries.max(1) as usize);
     let calls = ctx.waiting_deliveries.div_ceil(batch as u64);
     let call = publish_batch(api, &tenant.name, batch);
@@ -208,52 +359,22 @@ async fn fill_waiting(
             load.first_error.unwrap_or_default()
         );
     }
-    let published = load.accepted;
-    let published_in = started.elapsed();
-    // Every event fanned out into a delivery (none pending), or the deadline.
-    let deadline = started + ctx.fill_within;
-    let mut pending = api.count_events(&tenant, Some("pending")).await?;
+    Ok(load)
+}
+
+/// Waits until every event of `tenant` is fanned out into a delivery (none pending), or the
+/// deadline; returns how many are still pending.
+async fn wait_for_fan_out(
+    api: &HeraldApi,
+    tenant: &Tenant,
+    deadline: Instant,
+) -> anyhow::Result<u64> {
+    let mut pending = api.count_events(tenant, Some("pending")).await?;
     while pending > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        pending = api.count_events(&tenant, Some("pending")).await?;
+        pending = api.count_events(tenant, Some("pending")).await?;
     }
-    let fanned_out_in = started.elapsed();
-    // A moment for the dispatcher's last tick to settle before reading memory at rest.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let at_rest = memory(pid).context("cannot read the child's memory")?;
-    sampler.abort();
-    let mut figures = Map::new();
-    figures.insert("waiting_deliveries".into(), json!(published - pending));
-    figures.insert("events_published".into(), json!(published));
-    figures.insert("events_not_fanned_out".into(), json!(pending));
-    figures.insert(
-        "attempts_in_flight_to_dead_endpoint".into(),
-        json!(hole.connections()),
-    );
-    figures.insert(
-        "rss_with_waiting_mib".into(),
-        json!(round(at_rest.rss_mib, 1)),
-    );
-    figures.insert(
-        "max_rss_while_filling_mib".into(),
-        json!(round(
-            max_rss_kib.load(Ordering::Relaxed) as f64 / 1024.0,
-            1
-        )),
-    );
-    figures.insert(
-        "fill_publish_seconds".into(),
-        json!(round(published_in.as_secs_f64(), 2)),
-    );
-    figures.insert(
-        "fill_publish_events_per_s".into(),
-        json!(round(load.rate(), 1)),
-    );
-    figures.insert(
-        "fill_fanned_out_after_seconds".into(),
-        json!(round(fanned_out_in.as_secs_f64(), 2)),
-    );
-    Ok(figures)
+    Ok(pending)
 }
 
 /// The child's retry schedule: one retry, an hour after the first attempt.

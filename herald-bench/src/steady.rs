@@ -7,19 +7,19 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use crate::app::HeraldApi;
+use crate::app::{HeraldApi, Tenant};
 use crate::child::HeraldProcess;
 use crate::database::TempDatabase;
 use crate::delivery::report;
-use crate::flow::{self, FlowOptions, Publishing, round};
+use crate::flow::{self, Flow, FlowOptions, Publishing, round};
 use crate::ingest;
 use crate::progress::Progress;
 use crate::receiver::{Mode, Receiver};
 use crate::report::{Rate, ScenarioReport, thousands};
 use crate::run::Context;
-use crate::system::{CpuClock, MachineCpuClock, Pid};
+use crate::system::{CpuClock, CpuUse, MachineCpu, MachineCpuClock, Pid};
 
 /// One steady-rate scenario.
 pub struct SteadyRate {
@@ -100,7 +100,36 @@ async fn measure(
     let tenant = api.tenant("bench-steady").await?;
     api.webhook(&tenant, "receiver", &receiver.url(MEASURED_PATH))
         .await?;
-    let options = |duration| FlowOptions {
+
+    let warm_up_events = warm_up(
+        ctx,
+        scenario,
+        &api,
+        &warm_up_tenant,
+        receiver,
+        &mut progress,
+    )
+    .await?;
+    let idle = idle_cpu(ctx, pid).await?;
+    let (flow, cpu) =
+        measured_window(ctx, scenario, &api, &tenant, receiver, pid, &mut progress).await?;
+    let completed = api
+        .wait_for_events(&tenant, "completed", flow.published, ctx.drain_within)
+        .await?;
+
+    let figures = SteadyFigures::new(scenario, &flow, cpu, idle, warm_up_events);
+    progress.finish(&format!(
+        "first attempt p50 {:.2} ms, p99 {:.2} ms; Herald {:.3} CPU s per 1,000 events",
+        flow.first_attempt.map_or(0.0, |p| p.p50_ms),
+        flow.first_attempt.map_or(0.0, |p| p.p99_ms),
+        figures.herald_cpu_s_per_1000,
+    ));
+    Ok(figures.into_report(ctx, scenario, flow, completed))
+}
+
+/// Publishing at the scenario's rate for `duration`, one delivery per event.
+fn flow_options(ctx: &Context, scenario: &SteadyRate, duration: Duration) -> FlowOptions {
+    FlowOptions {
         publishing: Publishing::Steady {
             rate_per_s: scenario.rate_per_s,
         },
@@ -108,127 +137,212 @@ async fn measure(
         deliveries_per_event: 1,
         max_backlog: ctx.max_backlog,
         drain_within: ctx.drain_within,
-    };
+    }
+}
 
+/// Publishes to the warm-up tenant for a tenth of the run (a second at most); returns how
+/// many events it published.
+async fn warm_up(
+    ctx: &Context,
+    scenario: &SteadyRate,
+    api: &HeraldApi,
+    warm_up_tenant: &Tenant,
+    receiver: &Receiver,
+    progress: &mut Progress,
+) -> anyhow::Result<u64> {
     // Connections, caches and the first statements of each kind are paid for before the
     // measured window, so its maximum is not the price of a cold start.
     let warm_up_for = ctx.duration.mul_f64(0.1).min(Duration::from_secs(1));
-    let warm_up = flow::run(
-        &api,
-        &warm_up_tenant,
+    let flow = flow::run(
+        api,
+        warm_up_tenant,
         receiver,
         &[WARM_UP_PATH],
-        options(warm_up_for),
-        &mut progress,
+        flow_options(ctx, scenario, warm_up_for),
+        progress,
     )
     .await;
-    ingest::check(&warm_up.load, "the warm-up")?;
+    ingest::check(&flow.load, "the warm-up")?;
+    Ok(flow.published)
+}
 
+/// Herald's CPU while it had nothing to do, once the warm-up settled.
+struct Idle {
+    measured_for: Duration,
+    cpu: CpuUse,
+}
+
+async fn idle_cpu(ctx: &Context, pid: Pid) -> anyhow::Result<Idle> {
     tokio::time::sleep(SETTLE).await;
-    let idle_for = ctx.idle.mul_f64(0.4);
-    let idle_clock = CpuClock::start(pid);
-    tokio::time::sleep(idle_for).await;
-    let idle = idle_clock
-        .read()
-        .context("cannot read the child's CPU time")?;
+    let measured_for = ctx.idle.mul_f64(0.4);
+    let clock = CpuClock::start(pid);
+    tokio::time::sleep(measured_for).await;
+    let cpu = clock.read().context("cannot read the child's CPU time")?;
+    Ok(Idle { measured_for, cpu })
+}
 
+/// The CPU spent over the measured window: Herald's, the benchmark process's (its clients
+/// and receiver), and the whole machine's.
+struct WindowCpu {
+    herald: CpuUse,
+    benchmark: Option<CpuUse>,
+    machine: Option<MachineCpu>,
+}
+
+/// Publishes to the measured tenant for the run's duration, with the CPU clocks running.
+async fn measured_window(
+    ctx: &Context,
+    scenario: &SteadyRate,
+    api: &HeraldApi,
+    tenant: &Tenant,
+    receiver: &Receiver,
+    pid: Pid,
+    progress: &mut Progress,
+) -> anyhow::Result<(Flow, WindowCpu)> {
     let herald_clock = CpuClock::start(pid);
     let benchmark_clock = CpuClock::start(Pid::Current);
     let machine_clock = MachineCpuClock::start();
     let flow = flow::run(
-        &api,
-        &tenant,
+        api,
+        tenant,
         receiver,
         &[MEASURED_PATH],
-        options(ctx.duration),
-        &mut progress,
+        flow_options(ctx, scenario, ctx.duration),
+        progress,
     )
     .await;
-    let herald_cpu = herald_clock
+    let herald = herald_clock
         .read()
         .context("cannot read the child's CPU time")?;
-    let benchmark_cpu = benchmark_clock.read();
+    let benchmark = benchmark_clock.read();
     let machine = machine_clock.read();
     ingest::check(&flow.load, "publishing")?;
-    let completed = api
-        .wait_for_events(&tenant, "completed", flow.published, ctx.drain_within)
-        .await?;
-
-    let events = flow.published;
-    let achieved = flow.load.rate();
-    let cpu_s_per_1000 = herald_cpu.cpu_seconds / events.max(1) as f64 * 1_000.0;
-    let latest_send_ms = flow.latest_send_after_schedule_ms();
-    let behind_schedule = flow.behind_schedule_note();
-    let max_ms = flow.first_attempt.map(|p| p.max_ms);
-    progress.finish(&format!(
-        "first attempt p50 {:.2} ms, p99 {:.2} ms; Herald {:.3} CPU s per 1,000 events",
-        flow.first_attempt.map_or(0.0, |p| p.p50_ms),
-        flow.first_attempt.map_or(0.0, |p| p.p99_ms),
-        cpu_s_per_1000,
-    ));
-    let summary = format!(
-        "max {}; Herald {:.3} CPU s/1,000 events, idle {:.2}% of a core; machine {} busy",
-        max_ms.map_or("-".into(), |ms| format!("{ms:.1} ms")),
-        cpu_s_per_1000,
-        idle.cores * 100.0,
-        machine.map_or("-".into(), |m| format!("{:.0}%", m.busy_percent)),
-    );
-    let mut report = report(
-        ctx,
-        scenario.id,
-        scenario.letter,
-        scenario.title,
-        flow,
-        Some(herald_cpu),
-        Some(completed),
-        summary,
-    );
-    report.throughput = Rate {
-        value: round(achieved, 1),
-        unit: "events/s",
+    let cpu = WindowCpu {
+        herald,
+        benchmark,
+        machine,
     };
-    let figures = &mut report.figures;
-    figures.insert("offered_rate_per_s".into(), json!(scenario.rate_per_s));
-    figures.insert("achieved_events_per_s".into(), json!(round(achieved, 1)));
-    figures.insert(
-        "latest_send_after_schedule_ms".into(),
-        json!(round(latest_send_ms, 3)),
-    );
-    figures.insert(
-        "herald_cpu_seconds".into(),
-        json!(round(herald_cpu.cpu_seconds, 3)),
-    );
-    figures.insert("herald_cpu_cores".into(), json!(round(herald_cpu.cores, 4)));
-    figures.insert(CPU_S_PER_1000.into(), json!(round(cpu_s_per_1000, 5)));
-    figures.insert(
-        "herald_idle_seconds".into(),
-        json!(round(idle_for.as_secs_f64(), 2)),
-    );
-    figures.insert(
-        "herald_idle_cpu_percent_of_a_core".into(),
-        json!(round(idle.cores * 100.0, 3)),
-    );
-    figures.insert(
-        "benchmark_process_cpu_seconds".into(),
-        json!(benchmark_cpu.map(|cpu| round(cpu.cpu_seconds, 3))),
-    );
-    figures.insert(
-        "machine_cpu_busy_percent".into(),
-        json!(machine.map(|m| round(m.busy_percent, 1))),
-    );
-    figures.insert(
-        "machine_cpu_stolen_percent".into(),
-        json!(machine.map(|m| round(m.stolen_percent, 1))),
-    );
-    figures.insert("warm_up_events".into(), json!(warm_up.published));
-    report.notes.push(format!(
-        "Herald runs as a child process (`herald serve`): its CPU is its own, over the {:.1} s \
-         of publishing and the drain; the machine's busy share includes the benchmark's \
-         clients and receiver",
-        ctx.duration.as_secs_f64()
-    ));
-    report.notes.extend(behind_schedule);
-    Ok(report)
+    Ok((flow, cpu))
+}
+
+/// What k and l report beyond the figures of every delivery scenario.
+struct SteadyFigures {
+    offered_rate_per_s: u64,
+    achieved_events_per_s: f64,
+    latest_send_after_schedule_ms: f64,
+    max_first_attempt_ms: Option<f64>,
+    herald_cpu_s_per_1000: f64,
+    cpu: WindowCpu,
+    idle: Idle,
+    warm_up_events: u64,
+}
+
+impl SteadyFigures {
+    fn new(
+        scenario: &SteadyRate,
+        flow: &Flow,
+        cpu: WindowCpu,
+        idle: Idle,
+        warm_up_events: u64,
+    ) -> SteadyFigures {
+        SteadyFigures {
+            offered_rate_per_s: scenario.rate_per_s,
+            achieved_events_per_s: flow.load.rate(),
+            latest_send_after_schedule_ms: flow.latest_send_after_schedule_ms(),
+            max_first_attempt_ms: flow.first_attempt.map(|p| p.max_ms),
+            herald_cpu_s_per_1000: cpu.herald.cpu_seconds / flow.published.max(1) as f64 * 1_000.0,
+            cpu,
+            idle,
+            warm_up_events,
+        }
+    }
+
+    fn into_report(
+        self,
+        ctx: &Context,
+        scenario: &SteadyRate,
+        flow: Flow,
+        completed: u64,
+    ) -> ScenarioReport {
+        let behind_schedule = flow.behind_schedule_note();
+        let mut report = report(
+            ctx,
+            scenario.id,
+            scenario.letter,
+            scenario.title,
+            flow,
+            Some(self.cpu.herald),
+            Some(completed),
+            self.summary(),
+        );
+        report.throughput = Rate {
+            value: round(self.achieved_events_per_s, 1),
+            unit: "events/s",
+        };
+        self.insert_into(&mut report.figures);
+        report.notes.push(format!(
+            "Herald runs as a child process (`herald serve`): its CPU is its own, over the {:.1} s \
+             of publishing and the drain; the machine's busy share includes the benchmark's \
+             clients and receiver",
+            ctx.duration.as_secs_f64()
+        ));
+        report.notes.extend(behind_schedule);
+        report
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "max {}; Herald {:.3} CPU s/1,000 events, idle {:.2}% of a core; machine {} busy",
+            self.max_first_attempt_ms
+                .map_or("-".into(), |ms| format!("{ms:.1} ms")),
+            self.herald_cpu_s_per_1000,
+            self.idle.cpu.cores * 100.0,
+            self.cpu
+                .machine
+                .map_or("-".into(), |m| format!("{:.0}%", m.busy_percent)),
+        )
+    }
+
+    fn insert_into(&self, figures: &mut Map<String, Value>) {
+        let (herald, benchmark, machine) = (self.cpu.herald, self.cpu.benchmark, self.cpu.machine);
+        for (name, value) in [
+            ("offered_rate_per_s", json!(self.offered_rate_per_s)),
+            (
+                "achieved_events_per_s",
+                json!(round(self.achieved_events_per_s, 1)),
+            ),
+            (
+                "latest_send_after_schedule_ms",
+                json!(round(self.latest_send_after_schedule_ms, 3)),
+            ),
+            ("herald_cpu_seconds", json!(round(herald.cpu_seconds, 3))),
+            ("herald_cpu_cores", json!(round(herald.cores, 4))),
+            (CPU_S_PER_1000, json!(round(self.herald_cpu_s_per_1000, 5))),
+            (
+                "herald_idle_seconds",
+                json!(round(self.idle.measured_for.as_secs_f64(), 2)),
+            ),
+            (
+                "herald_idle_cpu_percent_of_a_core",
+                json!(round(self.idle.cpu.cores * 100.0, 3)),
+            ),
+            (
+                "benchmark_process_cpu_seconds",
+                json!(benchmark.map(|cpu| round(cpu.cpu_seconds, 3))),
+            ),
+            (
+                "machine_cpu_busy_percent",
+                json!(machine.map(|m| round(m.busy_percent, 1))),
+            ),
+            (
+                "machine_cpu_stolen_percent",
+                json!(machine.map(|m| round(m.stolen_percent, 1))),
+            ),
+            ("warm_up_events", json!(self.warm_up_events)),
+        ] {
+            figures.insert(name.into(), value);
+        }
+    }
 }
 
 /// When the run also measured Herald alone at saturation (scenario i), adds to k and l their
