@@ -14,8 +14,9 @@ use crate::api::rate::WriteLimiter;
 use crate::api::serve::{ServeLimits, serve};
 use crate::api::{self, AppState};
 use crate::config::{Config, redact_password};
-use crate::delivery::{self, Wakeup};
+use crate::delivery::{self, Claims, Clock, Wakeup};
 use crate::domain::health::HealthPolicy;
+use crate::domain::ids::NodeId;
 use crate::ingest::Ingest;
 use crate::store::{self, Store};
 use crate::telemetry::metrics_handle;
@@ -43,6 +44,8 @@ pub async fn open_store_with(
 pub struct App {
     listener: TcpListener,
     state: AppState,
+    /// The node's claims, shared by the ingest writer and the dispatcher `run` starts.
+    claims: Claims,
     tracker: TaskTracker,
 }
 
@@ -54,10 +57,18 @@ impl App {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let tracker = TaskTracker::new();
         let wakeup = Wakeup::default();
+        let config = Arc::new(config);
+        let claims = Claims::new(
+            store.clone(),
+            config.clone(),
+            NodeId::generate(),
+            Clock::system(),
+        )?;
         let ingest = Ingest::start(
             store.clone(),
             store::concurrent_publishes(&config.database_url),
             wakeup.clone(),
+            store::claims_when_publishing(&config.database_url).then(|| claims.clone()),
             &tracker,
         );
         let state = AppState {
@@ -70,11 +81,12 @@ impl App {
                 config.partner_write_rate,
                 config.partner_write_burst,
             )),
-            config: Arc::new(config),
+            config,
         };
         Ok(App {
             listener,
             state,
+            claims,
             tracker,
         })
     }
@@ -91,11 +103,13 @@ impl App {
         let App {
             listener,
             state,
+            claims,
             tracker,
         } = self;
         delivery::start(
             state.store.clone(),
             state.config.clone(),
+            claims,
             state.wakeup.clone(),
             &tracker,
             shutdown.clone(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use crate::delivery::Wakeup;
+use crate::delivery::{Claims, Wakeup};
 use crate::domain::event::NewEvent;
 use crate::store::{PublishFailure, PublishOutcome, Store, StoreError};
 
@@ -48,15 +48,23 @@ pub struct Ingest {
 
 impl Ingest {
     /// Starts the writer task on `tracker`, which runs up to `concurrent_commits` commits
-    /// at once ([`crate::store::concurrent_publishes`] of the store's database URL).
+    /// at once ([`crate::store::concurrent_publishes`] of the store's database URL). With
+    /// `claims`, a commit also claims for the node's dispatcher when it can
+    /// ([`crate::store::claims_when_publishing`]).
     pub fn start(
         store: Arc<dyn Store>,
         concurrent_commits: usize,
         wakeup: Wakeup,
+        claims: Option<Claims>,
         tracker: &TaskTracker,
     ) -> Ingest {
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
-        tracker.spawn(write_batches(store, concurrent_commits, wakeup, requests));
+        let writer = Writer {
+            store,
+            wakeup,
+            claims,
+        };
+        tracker.spawn(write_batches(writer, concurrent_commits, requests));
         Ingest { queue }
     }
 
@@ -71,10 +79,17 @@ impl Ingest {
     }
 }
 
-async fn write_batches(
+/// What every commit of the writer shares.
+#[derive(Clone)]
+struct Writer {
     store: Arc<dyn Store>,
-    concurrent_commits: usize,
     wakeup: Wakeup,
+    claims: Option<Claims>,
+}
+
+async fn write_batches(
+    writer: Writer,
+    concurrent_commits: usize,
     mut requests: mpsc::Receiver<PublishRequest>,
 ) {
     // A batch gathers what queued while the commits before it ran; with several commits
@@ -99,9 +114,9 @@ async fn write_batches(
                 Err(_) => break,
             }
         }
-        let (store, wakeup) = (store.clone(), wakeup.clone());
+        let writer = writer.clone();
         commits.spawn(async move {
-            commit(store.as_ref(), &wakeup, batch).await;
+            writer.commit(batch).await;
             drop(slot);
         });
     }
@@ -109,30 +124,67 @@ async fn write_batches(
     commits.wait().await;
 }
 
-/// Commits one batch and answers each of its requests.
-async fn commit(store: &dyn Store, wakeup: &Wakeup, batch: Vec<PublishRequest>) {
-    let queued_events: usize = batch.iter().map(|r| r.events.len()).sum();
-    let sizes: Vec<usize> = batch.iter().map(|r| r.events.len()).collect();
-    let mut replies = Vec::with_capacity(batch.len());
-    let mut events = Vec::with_capacity(queued_events);
-    for request in batch {
-        events.extend(request.events);
-        replies.push(request.reply);
-    }
-    let results: Vec<EventResult> = match store.publish_events(events).await {
-        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-        Err(failure) => {
-            tracing::error!(error = %failure.error, events = queued_events,
-                "commit of published events failed; committing them in parts");
-            isolate(store, failure).await
+impl Writer {
+    /// Commits one batch and answers each of its requests.
+    async fn commit(&self, batch: Vec<PublishRequest>) {
+        let queued_events: usize = batch.iter().map(|r| r.events.len()).sum();
+        let sizes: Vec<usize> = batch.iter().map(|r| r.events.len()).collect();
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut events = Vec::with_capacity(queued_events);
+        for request in batch {
+            events.extend(request.events);
+            replies.push(request.reply);
         }
-    };
-    if results
-        .iter()
-        .any(|r| matches!(r, Ok(PublishOutcome::Created(_))))
-    {
-        wakeup.wake();
+        let store = self.store.as_ref();
+        let (published, claimed_all) = self.publish(events).await;
+        let results: Vec<EventResult> = match published {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Err(failure) => {
+                tracing::error!(error = %failure.error, events = queued_events,
+                    "commit of published events failed; committing them in parts");
+                isolate(store, failure).await
+            }
+        };
+        if !claimed_all
+            && results
+                .iter()
+                .any(|r| matches!(r, Ok(PublishOutcome::Created(_))))
+        {
+            self.wakeup.wake();
+        }
+        answer(replies, sizes, results);
     }
+
+    /// Stores `events`, claiming for the node in the same commit when no other claim is
+    /// under way. `true` when that claim left the dispatcher nothing to do: it took every
+    /// event it fanned out that the node had room for, and wrote no result that could have
+    /// scheduled a retry (the dispatcher learns of those from its own claims).
+    async fn publish(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> (Result<Vec<PublishOutcome>, PublishFailure>, bool) {
+        let store = self.store.as_ref();
+        let Some(claim) = self.claims.as_ref().and_then(Claims::try_begin) else {
+            return (store.publish_events(events).await, false);
+        };
+        match store.publish_and_claim(events, claim.request()).await {
+            Ok((outcomes, Some(work))) => {
+                let recorded = work.recorded;
+                let tick = claim.start(work);
+                (Ok(outcomes), !tick.more && recorded == 0)
+            }
+            Ok((outcomes, None)) => (Ok(outcomes), false),
+            Err(failure) => (Err(failure), false),
+        }
+    }
+}
+
+/// Answers each request of a batch with its share of the batch's results.
+fn answer(
+    replies: Vec<oneshot::Sender<Result<Vec<EventResult>, IngestError>>>,
+    sizes: Vec<usize>,
+    results: Vec<EventResult>,
+) {
     let mut results = results.into_iter();
     for (reply, size) in replies.into_iter().zip(sizes) {
         let mut mine: Vec<EventResult> = results.by_ref().take(size).collect();

@@ -10,56 +10,30 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Wakeup;
-use super::attempt::Attempts;
+use super::claims::{Claims, Tick};
 use super::clock::Clock;
-use super::in_flight::Slots;
 use super::sender::Sender;
 use crate::config::Config;
 use crate::domain::ids::NodeId;
-use crate::store::{ClaimRequest, Store, StoreResult};
+use crate::store::{Store, StoreResult};
 
-/// Most pending events fanned out per tick.
-const BATCH: usize = 500;
-/// Most deliveries claimed per tick. The claim reads a few times this many due deliveries,
-/// so a smaller batch keeps each tick (and the writer it holds) short; a full batch makes the
-/// dispatcher go round again at once.
-const CLAIM_BATCH: usize = 128;
-/// Claims outlive the delivery timeout by this margin (the contract allows at most 10 s).
-const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// The longest the dispatcher sleeps without looking at the store.
 const MAX_IDLE: Duration = Duration::from_secs(5);
 /// How long a graceful shutdown waits for attempts in flight before releasing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// What one tick did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tick {
-    /// Pending events fanned out.
-    pub fanned_out: usize,
-    /// Deliveries claimed, each now attempted by a task of its own.
-    pub claimed: usize,
-    /// More is probably waiting: a full fan-out or a full claim.
-    pub more: bool,
-    /// Slots were left free after the claim.
-    pub room_left: bool,
-    /// The instant the tick claimed at.
-    pub at_ms: i64,
-}
-
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     config: Arc<Config>,
-    attempts: Attempts,
-    sends: JoinSet<()>,
+    claims: Claims,
     wakeup: Wakeup,
-    lease_ms: i64,
 }
 
 impl Dispatcher {
+    /// A dispatcher with claims of its own (tests drive it alone).
     pub fn new(
         store: Arc<dyn Store>,
         config: Arc<Config>,
@@ -67,71 +41,42 @@ impl Dispatcher {
         node: NodeId,
         clock: Clock,
     ) -> anyhow::Result<Dispatcher> {
-        let lease = config.delivery_timeout.saturating_add(LEASE_MARGIN);
-        Ok(Dispatcher {
-            attempts: Attempts {
-                store: store.clone(),
-                sender: Arc::new(Sender::new(&config)?),
-                policy: config.retry_policy(),
-                node,
-                slots: Slots::default(),
-                clock,
-            },
-            lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
+        let claims = Claims::new(store.clone(), config.clone(), node, clock)?;
+        Ok(Dispatcher::with_claims(store, config, wakeup, claims))
+    }
+
+    /// A dispatcher claiming through `claims`, which publishing commits share.
+    pub fn with_claims(
+        store: Arc<dyn Store>,
+        config: Arc<Config>,
+        wakeup: Wakeup,
+        claims: Claims,
+    ) -> Dispatcher {
+        Dispatcher {
             store,
             config,
-            sends: JoinSet::new(),
+            claims,
             wakeup,
-        })
+        }
     }
 
     /// One step: claims what the node has room for (the store fans out pending events and
     /// writes finished attempts' results on the way) and starts an attempt task for each
     /// delivery claimed.
     pub async fn tick(&mut self) -> StoreResult<Tick> {
-        while self.sends.try_join_next().is_some() {}
-        let max_in_flight = self.config.max_in_flight as usize;
-        let (free, capacity) = {
-            let in_flight = self.attempts.slots.lock();
-            let free = max_in_flight.saturating_sub(in_flight.len());
-            let capacity = in_flight.capacity(
-                free.min(CLAIM_BATCH),
-                self.config.max_in_flight_per_webhook as usize,
-                self.config.max_in_flight_per_tenant as usize,
-            );
-            (free, capacity)
-        };
-        metrics::gauge!("herald_deliveries_in_flight_node").set((max_in_flight - free) as f64);
-        let request = ClaimRequest {
-            node: self.attempts.node.clone(),
-            now_ms: self.attempts.clock.now_ms(),
-            lease_ms: self.lease_ms,
-            fan_out_limit: BATCH,
-            capacity,
-        };
-        let work = self.store.claim(&request).await?;
-        let claimed = work.deliveries.len();
-        for delivery in work.deliveries {
-            self.attempts.slots.lock().start(&delivery);
-            self.sends.spawn(self.attempts.attempt(delivery));
-        }
-        Ok(Tick {
-            fanned_out: work.fanned_out,
-            claimed,
-            more: work.fanned_out == BATCH || (claimed == request.capacity.limit && claimed > 0),
-            room_left: free > claimed,
-            at_ms: request.now_ms,
-        })
+        let claim = self.claims.begin().await;
+        let work = self.store.claim(claim.request()).await?;
+        Ok(claim.start(work))
     }
 
     /// The sender attempts go through, for other outbound calls under the same rules.
     pub(super) fn sender(&self) -> Arc<Sender> {
-        self.attempts.sender.clone()
+        self.claims.sender()
     }
 
     /// Waits until every attempt started so far has ended and handed its result over.
     pub async fn settle(&mut self) {
-        while self.sends.join_next().await.is_some() {}
+        self.claims.settle().await;
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) {
@@ -154,12 +99,12 @@ impl Dispatcher {
                     Duration::from_millis(100 * u64::from(failures.min(30)))
                 }
             };
-            let attempt_done = self.attempts.slots.attempt_done.clone();
+            let attempt_done = self.claims.slots().attempt_done.clone();
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.wakeup.woken(), if failures == 0 => {}
                 _ = attempt_done.notified(), if failures == 0 => {}
-                _ = self.attempts.clock.sleep(pause) => {}
+                _ = self.claims.clock().sleep(pause) => {}
             }
         }
         self.drain().await;
@@ -171,7 +116,7 @@ impl Dispatcher {
             return MAX_IDLE;
         }
         match self.store.next_wake_at().await {
-            Ok(next) => sleep_until_due(next, tick.at_ms, self.attempts.clock.now_ms()),
+            Ok(next) => sleep_until_due(next, tick.at_ms, self.claims.clock().now_ms()),
             Err(error) => {
                 tracing::warn!(%error, "dispatcher could not read the next due time");
                 Duration::from_secs(1)
@@ -183,19 +128,19 @@ impl Dispatcher {
     /// recorded; the rest are cancelled and their deliveries released untried, for the next
     /// run or another node.
     async fn drain(mut self) {
+        self.claims.close().await;
         let grace = SHUTDOWN_GRACE.min(self.config.delivery_timeout);
         if tokio::time::timeout(grace, self.settle()).await.is_err() {
-            self.sends.abort_all();
-            while self.sends.join_next().await.is_some() {}
+            self.claims.abandon().await;
         }
         if let Err(error) = self.store.flush_results().await {
             tracing::warn!(%error, "could not record attempt results at shutdown; their leases will expire");
         }
-        let unfinished = self.attempts.slots.lock().deliveries();
+        let unfinished = self.claims.slots().lock().deliveries();
         if unfinished.is_empty() {
             return;
         }
-        match self.store.release(&self.attempts.node, &unfinished).await {
+        match self.store.release(self.claims.node(), &unfinished).await {
             Ok(()) => tracing::info!(
                 released = unfinished.len(),
                 "released deliveries in flight at shutdown"

@@ -4,6 +4,7 @@
 //! transaction across an HTTP call.
 
 mod attempt;
+mod claims;
 mod clock;
 mod dispatcher;
 mod in_flight;
@@ -18,12 +19,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use claims::{Claim, Claims, Tick};
 pub use clock::Clock;
-pub use dispatcher::{Dispatcher, Tick};
+pub use dispatcher::Dispatcher;
 use notifier::Notifier;
 
 use crate::config::Config;
-use crate::domain::ids::NodeId;
 use crate::domain::time::now_ms;
 use crate::store::Store;
 
@@ -42,28 +43,23 @@ impl Wakeup {
     }
 }
 
-/// Takes back this node's leftover claims, then starts the dispatcher, the store's own work
-/// beside it, the recoveries, the retention task and (with an operator webhook) the notifier
-/// on `tracker`; they stop when `shutdown` is cancelled.
+/// Takes back this node's leftover claims, then starts the dispatcher (claiming through
+/// `claims`), the store's own work beside it, the recoveries, the retention task and (with an
+/// operator webhook) the notifier on `tracker`; they stop when `shutdown` is cancelled.
 pub async fn start(
     store: Arc<dyn Store>,
     config: Arc<Config>,
+    claims: Claims,
     wakeup: Wakeup,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let node = NodeId::generate();
+    let node = claims.node().clone();
     let recovered = store.recover(&node, now_ms()).await?;
     if recovered > 0 {
         tracing::info!(recovered, "took back deliveries claimed by a previous run");
     }
-    let dispatcher = Dispatcher::new(
-        store.clone(),
-        config.clone(),
-        wakeup.clone(),
-        node.clone(),
-        Clock::system(),
-    )?;
+    let dispatcher = Dispatcher::with_claims(store.clone(), config.clone(), wakeup.clone(), claims);
     // The store's work signal (a retry queued, another node's news) also tells of attempts
     // whose results may have changed a webhook's health.
     let notifier_wakeup = Wakeup::default();

@@ -115,6 +115,18 @@ pub trait EventStore: Send + Sync {
         &self,
         events: Vec<NewEvent>,
     ) -> Result<Vec<PublishOutcome>, PublishFailure>;
+    /// [`EventStore::publish_events`], and in the same commit, where the backend's writes
+    /// allow it, the claim [`DeliveryStore::claim`] would make: an event published to an idle
+    /// node is claimed by the transaction that stores it, instead of by a transaction of its
+    /// own after a wake-up. `None` when the backend does not (PostgreSQL, whose publishes
+    /// commit side by side in one statement each; its dispatchers claim on notification).
+    async fn publish_and_claim(
+        &self,
+        events: Vec<NewEvent>,
+        _claim: &ClaimRequest,
+    ) -> Result<(Vec<PublishOutcome>, Option<ClaimedWork>), PublishFailure> {
+        Ok((self.publish_events(events).await?, None))
+    }
     async fn list_events(&self, query: &EventQuery) -> StoreResult<EventPage>;
     /// The tenant's event whose record id or business eventId is `id`.
     async fn find_event(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Event>>;
@@ -229,6 +241,14 @@ pub fn concurrent_publishes(database_url: &str) -> usize {
     } else {
         1
     }
+}
+
+/// Whether a publish's commit claims for its node in the same transaction
+/// ([`EventStore::publish_and_claim`]) on the database a URL names: on SQLite, whose single
+/// writer would run the claim right after it anyway; not on PostgreSQL, whose publishes
+/// commit side by side while the dispatcher claims.
+pub fn claims_when_publishing(database_url: &str) -> bool {
+    !is_postgres(database_url)
 }
 
 fn is_postgres(database_url: &str) -> bool {

@@ -312,10 +312,13 @@ pub struct ClaimedDelivery {
     pub body: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ClaimedWork {
     pub fanned_out: usize,
     pub deliveries: Vec<ClaimedDelivery>,
+    /// Attempt results written in the claim's transaction: a retry one of them scheduled is
+    /// news to a dispatcher that did not claim itself.
+    pub recorded: usize,
 }
 
 /// One finished attempt, to be logged and applied to its delivery.

@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald::config::Config;
-use herald::delivery::{Clock, Dispatcher, Tick, Wakeup};
+use herald::delivery::{Claims, Clock, Dispatcher, Tick, Wakeup};
 use herald::domain::ids::{EventId, NodeId};
 use herald::domain::status::{AttemptStatus, EventStatus};
 use herald::domain::time::now_ms;
-use herald::store::{DeliveryLog, Event, NewWebhook, Store};
+use herald::ingest::Ingest;
+use herald::store::{DeliveryLog, Event, NewWebhook, PublishOutcome, Store};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::isolation::{fresh_store, new_event};
@@ -35,6 +37,18 @@ fn woken_by(
     clock: &Clock,
     env: &[(&str, &str)],
 ) -> Dispatcher {
+    Dispatcher::new(
+        store.clone(),
+        test_config(env),
+        wakeup,
+        NodeId::generate(),
+        clock.clone(),
+    )
+    .expect("dispatcher builds")
+}
+
+/// The settings with `env`, allowed to call a local receiver.
+fn test_config(env: &[(&str, &str)]) -> Arc<Config> {
     let mut vars = vec![
         ("HERALD_ALLOW_HTTP".to_string(), "true".to_string()),
         (
@@ -43,15 +57,7 @@ fn woken_by(
         ),
     ];
     vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let config = Config::load(None, vars, &[]).expect("test configuration is valid");
-    Dispatcher::new(
-        store.clone(),
-        Arc::new(config),
-        wakeup,
-        NodeId::generate(),
-        clock.clone(),
-    )
-    .expect("dispatcher builds")
+    Arc::new(Config::load(None, vars, &[]).expect("test configuration is valid"))
 }
 
 pub(super) async fn subscribe(store: &dyn Store, url: String) {
@@ -316,4 +322,45 @@ async fn completed(store: &dyn Store, id: EventId) {
         assert!(std::time::Instant::now() < deadline, "{:?}", event.status);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn a_publish_to_an_idle_node_is_claimed_by_its_own_commit_on_sqlite() {
+    let Some((store, _dir)) = fresh_store().await else {
+        return;
+    };
+    let receiver = TestReceiver::answering(200).await;
+    subscribe(store.as_ref(), receiver.url("/hook")).await;
+    let (clock, config) = (Clock::manual(now_ms()), test_config(&[]));
+    let claims = Claims::new(store.clone(), config.clone(), NodeId::generate(), clock)
+        .expect("claims build");
+    let mut dispatcher =
+        Dispatcher::with_claims(store.clone(), config, Wakeup::default(), claims.clone());
+    let tracker = TaskTracker::new();
+    // PostgreSQL's publishes commit side by side and leave the claims to the dispatchers.
+    let claiming = matches!(super::BACKEND, super::Backend::Sqlite);
+    let ingest = Ingest::start(store.clone(), 1, Wakeup::default(), Some(claims), &tracker);
+    let published = ingest
+        .publish(vec![new_event("{}")])
+        .await
+        .expect("published");
+    let Some(Ok(PublishOutcome::Created(event))) = published.first() else {
+        panic!("the event is created: {published:?}");
+    };
+    if claiming {
+        // The dispatcher has not ticked: the publishing commit claimed the delivery and
+        // started its attempt; the next tick only writes its result.
+        receiver.wait_for(1, Duration::from_secs(10)).await;
+        dispatcher.settle().await;
+        let tick = step(&mut dispatcher, store.as_ref()).await;
+        assert_eq!((tick.fanned_out, tick.claimed), (0, 0));
+    } else {
+        let queue = store.queue_depth().await.expect("depth");
+        assert_eq!((queue.pending_events, queue.in_flight), (1, 0));
+        let tick = step(&mut dispatcher, store.as_ref()).await;
+        assert_eq!((tick.fanned_out, tick.claimed), (1, 1));
+    }
+    let (event, logs) = state(store.as_ref(), event.id).await;
+    assert_eq!((event.status, logs.len()), (EventStatus::Completed, 1));
+    assert_eq!(receiver.received().len(), 1);
 }

@@ -74,6 +74,7 @@ async fn a_publish_the_database_refuses_fails_alone_in_a_shared_commit() {
         store.clone(),
         herald::store::concurrent_publishes(&url),
         Wakeup::default(),
+        None,
         &tracker,
     );
     let (single_good, single_bad, batch, other_batch) = (

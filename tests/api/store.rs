@@ -164,6 +164,60 @@ async fn a_claim_fans_out_and_takes_no_more_than_the_node_has_room_for() {
 }
 
 #[tokio::test]
+async fn a_publish_claims_in_its_own_commit_on_sqlite_and_leaves_it_to_the_dispatcher_elsewhere() {
+    let Some((store, _dir)) = fresh_store().await else {
+        return;
+    };
+    let webhook = webhook(store.as_ref()).await;
+    // A result waiting to be written, from an earlier claim: a publish's claim writes it.
+    store
+        .publish_events(vec![new_event("{}")])
+        .await
+        .expect("stored");
+    let earlier = claim(store.as_ref(), &request("a", now_ms(), 10, &[])).await;
+    store.record_result(result(&earlier[0], "a", NextStep::Succeeded));
+    let event = new_event("{}");
+    let (outcomes, work) = store
+        .publish_and_claim(vec![event.clone()], &request("a", now_ms(), 10, &[]))
+        .await
+        .expect("stored");
+    assert!(matches!(&outcomes[0], PublishOutcome::Created(e) if e.id == event.id));
+    let claimed = match super::BACKEND {
+        super::Backend::Sqlite => {
+            let work = work.expect("SQLite claims in the publishing commit");
+            assert_eq!((work.fanned_out, work.recorded), (1, 1));
+            assert_eq!(
+                status_of(store.as_ref(), &earlier[0]).await,
+                EventStatus::Completed
+            );
+            work.deliveries
+        }
+        super::Backend::Postgres => {
+            assert!(
+                work.is_none(),
+                "PostgreSQL's dispatchers claim on notification"
+            );
+            store.flush_results().await.expect("results written");
+            claim(store.as_ref(), &request("a", now_ms(), 10, &[])).await
+        }
+    };
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        (claimed[0].event_id.as_str(), claimed[0].webhook_id),
+        (event.event_id.as_str(), webhook)
+    );
+    assert_eq!(
+        status_of(store.as_ref(), &claimed[0]).await,
+        EventStatus::Processing
+    );
+    let queue = store.queue_depth().await.expect("depth");
+    assert_eq!(
+        (queue.pending_events, queue.queued, queue.in_flight),
+        (0, 0, 1)
+    );
+}
+
+#[tokio::test]
 async fn only_the_claim_holder_releases_and_a_released_delivery_is_claimed_afresh() {
     let Some((store, _dir, _)) = store_with_events(1).await else {
         return;

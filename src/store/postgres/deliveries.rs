@@ -219,6 +219,7 @@ impl DeliveryStore for PostgresStore {
         Ok(ClaimedWork {
             fanned_out: plan.events(),
             deliveries,
+            recorded: 0,
         })
     }
 

@@ -172,10 +172,23 @@ impl SqliteStore {
         request: &ClaimRequest,
         finished: &[AttemptRecord],
     ) -> StoreResult<ClaimedWork> {
-        let now = request.now_ms;
         let mut tx = self.write_transaction(Commit::Relaxed).await?;
-        let fanned_out = fan_out(&mut tx, now, request.fan_out_limit).await?;
-        record_isolated(&mut tx, finished, &self.health).await?;
+        let work = self.claim_in(&mut tx, request, finished).await?;
+        tx.commit().await?;
+        Ok(work)
+    }
+
+    /// A claim's work inside `tx`: fan-out, the results `finished`, leases that ran out, and
+    /// the due deliveries within the request's capacity.
+    pub(super) async fn claim_in(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        request: &ClaimRequest,
+        finished: &[AttemptRecord],
+    ) -> StoreResult<ClaimedWork> {
+        let now = request.now_ms;
+        let fanned_out = fan_out(tx, now, request.fan_out_limit).await?;
+        record_isolated(tx, finished, &self.health).await?;
         // A lease that ran out means its attempt hung: the delivery is due again.
         if now - self.leases_checked_at.load(Ordering::Relaxed) >= LEASE_CHECK_EVERY_MS {
             sqlx::query(
@@ -183,15 +196,15 @@ impl SqliteStore {
                  updated_at = ?1 WHERE state = 'in_flight' AND locked_until < ?1",
             )
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             self.leases_checked_at.store(now, Ordering::Relaxed);
         }
-        let deliveries = claim_due(&mut tx, request).await?;
-        tx.commit().await?;
+        let deliveries = claim_due(tx, request).await?;
         Ok(ClaimedWork {
             fanned_out,
             deliveries,
+            recorded: finished.len(),
         })
     }
 }

@@ -16,13 +16,45 @@ use crate::store::rows::{
 };
 use crate::store::sql;
 use crate::store::{
-    DeliveryLog, DirectPublishOutcome, Event, EventPage, EventQuery, EventStore, MAX_EVENT_LOGS,
-    NewEvent, PublishFailure, PublishOutcome, RetryOutcome, StoreError, StoreResult, pending_event,
+    AttemptRecord, ClaimRequest, ClaimedWork, DeliveryLog, DirectPublishOutcome, Event, EventPage,
+    EventQuery, EventStore, MAX_EVENT_LOGS, NewEvent, PublishFailure, PublishOutcome, RetryOutcome,
+    StoreError, StoreResult, pending_event,
 };
 
 impl SqliteStore {
-    /// Stores `events` in one transaction; see [`EventStore::publish_events`].
-    async fn store_events(&self, events: &[NewEvent]) -> StoreResult<Published> {
+    /// Stores `events` in one transaction, with the claim `claim` if given (taking the
+    /// results waiting to be written); see [`EventStore::publish_and_claim`].
+    async fn store_events(
+        &self,
+        events: &[NewEvent],
+        claim: Option<&ClaimRequest>,
+    ) -> StoreResult<(Published, Option<ClaimedWork>)> {
+        let finished = match claim {
+            Some(_) => self.unrecorded.take(),
+            None => Vec::new(),
+        };
+        match self.store_and_claim(events, claim, &finished).await {
+            Ok(stored) => {
+                if claim.is_some() {
+                    self.unrecorded.written();
+                }
+                Ok(stored)
+            }
+            Err(error) => {
+                if claim.is_some() {
+                    self.unrecorded.not_written(finished, &error);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn store_and_claim(
+        &self,
+        events: &[NewEvent],
+        claim: Option<&ClaimRequest>,
+        finished: &[AttemptRecord],
+    ) -> StoreResult<(Published, Option<ClaimedWork>)> {
         let mut tx = self.write_transaction(Commit::Durable).await?;
         let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant.as_str()).collect();
         tenants.sort_unstable();
@@ -55,14 +87,19 @@ impl SqliteStore {
                 .entry(name)
                 .or_insert_with(|| pending_event(first.clone(), facts.created_at));
         }
+        let work = match claim {
+            Some(request) => Some(self.claim_in(&mut tx, request, finished).await?),
+            None => None,
+        };
         tx.commit().await?;
         self.recent_keys.committed(covered, stored);
-        Ok(Published {
+        let published = Published {
             known: facts.known,
             inserted,
             existing,
             created_at_ms: facts.created_at,
-        })
+        };
+        Ok((published, work))
     }
 }
 
@@ -270,8 +307,22 @@ impl EventStore for SqliteStore {
         &self,
         events: Vec<NewEvent>,
     ) -> Result<Vec<PublishOutcome>, PublishFailure> {
-        match self.store_events(&events).await {
-            Ok(published) => Ok(published.outcomes(events)),
+        match self.store_events(&events, None).await {
+            Ok((published, _)) => Ok(published.outcomes(events)),
+            Err(error) => Err(PublishFailure { error, events }),
+        }
+    }
+
+    /// The claim runs after the inserts, in the publish's transaction: it fans the new
+    /// events out and may claim them at once, and it writes the results waiting, as a
+    /// dispatcher's claim would, with the fsync the publish pays anyway.
+    async fn publish_and_claim(
+        &self,
+        events: Vec<NewEvent>,
+        claim: &ClaimRequest,
+    ) -> Result<(Vec<PublishOutcome>, Option<ClaimedWork>), PublishFailure> {
+        match self.store_events(&events, Some(claim)).await {
+            Ok((published, work)) => Ok((published.outcomes(events), work)),
             Err(error) => Err(PublishFailure { error, events }),
         }
     }
