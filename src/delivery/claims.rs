@@ -1,8 +1,8 @@
 //! Claiming for this node, one claim at a time: what it may take (its free slots within the
 //! per-webhook and per-tenant limits), and an attempt task for each delivery claimed. The
 //! dispatcher claims through it every tick; a publishing commit claims through it too when
-//! no other claim is under way ([`Claims::try_begin`]), so that an event published to an
-//! idle node is claimed by the transaction that stores it.
+//! the dispatcher sleeps and no other claim is under way ([`Claims::try_begin`]), so that an
+//! event published to an idle node is claimed by the transaction that stores it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -58,6 +58,9 @@ struct Shared {
     turn: Mutex<()>,
     /// Set at shutdown: publishing commits claim no more (the dispatcher is draining).
     closed: AtomicBool,
+    /// Cleared while the dispatcher is awake: it is about to claim, or claiming, so a
+    /// publishing commit leaves the claim to it rather than adding one of its own.
+    dispatcher_idle: AtomicBool,
     sends: TaskTracker,
     /// Cancels the attempts still running when the shutdown's grace period is over.
     abandon: CancellationToken,
@@ -84,6 +87,7 @@ impl Claims {
             config,
             turn: Mutex::new(()),
             closed: AtomicBool::new(false),
+            dispatcher_idle: AtomicBool::new(true),
             sends: TaskTracker::new(),
             abandon: CancellationToken::new(),
         })))
@@ -95,14 +99,23 @@ impl Claims {
         self.claim(turn)
     }
 
-    /// A claim, unless another is under way (its work would then be this one's) or the
-    /// node is shutting down.
+    /// A claim, unless another is under way or the dispatcher is awake (its claim would
+    /// then take this one's work: under load, claims in publishing commits only lengthened
+    /// them), or the node is shutting down.
     pub fn try_begin(&self) -> Option<Claim<'_>> {
+        if !self.0.dispatcher_idle.load(Ordering::Acquire) {
+            return None;
+        }
         let turn = self.0.turn.try_lock().ok()?;
         if self.0.closed.load(Ordering::Acquire) {
             return None;
         }
         Some(self.claim(turn))
+    }
+
+    /// The dispatcher goes to sleep (`true`) or wakes up (`false`).
+    pub(super) fn dispatcher_idle(&self, idle: bool) {
+        self.0.dispatcher_idle.store(idle, Ordering::Release);
     }
 
     /// Stops publishing commits from claiming, once a claim under way has started its

@@ -100,12 +100,14 @@ impl Dispatcher {
                 }
             };
             let attempt_done = self.claims.slots().attempt_done.clone();
+            self.claims.dispatcher_idle(true);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.wakeup.woken(), if failures == 0 => {}
                 _ = attempt_done.notified(), if failures == 0 => {}
                 _ = self.claims.clock().sleep(pause) => {}
             }
+            self.claims.dispatcher_idle(false);
         }
         self.drain().await;
     }
