@@ -155,8 +155,8 @@ impl Writer {
         answer(replies, sizes, results);
     }
 
-    /// Stores `events`, claiming for the node in the same commit when no other claim is
-    /// under way. `true` when that claim left the dispatcher nothing to do: it took every
+    /// Stores `events`, claiming for the node in the same commit when it may
+    /// ([`Claims::try_begin`]). `true` when that claim left the dispatcher nothing to do: it took every
     /// event it fanned out that the node had room for, and wrote no result that could have
     /// scheduled a retry (the dispatcher learns of those from its own claims).
     async fn publish(
@@ -164,7 +164,8 @@ impl Writer {
         events: Vec<NewEvent>,
     ) -> (Result<Vec<PublishOutcome>, PublishFailure>, bool) {
         let store = self.store.as_ref();
-        let Some(claim) = self.claims.as_ref().and_then(Claims::try_begin) else {
+        let claim = self.claims.as_ref().and_then(|c| c.try_begin(events.len()));
+        let Some(claim) = claim else {
             return (store.publish_events(events).await, false);
         };
         match store.publish_and_claim(events, claim.request()).await {

@@ -1,8 +1,8 @@
 //! Claiming for this node, one claim at a time: what it may take (its free slots within the
 //! per-webhook and per-tenant limits), and an attempt task for each delivery claimed. The
-//! dispatcher claims through it every tick; a publishing commit claims through it too when
-//! the dispatcher sleeps and no other claim is under way ([`Claims::try_begin`]), so that an
-//! event published to an idle node is claimed by the transaction that stores it.
+//! dispatcher claims through it every tick; a publishing commit claims through it too when no
+//! other claim is under way ([`Claims::try_begin`]), so that an event published at a steady
+//! rate is claimed by the transaction that stores it, not by one of its own after a wake-up.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,6 +27,8 @@ pub(super) const FAN_OUT_BATCH: usize = 500;
 /// a smaller batch keeps each claim (and the writer it holds) short; a full batch makes the
 /// dispatcher go round again at once.
 const CLAIM_BATCH: usize = 128;
+/// Most events a publishing commit carries to claim even while the dispatcher is awake.
+const SMALL_PUBLISH: usize = 8;
 /// Claims outlive the delivery timeout by this margin (the contract allows at most 10 s).
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
@@ -58,7 +60,7 @@ struct Shared {
     turn: Mutex<()>,
     /// Set at shutdown: publishing commits claim no more (the dispatcher is draining).
     closed: AtomicBool,
-    /// Cleared while the dispatcher is awake: it is about to claim, or claiming, so a
+    /// Cleared while the dispatcher is awake: it is about to claim, or claiming, so a large
     /// publishing commit leaves the claim to it rather than adding one of its own.
     dispatcher_idle: AtomicBool,
     sends: TaskTracker,
@@ -99,11 +101,14 @@ impl Claims {
         self.claim(turn)
     }
 
-    /// A claim, unless another is under way or the dispatcher is awake (its claim would
-    /// then take this one's work: under load, claims in publishing commits only lengthened
-    /// them), or the node is shutting down.
-    pub fn try_begin(&self) -> Option<Claim<'_>> {
-        if !self.0.dispatcher_idle.load(Ordering::Acquire) {
+    /// A claim for a publishing commit of `events` events, unless another claim is under
+    /// way or the node is shutting down. A large commit claims only while the dispatcher
+    /// sleeps: under load the dispatcher's own claims take the work, and claims in large
+    /// publishing commits only lengthened them (herald bench d and h fell 9%). A small one
+    /// (a steady rate, where each commit carries a few events) claims all the same: it saves
+    /// the transaction the dispatcher would start for its events.
+    pub fn try_begin(&self, events: usize) -> Option<Claim<'_>> {
+        if events > SMALL_PUBLISH && !self.0.dispatcher_idle.load(Ordering::Acquire) {
             return None;
         }
         let turn = self.0.turn.try_lock().ok()?;
