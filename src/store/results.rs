@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use super::{AttemptRecord, StoreError};
+use super::{AttemptRecord, StoreError, StoreResult};
 use crate::domain::status::{AttemptStatus, DeliveryState};
 
 /// Most results written in one transaction.
@@ -55,6 +55,17 @@ impl Unrecorded {
         } else {
             let rest = state.records.split_off(RECORD_BATCH);
             std::mem::replace(&mut state.records, rest)
+        }
+    }
+
+    /// Settles a batch from [`Unrecorded::take`] by the outcome of writing it: written, or
+    /// waiting again ([`Unrecorded::not_written`]).
+    pub(super) fn settle<T>(&self, batch: Vec<AttemptRecord>, outcome: &StoreResult<T>) {
+        match outcome {
+            Ok(_) => self.written(),
+            Err(error) => {
+                self.not_written(batch, error);
+            }
         }
     }
 

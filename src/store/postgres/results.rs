@@ -169,16 +169,9 @@ impl PostgresStore {
         if batch.is_empty() {
             return Ok(false);
         }
-        match self.record_batch(&batch).await {
-            Ok(()) => {
-                self.unrecorded.written();
-                Ok(true)
-            }
-            Err(error) => {
-                self.unrecorded.not_written(batch, &error);
-                Err(error)
-            }
-        }
+        let outcome = self.record_batch(&batch).await;
+        self.unrecorded.settle(batch, &outcome);
+        outcome.map(|()| true)
     }
 
     /// Writes attempt results in batches beside the claims (transactions here run side by

@@ -213,16 +213,9 @@ impl SqliteStore {
 impl DeliveryStore for SqliteStore {
     async fn claim(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork> {
         let finished = self.unrecorded.take();
-        match self.claim_recording(request, &finished).await {
-            Ok(work) => {
-                self.unrecorded.written();
-                Ok(work)
-            }
-            Err(error) => {
-                self.unrecorded.not_written(finished, &error);
-                Err(error)
-            }
-        }
+        let outcome = self.claim_recording(request, &finished).await;
+        self.unrecorded.settle(finished, &outcome);
+        outcome
     }
 
     fn record_result(&self, result: AttemptRecord) {

@@ -29,24 +29,13 @@ impl SqliteStore {
         events: &[NewEvent],
         claim: Option<&ClaimRequest>,
     ) -> StoreResult<(Published, Option<ClaimedWork>)> {
-        let finished = match claim {
-            Some(_) => self.unrecorded.take(),
-            None => Vec::new(),
-        };
-        match self.store_and_claim(events, claim, &finished).await {
-            Ok(stored) => {
-                if claim.is_some() {
-                    self.unrecorded.written();
-                }
-                Ok(stored)
-            }
-            Err(error) => {
-                if claim.is_some() {
-                    self.unrecorded.not_written(finished, &error);
-                }
-                Err(error)
-            }
+        if claim.is_none() {
+            return self.store_and_claim(events, None, &[]).await;
         }
+        let finished = self.unrecorded.take();
+        let outcome = self.store_and_claim(events, claim, &finished).await;
+        self.unrecorded.settle(finished, &outcome);
+        outcome
     }
 
     async fn store_and_claim(

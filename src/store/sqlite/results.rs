@@ -214,13 +214,8 @@ impl SqliteStore {
                 Ok::<_, StoreError>(tx.commit().await?)
             }
             .await;
-            match written {
-                Ok(()) => self.unrecorded.written(),
-                Err(error) => {
-                    self.unrecorded.not_written(finished, &error);
-                    return Err(error);
-                }
-            }
+            self.unrecorded.settle(finished, &written);
+            written?;
         }
     }
 }
