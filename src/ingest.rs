@@ -156,9 +156,9 @@ impl Writer {
     }
 
     /// Stores `events`, claiming for the node in the same commit when it may
-    /// ([`Claims::try_begin`]). `true` when that claim left the dispatcher nothing to do: it took every
-    /// event it fanned out that the node had room for, and wrote no result that could have
-    /// scheduled a retry (the dispatcher learns of those from its own claims).
+    /// ([`Claims::try_begin`]). `true` when that claim left the dispatcher nothing to do: it
+    /// fanned out every pending event and left no due delivery waiting for room (the
+    /// dispatcher then claims as attempts end).
     async fn publish(
         &self,
         events: Vec<NewEvent>,
@@ -170,9 +170,8 @@ impl Writer {
         };
         match store.publish_and_claim(events, claim.request()).await {
             Ok((outcomes, Some(work))) => {
-                let recorded = work.recorded;
                 let tick = claim.start(work);
-                (Ok(outcomes), !tick.more && recorded == 0)
+                (Ok(outcomes), !tick.more && !tick.due_left)
             }
             Ok((outcomes, None)) => (Ok(outcomes), false),
             Err(failure) => (Err(failure), false),

@@ -43,6 +43,8 @@ pub struct Tick {
     pub more: bool,
     /// Slots were left free after the claim.
     pub room_left: bool,
+    /// Due deliveries were left for want of room ([`ClaimedWork::due_left`]).
+    pub due_left: bool,
     /// The instant the claim was made at.
     pub at_ms: i64,
 }
@@ -217,6 +219,7 @@ impl Claim<'_> {
     /// Starts an attempt task for each delivery the store claimed for this request.
     pub fn start(self, work: ClaimedWork) -> Tick {
         let claimed = work.deliveries.len();
+        let due_left = work.due_left;
         let attempts = &self.claims.0.attempts;
         for delivery in work.deliveries {
             attempts.slots.lock().start(&delivery);
@@ -228,6 +231,7 @@ impl Claim<'_> {
             claimed,
             more: work.fanned_out == FAN_OUT_BATCH || (claimed == limit && claimed > 0),
             room_left: self.free > claimed,
+            due_left,
             at_ms: self.request.now_ms,
         }
     }

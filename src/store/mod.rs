@@ -116,7 +116,8 @@ pub trait EventStore: Send + Sync {
         events: Vec<NewEvent>,
     ) -> Result<Vec<PublishOutcome>, PublishFailure>;
     /// [`EventStore::publish_events`], and in the same commit, where the backend's writes
-    /// allow it, the claim [`DeliveryStore::claim`] would make: an event published to an idle
+    /// allow it, the fan-out and claim [`DeliveryStore::claim`] would make (results waiting
+    /// are left to the dispatcher's claims): an event published to an idle
     /// node is claimed by the transaction that stores it, instead of by a transaction of its
     /// own after a wake-up. `None` when the backend does not (PostgreSQL, whose publishes
     /// commit side by side in one statement each; its dispatchers claim on notification).
@@ -162,11 +163,14 @@ pub trait DeliveryStore: Send + Sync {
     /// transaction (SQLite, which has one writer, does).
     async fn claim(&self, request: &ClaimRequest) -> StoreResult<ClaimedWork>;
     /// Hands over a finished attempt's result, to be logged and applied to its delivery (and
-    /// its event's status) in a batch: by the next claim on SQLite, beside the claims on
-    /// PostgreSQL. Returns at once. A result the database refuses is logged and skipped (its
+    /// its event's status) in a batch: by the dispatcher's next claim on SQLite, beside the
+    /// claims on PostgreSQL. Returns at once. A result the database refuses is logged and skipped (its
     /// delivery is left to its lease) rather than failing the others; a batch that cannot be
     /// written is tried again, and dropped after repeated failures.
     fn record_result(&self, result: AttemptRecord);
+    /// How many results handed over wait for the dispatcher's next claim to write them (on
+    /// SQLite); 0 on PostgreSQL, whose recorder writes them by itself.
+    fn results_waiting(&self) -> usize;
     /// Writes every result handed over and not written yet (graceful shutdown, tests).
     async fn flush_results(&self) -> StoreResult<()>;
     /// Puts claimed deliveries back in the queue untried (graceful shutdown).

@@ -316,9 +316,10 @@ pub struct ClaimedDelivery {
 pub struct ClaimedWork {
     pub fanned_out: usize,
     pub deliveries: Vec<ClaimedDelivery>,
-    /// Attempt results written in the claim's transaction: a retry one of them scheduled is
-    /// news to a dispatcher that did not claim itself.
-    pub recorded: usize,
+    /// Due deliveries the claim left for want of room (the node, a webhook or a tenant at its
+    /// limit), which an attempt's freed slot may let in. A backend that cannot tell says
+    /// `true`, so that every finished attempt is followed by a claim.
+    pub due_left: bool,
 }
 
 /// One finished attempt, to be logged and applied to its delivery.

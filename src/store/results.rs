@@ -36,6 +36,10 @@ impl Unrecorded {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub(super) fn len(&self) -> usize {
+        self.state().records.len()
+    }
+
     /// Keeps a finished attempt's result until a batch takes it.
     pub(super) fn hand_over(&self, record: AttemptRecord) {
         self.state().records.push(record);

@@ -143,6 +143,7 @@ async fn a_claim_fans_out_and_takes_no_more_than_the_node_has_room_for() {
         .await
         .expect("claim");
     assert_eq!((work.fanned_out, work.deliveries.len()), (5, 1));
+    assert!(work.due_left, "four more are due");
     // One in flight, two at most per webhook: one more.
     let more = claim(
         store.as_ref(),
@@ -150,12 +151,15 @@ async fn a_claim_fans_out_and_takes_no_more_than_the_node_has_room_for() {
     )
     .await;
     assert_eq!(more.len(), 1);
-    let none = claim(
-        store.as_ref(),
-        &request("a", now, 10, &[(webhook.as_uuid(), 2)]),
-    )
-    .await;
-    assert!(none.is_empty(), "the webhook is at its limit");
+    let none = store
+        .claim(&request("a", now, 10, &[(webhook.as_uuid(), 2)]))
+        .await
+        .expect("claim");
+    assert!(none.deliveries.is_empty(), "the webhook is at its limit");
+    assert!(
+        none.due_left,
+        "three are due, held back by the webhook's limit"
+    );
     let queue = store.queue_depth().await.expect("depth");
     assert_eq!(
         (queue.pending_events, queue.queued, queue.in_flight),
@@ -169,7 +173,8 @@ async fn a_publish_claims_in_its_own_commit_on_sqlite_and_leaves_it_to_the_dispa
         return;
     };
     let webhook = webhook(store.as_ref()).await;
-    // A result waiting to be written, from an earlier claim: a publish's claim writes it.
+    // A result waiting to be written, from an earlier claim: a publish's claim leaves it to
+    // the dispatcher, which gathers results into writes of their own.
     store
         .publish_events(vec![new_event("{}")])
         .await
@@ -185,17 +190,25 @@ async fn a_publish_claims_in_its_own_commit_on_sqlite_and_leaves_it_to_the_dispa
     let claimed = match super::BACKEND {
         super::Backend::Sqlite => {
             let work = work.expect("SQLite claims in the publishing commit");
-            assert_eq!((work.fanned_out, work.recorded), (1, 1));
+            assert_eq!(work.fanned_out, 1);
+            assert!(!work.due_left, "the claim took every due delivery");
+            assert_eq!(store.results_waiting(), 1);
             assert_eq!(
                 status_of(store.as_ref(), &earlier[0]).await,
-                EventStatus::Completed
+                EventStatus::Processing
             );
+            store.flush_results().await.expect("results written");
             work.deliveries
         }
         super::Backend::Postgres => {
             assert!(
                 work.is_none(),
                 "PostgreSQL's dispatchers claim on notification"
+            );
+            assert_eq!(
+                store.results_waiting(),
+                0,
+                "its recorder writes them itself"
             );
             store.flush_results().await.expect("results written");
             claim(store.as_ref(), &request("a", now_ms(), 10, &[])).await
@@ -209,6 +222,10 @@ async fn a_publish_claims_in_its_own_commit_on_sqlite_and_leaves_it_to_the_dispa
     assert_eq!(
         status_of(store.as_ref(), &claimed[0]).await,
         EventStatus::Processing
+    );
+    assert_eq!(
+        status_of(store.as_ref(), &earlier[0]).await,
+        EventStatus::Completed
     );
     let queue = store.queue_depth().await.expect("depth");
     assert_eq!(

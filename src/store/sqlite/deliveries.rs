@@ -2,6 +2,7 @@
 //! Every statement here runs on the single writer connection, so a tick's fan-out and claim
 //! see each other and no two claims can take the same row.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -115,19 +116,23 @@ const QUEUED_WEBHOOKS: &str = concat!(
 );
 
 /// Claims due deliveries within the request's capacity: the ready webhooks' due
-/// deliveries, up to each one's quota, then those the node may take, under a lease.
+/// deliveries, up to each one's quota, then those the node may take, under a lease. Also
+/// says whether due deliveries were left for want of room ([`ClaimedWork::due_left`]).
 async fn claim_due(
     tx: &mut Transaction<'_, Sqlite>,
     request: &ClaimRequest,
-) -> StoreResult<Vec<ClaimedDelivery>> {
+) -> StoreResult<(Vec<ClaimedDelivery>, bool)> {
     let now = request.now_ms;
     let queued: Vec<(String, i64, String)> =
         sqlx::query_as(QUEUED_WEBHOOKS).fetch_all(&mut **tx).await?;
+    let due_webhooks = queued.iter().filter(|(_, due, _)| *due <= now).count();
     let capacity = &request.capacity;
     let ready = capacity.webhooks_ready(queued, now);
+    let held_back = ready.len() < due_webhooks;
     if ready.is_empty() || capacity.limit == 0 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), held_back || !ready.is_empty()));
     }
+    let quota = capacity.per_webhook_quota(ready.len());
     let candidates: Vec<Candidate> = sqlx::query_as(
         "SELECT d.id, d.event_seq, w.id AS webhook_id, w.tenant, d.attempts, d.cycle, \
          e.event_id, e.event_type, e.user_id, e.occurred_at, e.payload, e.created_at, \
@@ -143,10 +148,21 @@ async fn claim_due(
     )
     .bind(json_list(&ready))
     .bind(now)
-    .bind(capacity.per_webhook_quota(ready.len()) as i64)
+    .bind(quota as i64)
     .fetch_all(&mut **tx)
     .await?;
+    // A webhook that filled its quota may have more due; candidates beyond the node's or a
+    // tenant's limit were read and not taken.
+    let mut per_webhook: HashMap<&str, usize> = HashMap::new();
+    for candidate in &candidates {
+        *per_webhook
+            .entry(candidate.webhook_id.as_str())
+            .or_default() += 1;
+    }
+    let quota_filled = per_webhook.values().any(|&read| read >= quota);
+    let read = candidates.len();
     let deliveries = take_within(candidates, capacity)?;
+    let due_left = held_back || quota_filled || deliveries.len() < read;
     if !deliveries.is_empty() {
         let ids: Vec<i64> = deliveries.iter().map(|d| d.delivery_id).collect();
         sqlx::query(
@@ -160,7 +176,7 @@ async fn claim_due(
         .execute(&mut **tx)
         .await?;
     }
-    Ok(deliveries)
+    Ok((deliveries, due_left))
 }
 
 impl SqliteStore {
@@ -200,11 +216,11 @@ impl SqliteStore {
             .await?;
             self.leases_checked_at.store(now, Ordering::Relaxed);
         }
-        let deliveries = claim_due(tx, request).await?;
+        let (deliveries, due_left) = claim_due(tx, request).await?;
         Ok(ClaimedWork {
             fanned_out,
             deliveries,
-            recorded: finished.len(),
+            due_left,
         })
     }
 }
@@ -220,6 +236,10 @@ impl DeliveryStore for SqliteStore {
 
     fn record_result(&self, result: AttemptRecord) {
         self.unrecorded.hand_over(result);
+    }
+
+    fn results_waiting(&self) -> usize {
+        self.unrecorded.len()
     }
 
     async fn flush_results(&self) -> StoreResult<()> {

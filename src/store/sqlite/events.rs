@@ -16,33 +16,18 @@ use crate::store::rows::{
 };
 use crate::store::sql;
 use crate::store::{
-    AttemptRecord, ClaimRequest, ClaimedWork, DeliveryLog, DirectPublishOutcome, Event, EventPage,
-    EventQuery, EventStore, MAX_EVENT_LOGS, NewEvent, PublishFailure, PublishOutcome, RetryOutcome,
-    StoreError, StoreResult, pending_event,
+    ClaimRequest, ClaimedWork, DeliveryLog, DirectPublishOutcome, Event, EventPage, EventQuery,
+    EventStore, MAX_EVENT_LOGS, NewEvent, PublishFailure, PublishOutcome, RetryOutcome, StoreError,
+    StoreResult, pending_event,
 };
 
 impl SqliteStore {
-    /// Stores `events` in one transaction, with the claim `claim` if given (taking the
-    /// results waiting to be written); see [`EventStore::publish_and_claim`].
+    /// Stores `events` in one transaction, with the claim `claim` if given; see
+    /// [`EventStore::publish_and_claim`].
     async fn store_events(
         &self,
         events: &[NewEvent],
         claim: Option<&ClaimRequest>,
-    ) -> StoreResult<(Published, Option<ClaimedWork>)> {
-        if claim.is_none() {
-            return self.store_and_claim(events, None, &[]).await;
-        }
-        let finished = self.unrecorded.take();
-        let outcome = self.store_and_claim(events, claim, &finished).await;
-        self.unrecorded.settle(finished, &outcome);
-        outcome
-    }
-
-    async fn store_and_claim(
-        &self,
-        events: &[NewEvent],
-        claim: Option<&ClaimRequest>,
-        finished: &[AttemptRecord],
     ) -> StoreResult<(Published, Option<ClaimedWork>)> {
         let mut tx = self.write_transaction(Commit::Durable).await?;
         let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant.as_str()).collect();
@@ -77,7 +62,7 @@ impl SqliteStore {
                 .or_insert_with(|| pending_event(first.clone(), facts.created_at));
         }
         let work = match claim {
-            Some(request) => Some(self.claim_in(&mut tx, request, finished).await?),
+            Some(request) => Some(self.claim_in(&mut tx, request, &[]).await?),
             None => None,
         };
         tx.commit().await?;
@@ -303,8 +288,10 @@ impl EventStore for SqliteStore {
     }
 
     /// The claim runs after the inserts, in the publish's transaction: it fans the new
-    /// events out and may claim them at once, and it writes the results waiting, as a
-    /// dispatcher's claim would, with the fsync the publish pays anyway.
+    /// events out and may claim them at once. It leaves the results waiting to the
+    /// dispatcher, which gathers them for a few milliseconds into one write: carried by
+    /// each publishing commit, they lengthened it (first-attempt p50 at 300 events/s rose
+    /// by 0.4 ms) and saved less.
     async fn publish_and_claim(
         &self,
         events: Vec<NewEvent>,

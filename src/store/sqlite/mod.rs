@@ -102,9 +102,12 @@ impl SqliteStore {
             .busy_timeout(busy_timeout)
             .row_buffer_size(ROW_BUFFER_ROWS)
             .statement_cache_capacity(STATEMENT_CACHE);
+        // A connection to a file does not go stale, and sqlx's check before handing one out
+        // is a round trip to its worker thread: a share of every transaction at a steady rate.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .test_before_acquire(false)
             .connect_with(
                 options
                     .clone()
@@ -115,10 +118,12 @@ impl SqliteStore {
             .await?;
         let checkpointer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
         Ok(SqliteStore {
